@@ -1,0 +1,324 @@
+/*
+ * memory-backend-blowfish: a host memory backend whose RAM is managed by the Blowfish engine
+ * (backend/bf-engine.h), which moves cold guest pages to a remote memory pool and brings them
+ * back on fault. This file is the QEMU side of it: the QOM type and its properties, the
+ * RAM block, and the refusals of everything that would bypass or fight the engine's
+ * userfaultfd (preallocation, locked or pinned RAM, RAM shared with other processes,
+ * confidential guests, postcopy, background snapshots, CPR).
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qemu/madvise.h"
+#include "qapi/error.h"
+#include "qapi/visitor.h"
+#include "qom/object_interfaces.h"
+#include "exec/memory.h"
+#include "system/system.h"
+#include "migration/blocker.h"
+#include "migration/misc.h"
+#include "migration/options.h"
+#include "migration/postcopy-ram.h"
+#include "blowfish.h"
+#include "trace.h"
+#include "../backend/bf-engine.h"
+
+struct HostMemoryBackendBlowfish {
+    HostMemoryBackend parent_obj;
+
+    char *pool;
+    uint64_t local_limit;          /* 0 until set: the backend's size */
+
+    BfEngine *engine;
+    bool discard_required;         /* holds ram_block_discard_require(true) */
+    Error *cpr_blocker;
+    NotifierWithReturn postcopy_notifier;
+    NotifierWithReturn migration_notifier;
+};
+
+static const char *blowfish_id(HostMemoryBackendBlowfish *bf)
+{
+    return object_get_canonical_path_component(OBJECT(bf));
+}
+
+static void blowfish_set_engine_error(HostMemoryBackendBlowfish *bf, GError *gerr,
+                                      Error **errp)
+{
+    error_setg(errp, "memory-backend-blowfish '%s': %s", blowfish_id(bf), gerr->message);
+    g_error_free(gerr);
+}
+
+/* Postcopy registers its own userfaultfd on guest RAM: it cannot coexist with ours. */
+static int blowfish_postcopy_notify(NotifierWithReturn *notifier, void *data, Error **errp)
+{
+    HostMemoryBackendBlowfish *bf = container_of(notifier, HostMemoryBackendBlowfish,
+                                                 postcopy_notifier);
+    struct PostcopyNotifyData *pnd = data;
+
+    if (pnd->reason == POSTCOPY_NOTIFY_PROBE) {
+        error_setg(errp, "memory-backend-blowfish '%s' does not support postcopy: its "
+                   "guest RAM is already served by Blowfish's userfaultfd", blowfish_id(bf));
+        return -EBUSY;
+    }
+    return 0;
+}
+
+/* Background snapshots write-protect guest RAM with their own userfaultfd: likewise. */
+static int blowfish_migration_notify(NotifierWithReturn *notifier, MigrationEvent *e,
+                                     Error **errp)
+{
+    HostMemoryBackendBlowfish *bf = container_of(notifier, HostMemoryBackendBlowfish,
+                                                 migration_notifier);
+
+    if (e->type == MIG_EVENT_PRECOPY_SETUP && migrate_background_snapshot()) {
+        error_setg(errp, "memory-backend-blowfish '%s' does not support "
+                   "background-snapshot: its guest RAM is already tracked by Blowfish's "
+                   "userfaultfd", blowfish_id(bf));
+        return -EBUSY;
+    }
+    return 0;
+}
+
+/* Everything that cannot work with an engine-managed RAM, named in the error. */
+static bool blowfish_check_compatible(HostMemoryBackendBlowfish *bf, Error **errp)
+{
+    HostMemoryBackend *backend = MEMORY_BACKEND(bf);
+    const char *id = blowfish_id(bf);
+
+    if (backend->prealloc) {
+        error_setg(errp, "memory-backend-blowfish '%s': prealloc=on is not supported: "
+                   "preallocation makes all guest RAM resident, which defeats overcommit",
+                   id);
+        return false;
+    }
+    if (backend->share) {
+        error_setg(errp, "memory-backend-blowfish '%s': share=on is not supported: "
+                   "another process mapping guest RAM (vhost-user, ...) would bypass "
+                   "Blowfish and read evicted pages as zeroes", id);
+        return false;
+    }
+    if (backend->guest_memfd) {
+        error_setg(errp, "memory-backend-blowfish '%s' cannot back a confidential guest: "
+                   "guest_memfd memory cannot be tracked with userfaultfd", id);
+        return false;
+    }
+    if (should_mlock(mlock_state)) {
+        error_setg(errp, "memory-backend-blowfish '%s' cannot be used with "
+                   "-overcommit mem-lock=on: locked guest RAM cannot be evicted", id);
+        return false;
+    }
+    return true;
+}
+
+static bool blowfish_memory_alloc(HostMemoryBackend *backend, Error **errp)
+{
+    HostMemoryBackendBlowfish *bf = MEMORY_BACKEND_BLOWFISH(backend);
+    g_autofree char *name = host_memory_backend_get_name(backend);
+    BfEngineConfig config = {
+        .name = blowfish_id(bf),
+        .size = backend->size,
+        .local_limit = bf->local_limit,
+        .pool = bf->pool,
+    };
+    GError *gerr = NULL;
+    void *ram;
+
+    if (!backend->size) {
+        error_setg(errp, "can't create backend with size 0");
+        return false;
+    }
+    if (!blowfish_check_compatible(bf, errp)) {
+        return false;
+    }
+    /* Devices that pin guest RAM (VFIO, vDPA, ...) now fail to realize, and vice versa. */
+    if (ram_block_discard_require(true)) {
+        error_setg(errp, "memory-backend-blowfish '%s' cannot be used while a device "
+                   "pins guest RAM (VFIO, vhost-vdpa, ...): pinned pages cannot be evicted",
+                   config.name);
+        return false;
+    }
+    bf->discard_required = true;
+
+    bf->engine = bf_engine_new(&config, &gerr);
+    if (!bf->engine) {
+        blowfish_set_engine_error(bf, gerr, errp);
+        return false;
+    }
+
+    /*
+     * QEMU sees plain RAM at a host address: only the engine knows the memfd behind it, so
+     * no other process can map it and only the engine ever drops a page from it.
+     */
+    ram = bf_engine_guest_ram(bf->engine);
+    memory_region_init_ram_ptr(&backend->mr, OBJECT(backend), name, backend->size, ram);
+    /* Memory devices (pc-dimm) place and size-check the region by this; 0 would divide. */
+    backend->mr.align = BF_PAGE_SIZE;
+    /* ram_block_add() asked for transparent huge pages; the engine works in 4 KiB. */
+    qemu_madvise(ram, backend->size, QEMU_MADV_NOHUGEPAGE);
+
+    error_setg(&bf->cpr_blocker, "memory-backend-blowfish '%s' does not support CPR: part "
+               "of its guest RAM lives in the memory pool, not in memory QEMU can hand over",
+               config.name);
+    if (migrate_add_blocker_modes(&bf->cpr_blocker, errp, MIG_MODE_CPR_REBOOT,
+                                  MIG_MODE_CPR_TRANSFER, -1) < 0) {
+        return false;
+    }
+    bf->postcopy_notifier.notify = blowfish_postcopy_notify;
+    postcopy_add_notifier(&bf->postcopy_notifier);
+    migration_add_notifier(&bf->migration_notifier, blowfish_migration_notify);
+
+    trace_blowfish_backend_created(config.name, backend->size,
+                                   bf->local_limit ? bf->local_limit : backend->size,
+                                   bf->pool ? bf->pool : "");
+    return true;
+}
+
+static char *blowfish_get_pool(Object *obj, Error **errp)
+{
+    return g_strdup(MEMORY_BACKEND_BLOWFISH(obj)->pool);
+}
+
+static void blowfish_set_pool(Object *obj, const char *value, Error **errp)
+{
+    HostMemoryBackendBlowfish *bf = MEMORY_BACKEND_BLOWFISH(obj);
+
+    if (host_memory_backend_mr_inited(MEMORY_BACKEND(obj))) {
+        error_setg(errp, "cannot change property 'pool' of memory-backend-blowfish '%s' "
+                   "after creation", blowfish_id(bf));
+        return;
+    }
+    g_free(bf->pool);
+    bf->pool = g_strdup(value);
+}
+
+static void blowfish_get_local_limit(Object *obj, Visitor *v, const char *name,
+                                     void *opaque, Error **errp)
+{
+    HostMemoryBackendBlowfish *bf = MEMORY_BACKEND_BLOWFISH(obj);
+    uint64_t value = bf->local_limit ? bf->local_limit : MEMORY_BACKEND(obj)->size;
+
+    visit_type_size(v, name, &value, errp);
+}
+
+static void blowfish_set_local_limit(Object *obj, Visitor *v, const char *name,
+                                     void *opaque, Error **errp)
+{
+    HostMemoryBackendBlowfish *bf = MEMORY_BACKEND_BLOWFISH(obj);
+    uint64_t value;
+
+    if (!visit_type_size(v, name, &value, errp)) {
+        return;
+    }
+    if (!value) {
+        error_setg(errp, "memory-backend-blowfish '%s': local-limit must not be 0",
+                   blowfish_id(bf));
+        return;
+    }
+    if (bf->engine) {
+        blowfish_backend_set_local_limit(bf, value, errp);
+        return;
+    }
+    /* Checked against size and pool when the backend is created. */
+    bf->local_limit = value;
+}
+
+bool blowfish_backend_set_local_limit(HostMemoryBackendBlowfish *bf, uint64_t local_limit,
+                                      Error **errp)
+{
+    GError *gerr = NULL;
+
+    if (!bf->engine) {
+        error_setg(errp, "memory-backend-blowfish '%s' is not created yet", blowfish_id(bf));
+        return false;
+    }
+    if (!bf_engine_set_local_limit(bf->engine, local_limit, &gerr)) {
+        blowfish_set_engine_error(bf, gerr, errp);
+        return false;
+    }
+    bf->local_limit = local_limit;
+    trace_blowfish_set_local_limit(blowfish_id(bf), local_limit);
+    return true;
+}
+
+static const BlowfishPoolState blowfish_pool_states[] = {
+    [BF_POOL_NONE] = BLOWFISH_POOL_STATE_NONE,
+    [BF_POOL_CONNECTING] = BLOWFISH_POOL_STATE_CONNECTING,
+    [BF_POOL_CONNECTED] = BLOWFISH_POOL_STATE_CONNECTED,
+    [BF_POOL_UNREACHABLE] = BLOWFISH_POOL_STATE_UNREACHABLE,
+};
+
+BlowfishInfo *blowfish_backend_query(HostMemoryBackendBlowfish *bf)
+{
+    BlowfishInfo *info;
+    BfEngineStats stats;
+
+    if (!bf->engine) {
+        return NULL;
+    }
+    bf_engine_get_stats(bf->engine, &stats);
+
+    info = g_new0(BlowfishInfo, 1);
+    info->id = g_strdup(blowfish_id(bf));
+    info->size = stats.size;
+    info->local_limit = stats.local_limit;
+    info->resident = stats.resident;
+    info->remote = stats.remote;
+    info->free = stats.free;
+    info->faults = g_new0(BlowfishFaultCounts, 1);
+    info->faults->missing = stats.faults_missing;
+    info->faults->minor = stats.faults_minor;
+    info->faults->write_protect = stats.faults_wp;
+    info->pool = g_strdup(bf_engine_pool(bf->engine));
+    info->pool_state = blowfish_pool_states[stats.pool_state];
+    return info;
+}
+
+static void blowfish_instance_finalize(Object *obj)
+{
+    HostMemoryBackendBlowfish *bf = MEMORY_BACKEND_BLOWFISH(obj);
+
+    migration_remove_notifier(&bf->migration_notifier);
+    if (bf->postcopy_notifier.notify) {
+        postcopy_remove_notifier(&bf->postcopy_notifier);
+    }
+    migrate_del_blocker(&bf->cpr_blocker);
+    /* The RAM block is gone already: QOM deleted the memory region child first. */
+    bf_engine_free(bf->engine);
+    if (bf->discard_required) {
+        ram_block_discard_require(false);
+    }
+    g_free(bf->pool);
+}
+
+static void blowfish_class_init(ObjectClass *oc, void *data)
+{
+    HostMemoryBackendClass *bc = MEMORY_BACKEND_CLASS(oc);
+
+    bc->alloc = blowfish_memory_alloc;
+
+    object_class_property_add_str(oc, "pool", blowfish_get_pool, blowfish_set_pool);
+    object_class_property_set_description(oc, "pool",
+        "Address of the memory pool that holds evicted pages: tcp:HOST:PORT or "
+        "rdma:HOST:PORT (default: none, only free and zero pages are reclaimed)");
+    object_class_property_add(oc, "local-limit", "size", blowfish_get_local_limit,
+                              blowfish_set_local_limit, NULL, NULL);
+    object_class_property_set_description(oc, "local-limit",
+        "Most guest RAM kept in host memory, in bytes: a multiple of 4 KiB, at least "
+        "4 MiB; below size it needs a pool (default: size)");
+}
+
+static const TypeInfo blowfish_backend_info = {
+    .name = TYPE_MEMORY_BACKEND_BLOWFISH,
+    .parent = TYPE_MEMORY_BACKEND,
+    .instance_finalize = blowfish_instance_finalize,
+    .class_init = blowfish_class_init,
+    .instance_size = sizeof(HostMemoryBackendBlowfish),
+};
+
+static void blowfish_register_types(void)
+{
+    type_register_static(&blowfish_backend_info);
+}
+
+type_init(blowfish_register_types);

@@ -1,0 +1,21 @@
+/*
+ * memory-backend-blowfish: what the QMP/HMP handlers need from the backend object.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#ifndef HW_BLOWFISH_H
+#define HW_BLOWFISH_H
+
+#include "system/hostmem.h"
+#include "qapi/qapi-types-blowfish.h"
+
+#define TYPE_MEMORY_BACKEND_BLOWFISH "memory-backend-blowfish"
+OBJECT_DECLARE_SIMPLE_TYPE(HostMemoryBackendBlowfish, MEMORY_BACKEND_BLOWFISH)
+
+/* The backend's state for query-blowfish; NULL before the backend is complete. */
+BlowfishInfo *blowfish_backend_query(HostMemoryBackendBlowfish *bf);
+
+bool blowfish_backend_set_local_limit(HostMemoryBackendBlowfish *bf,
+                                      uint64_t local_limit, Error **errp);
+
+#endif

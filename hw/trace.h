@@ -1,0 +1,1 @@
+#include "trace/trace-blowfish_hw.h"
