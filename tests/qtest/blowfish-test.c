@@ -1,0 +1,649 @@
+/*
+ * QTest for memory-backend-blowfish: guest RAM written and read back through QEMU with the
+ * backend as machine RAM, NUMA node memory and pc-dimm; its properties and their errors;
+ * query-blowfish, blowfish-set-target and "info blowfish"; and every refusal this machine
+ * can provoke (prealloc, share, mem-lock, postcopy, background-snapshot, CPR, no
+ * userfaultfd permission).
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "libqtest.h"
+#include "qobject/qdict.h"
+#include "qobject/qjson.h"
+#include "qobject/qlist.h"
+#include "qapi/error.h"
+
+#define MiB (1024 * 1024)
+#define PAGE 4096
+
+/* A byte that depends on where it lives and on a seed, so that misplaced pages show. */
+static uint8_t pattern_byte(uint64_t addr, uint8_t seed)
+{
+    return (uint8_t)((addr >> 12) * 131 + (addr & 0xfff) * 7 + seed);
+}
+
+static void write_pattern(QTestState *qts, uint64_t base, size_t len, uint8_t seed)
+{
+    g_autofree uint8_t *buf = g_malloc(len);
+
+    for (size_t i = 0; i < len; i++) {
+        buf[i] = pattern_byte(base + i, seed);
+    }
+    qtest_bufwrite(qts, base, buf, len);
+}
+
+/* Reads [base, base + len) back and compares every byte. */
+static void check_pattern(QTestState *qts, uint64_t base, size_t len, uint8_t seed)
+{
+    g_autofree uint8_t *buf = g_malloc(len);
+
+    qtest_bufread(qts, base, buf, len);
+    for (size_t i = 0; i < len; i++) {
+        if (buf[i] != pattern_byte(base + i, seed)) {
+            g_test_message("guest RAM at 0x%" PRIx64 " reads 0x%02x, wrote 0x%02x",
+                           base + i, buf[i], pattern_byte(base + i, seed));
+            g_assert_not_reached();
+        }
+    }
+}
+
+/* Sends a QMP command that must succeed; returns the whole response (with "return"). */
+static QDict * G_GNUC_PRINTF(2, 3) qmp_ok(QTestState *qts, const char *fmt, ...)
+{
+    va_list ap;
+    QDict *rsp;
+
+    va_start(ap, fmt);
+    rsp = qtest_vqmp(qts, fmt, ap);
+    va_end(ap);
+    if (!qdict_haskey(rsp, "return")) {
+        g_test_message("QMP error: %s", qdict_get_str(qdict_get_qdict(rsp, "error"), "desc"));
+        g_assert_not_reached();
+    }
+    return rsp;
+}
+
+/* The query-blowfish entry of backend @id (a new reference), or NULL. */
+static QDict *query_backend(QTestState *qts, const char *id)
+{
+    QDict *rsp = qmp_ok(qts, "{'execute': 'query-blowfish'}");
+    QDict *found = NULL;
+
+    for (const QListEntry *e = qlist_first(qdict_get_qlist(rsp, "return")); e;
+         e = qlist_next(e)) {
+        QDict *info = qobject_to(QDict, qlist_entry_obj(e));
+
+        if (!strcmp(qdict_get_str(info, "id"), id)) {
+            found = info;
+            qobject_ref(found);
+        }
+    }
+    qobject_unref(rsp);
+    return found;
+}
+
+static size_t count_backends(QTestState *qts)
+{
+    QDict *rsp = qmp_ok(qts, "{'execute': 'query-blowfish'}");
+    size_t n = qlist_size(qdict_get_qlist(rsp, "return"));
+
+    qobject_unref(rsp);
+    return n;
+}
+
+static uint64_t fault_count(QDict *info, const char *kind)
+{
+    return qdict_get_int(qdict_get_qdict(info, "faults"), kind);
+}
+
+static void assert_contains(const char *haystack, const char *needle)
+{
+    if (!strstr(haystack, needle)) {
+        g_test_message("expected '%s' in: %s", needle, haystack);
+        g_assert_not_reached();
+    }
+}
+
+/* Sends a QMP command that must fail with an error containing @needle. */
+static void G_GNUC_PRINTF(3, 4)
+assert_qmp_error(QTestState *qts, const char *needle, const char *fmt, ...)
+{
+    va_list ap;
+    QDict *error;
+
+    va_start(ap, fmt);
+    error = qtest_vqmp_assert_failure_ref(qts, fmt, ap);
+    va_end(ap);
+    assert_contains(qdict_get_str(error, "desc"), needle);
+    qobject_unref(error);
+}
+
+/* Does QEMU process @pid have a thread named @name? */
+static bool has_thread(pid_t pid, const char *name)
+{
+    g_autofree char *dir_path = g_strdup_printf("/proc/%d/task", pid);
+    g_autoptr(GDir) dir = g_dir_open(dir_path, 0, NULL);
+    const char *tid;
+
+    g_assert_nonnull(dir);
+    while ((tid = g_dir_read_name(dir))) {
+        g_autofree char *comm_path = g_strdup_printf("%s/%s/comm", dir_path, tid);
+        g_autofree char *comm = NULL;
+
+        if (g_file_get_contents(comm_path, &comm, NULL, NULL) &&
+            !strcmp(g_strchomp(comm), name)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A new thread names itself once it runs: give it a few seconds. */
+static bool thread_appears(pid_t pid, const char *name)
+{
+    for (int i = 0; i < 500; i++) {
+        if (has_thread(pid, name)) {
+            return true;
+        }
+        g_usleep(10 * 1000);
+    }
+    return false;
+}
+
+/*
+ * Runs QEMU to completion (for startup errors and help), optionally through @wrapper
+ * (a NULL-terminated command prefix). Returns the wait status; stdout and stderr in *out, *err.
+ */
+static int run_qemu(const char *const *wrapper, const char *args, char **out, char **err)
+{
+    g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func(g_free);
+    g_auto(GStrv) split = NULL;
+    g_autoptr(GError) gerr = NULL;
+    int status;
+
+    for (; wrapper && *wrapper; wrapper++) {
+        g_ptr_array_add(argv, g_strdup(*wrapper));
+    }
+    g_ptr_array_add(argv, g_strdup(g_getenv("QTEST_QEMU_BINARY")));
+    g_assert_true(g_shell_parse_argv(args, NULL, &split, NULL));
+    for (char **a = split; *a; a++) {
+        g_ptr_array_add(argv, g_strdup(*a));
+    }
+    g_ptr_array_add(argv, NULL);
+    if (!g_spawn_sync(NULL, (char **)argv->pdata, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
+                      out, err, &status, &gerr)) {
+        g_test_message("cannot run QEMU: %s", gerr->message);
+        g_assert_not_reached();
+    }
+    return status;
+}
+
+static bool exited_ok(int wait_status)
+{
+    return WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0;
+}
+
+/* QEMU started with @args must exit with an error containing @needle. */
+static void assert_startup_error(const char *args, const char *needle)
+{
+    g_autofree char *out = NULL, *err = NULL;
+    int status = run_qemu(NULL, args, &out, &err);
+
+    g_assert_false(exited_ok(status));
+    assert_contains(err, needle);
+}
+
+/* The backend as the machine's RAM: every byte written reads back, and faults are counted. */
+static void test_machine_ram(void)
+{
+    QTestState *qts = qtest_init("-machine pc,memory-backend=mem0 -m 128M "
+                                 "-object memory-backend-blowfish,id=mem0,size=128M");
+    const uint64_t base = 16 * MiB, len = 8 * MiB;
+    QDict *info;
+
+    write_pattern(qts, base, len, 1);
+    check_pattern(qts, base, len, 1);
+    /* Page-crossing small writes as well. */
+    qtest_writeq(qts, base + PAGE - 4, 0x0123456789abcdefULL);
+    g_assert_cmphex(qtest_readq(qts, base + PAGE - 4), ==, 0x0123456789abcdefULL);
+
+    info = query_backend(qts, "mem0");
+    g_assert_nonnull(info);
+    g_assert_cmpuint(qdict_get_int(info, "size"), ==, 128 * MiB);
+    g_assert_cmpuint(qdict_get_int(info, "local-limit"), ==, 128 * MiB);
+    g_assert_cmpuint(qdict_get_int(info, "resident"), >=, len);
+    g_assert_cmpuint(qdict_get_int(info, "resident"), <=, 128 * MiB);
+    g_assert_cmpuint(qdict_get_int(info, "remote"), ==, 0);
+    g_assert_cmpuint(qdict_get_int(info, "free"), ==, 0);
+    g_assert_cmpuint(fault_count(info, "missing"), >=, len / PAGE);
+    g_assert_false(qdict_haskey(info, "pool"));
+    g_assert_cmpstr(qdict_get_str(info, "pool-state"), ==, "none");
+    qobject_unref(info);
+
+    g_assert_true(thread_appears(qtest_pid(qts), "bf-fault-mem0"));
+    qtest_quit(qts);
+}
+
+/* Two backends as the memory of two NUMA nodes. */
+static void test_numa_memdev(void)
+{
+    QTestState *qts = qtest_init("-machine pc -m 128M "
+                                 "-object memory-backend-blowfish,id=node0,size=64M "
+                                 "-object memory-backend-blowfish,id=node1,size=64M "
+                                 "-numa node,nodeid=0,memdev=node0 "
+                                 "-numa node,nodeid=1,memdev=node1");
+    QDict *n0, *n1;
+
+    write_pattern(qts, 8 * MiB, 2 * MiB, 2);       /* node 0 */
+    write_pattern(qts, 96 * MiB, 4 * MiB, 3);      /* node 1 */
+    check_pattern(qts, 8 * MiB, 2 * MiB, 2);
+    check_pattern(qts, 96 * MiB, 4 * MiB, 3);
+
+    g_assert_cmpuint(count_backends(qts), ==, 2);
+    n0 = query_backend(qts, "node0");
+    n1 = query_backend(qts, "node1");
+    g_assert_cmpuint(fault_count(n0, "missing"), >=, 2 * MiB / PAGE);
+    g_assert_cmpuint(fault_count(n1, "missing"), >=, 4 * MiB / PAGE);
+    g_assert_cmpuint(fault_count(n1, "missing"), <, fault_count(n0, "missing") +
+                     4 * MiB / PAGE + 64);
+    qobject_unref(n0);
+    qobject_unref(n1);
+    qtest_quit(qts);
+}
+
+/* A backend behind a pc-dimm, at the address QEMU gives it. */
+static void test_pc_dimm(void)
+{
+    QTestState *qts = qtest_init("-machine pc -m 128M,slots=2,maxmem=1G "
+                                 "-object memory-backend-blowfish,id=dimm-mem,size=128M "
+                                 "-device pc-dimm,id=dimm0,memdev=dimm-mem");
+    QDict *rsp = qmp_ok(qts, "{'execute': 'query-memory-devices'}");
+    QList *devices = qdict_get_qlist(rsp, "return");
+    QDict *dimm, *info;
+    uint64_t addr;
+
+    g_assert_cmpuint(qlist_size(devices), ==, 1);
+    dimm = qdict_get_qdict(qobject_to(QDict, qlist_peek(devices)), "data");
+    g_assert_cmpstr(qdict_get_str(dimm, "memdev"), ==, "/objects/dimm-mem");
+    addr = qdict_get_int(dimm, "addr");
+    qobject_unref(rsp);
+
+    write_pattern(qts, addr + 100 * MiB, 3 * MiB, 4);
+    check_pattern(qts, addr + 100 * MiB, 3 * MiB, 4);
+    info = query_backend(qts, "dimm-mem");
+    g_assert_cmpuint(fault_count(info, "missing"), >=, 3 * MiB / PAGE);
+    g_assert_cmpuint(qdict_get_int(info, "resident"), >=, 3 * MiB);
+    qobject_unref(info);
+
+    /* A backend in use cannot be deleted. */
+    assert_qmp_error(qts, "is in use, can not be deleted",
+                     "{'execute': 'object-del', 'arguments': {'id': 'dimm-mem'}}");
+    qtest_quit(qts);
+}
+
+/* object-add starts a backend and its fault thread; object-del stops both. */
+static void test_hotplug_object(void)
+{
+    QTestState *qts = qtest_init("-machine pc -m 128M");
+    pid_t pid = qtest_pid(qts);
+    QDict *info;
+
+    g_assert_cmpuint(count_backends(qts), ==, 0);
+    qtest_qmp_assert_success(qts, "{'execute': 'object-add', 'arguments': "
+                             "{'qom-type': 'memory-backend-blowfish', 'id': 'hot',"
+                             " 'size': %d, 'pool': 'tcp:127.0.0.1:7780',"
+                             " 'local-limit': %d}}", 64 * MiB, 16 * MiB);
+    info = query_backend(qts, "hot");
+    g_assert_nonnull(info);
+    g_assert_cmpuint(qdict_get_int(info, "size"), ==, 64 * MiB);
+    g_assert_cmpuint(qdict_get_int(info, "local-limit"), ==, 16 * MiB);
+    g_assert_cmpstr(qdict_get_str(info, "pool"), ==, "tcp:127.0.0.1:7780");
+    g_assert_cmpstr(qdict_get_str(info, "pool-state"), !=, "none");
+    qobject_unref(info);
+    g_assert_true(thread_appears(pid, "bf-fault-hot"));
+
+    qtest_qmp_assert_success(qts, "{'execute': 'object-del', 'arguments': {'id': 'hot'}}");
+    g_assert_cmpuint(count_backends(qts), ==, 0);
+    g_assert_false(has_thread(pid, "bf-fault-hot"));
+    qtest_quit(qts);
+}
+
+/* qom-get/qom-set and blowfish-set-target agree with query-blowfish. */
+static void test_set_target(void)
+{
+    QTestState *qts = qtest_init("-machine pc,memory-backend=mem0 -m 128M "
+                                 "-object memory-backend-blowfish,id=mem0,size=128M,"
+                                 "pool=tcp:[::1]:7780,local-limit=96M "
+                                 "-object memory-backend-ram,id=plain,size=4M");
+    QDict *info, *rsp;
+
+    qtest_qmp_assert_success(qts, "{'execute': 'blowfish-set-target', 'arguments':"
+                             " {'id': 'mem0', 'local-limit': %d}}", 32 * MiB);
+    info = query_backend(qts, "mem0");
+    g_assert_cmpuint(qdict_get_int(info, "local-limit"), ==, 32 * MiB);
+    g_assert_cmpstr(qdict_get_str(info, "pool"), ==, "tcp:[::1]:7780");
+    qobject_unref(info);
+
+    rsp = qmp_ok(qts, "{'execute': 'qom-get', 'arguments':"
+                 " {'path': '/objects/mem0', 'property': 'local-limit'}}");
+    g_assert_cmpuint(qdict_get_int(rsp, "return"), ==, 32 * MiB);
+    qobject_unref(rsp);
+    qtest_qmp_assert_success(qts, "{'execute': 'qom-set', 'arguments': {'path': "
+                             "'/objects/mem0', 'property': 'local-limit', 'value': %d}}",
+                             128 * MiB);
+    info = query_backend(qts, "mem0");
+    g_assert_cmpuint(qdict_get_int(info, "local-limit"), ==, 128 * MiB);
+    qobject_unref(info);
+
+    assert_qmp_error(qts, "no object with id 'nosuch'", "{'execute': 'blowfish-set-target',"
+                     " 'arguments': {'id': 'nosuch', 'local-limit': %d}}", 32 * MiB);
+    assert_qmp_error(qts, "not a memory-backend-blowfish", "{'execute': "
+                     "'blowfish-set-target', 'arguments': {'id': 'plain', 'local-limit': %d}}",
+                     32 * MiB);
+    assert_qmp_error(qts, "larger than size", "{'execute': 'blowfish-set-target',"
+                     " 'arguments': {'id': 'mem0', 'local-limit': %d}}", 256 * MiB);
+    assert_qmp_error(qts, "not a multiple of 4 KiB", "{'execute': 'blowfish-set-target',"
+                     " 'arguments': {'id': 'mem0', 'local-limit': %d}}", 32 * MiB + 1);
+    assert_qmp_error(qts, "below the minimum", "{'execute': 'blowfish-set-target',"
+                     " 'arguments': {'id': 'mem0', 'local-limit': %d}}", 4096);
+    assert_qmp_error(qts, "below the minimum", "{'execute': 'blowfish-set-target',"
+                     " 'arguments': {'id': 'mem0', 'local-limit': 0}}");
+    info = query_backend(qts, "mem0");
+    g_assert_cmpuint(qdict_get_int(info, "local-limit"), ==, 128 * MiB);
+    qobject_unref(info);
+    qtest_quit(qts);
+}
+
+static void test_hmp_info(void)
+{
+    QTestState *qts = qtest_init("-machine pc -m 128M");
+    g_autofree char *none = qtest_hmp(qts, "info blowfish");
+    g_autofree char *one = NULL;
+
+    assert_contains(none, "No memory-backend-blowfish objects");
+    qtest_qmp_assert_success(qts, "{'execute': 'object-add', 'arguments': "
+                             "{'qom-type': 'memory-backend-blowfish', 'id': 'm1',"
+                             " 'size': %d}}", 8 * MiB);
+    one = qtest_hmp(qts, "info blowfish");
+    assert_contains(one, "memory-backend-blowfish m1");
+    assert_contains(one, "size:        8388608 (8 MiB)");
+    assert_contains(one, "resident:");
+    assert_contains(one, "pool:        none (none)");
+    qtest_quit(qts);
+}
+
+/* Each bad property value is refused with an error that names it. */
+static void test_property_errors(void)
+{
+    static const struct {
+        const char *props;
+        const char *error;
+    } cases[] = {
+        { "'size': 1000001", "not a positive multiple of 4 KiB" },
+        { "'size': 67108864, 'pool': 'udp:1.2.3.4:5'", "unknown transport" },
+        { "'size': 67108864, 'pool': 'tcp:host'", "no port" },
+        { "'size': 67108864, 'pool': 'tcp:host:0'", "port must be a number" },
+        { "'size': 67108864, 'pool': 'tcp:host:70000'", "port must be a number" },
+        { "'size': 67108864, 'pool': 'tcp::::1:80'", "IPv6 addresses must be in brackets" },
+        { "'size': 67108864, 'pool': 'tcp:h:1', 'local-limit': 134217728",
+          "larger than size" },
+        { "'size': 67108864, 'pool': 'tcp:h:1', 'local-limit': 16777217",
+          "not a multiple of 4 KiB" },
+        { "'size': 67108864, 'pool': 'tcp:h:1', 'local-limit': 1048576",
+          "below the minimum" },
+        { "'size': 67108864, 'local-limit': 16777216", "needs a memory pool" },
+        { "'size': 67108864, 'local-limit': 0", "must not be 0" },
+        { "'size': 67108864, 'prealloc': true", "prealloc=on is not supported" },
+        { "'size': 67108864, 'share': true", "share=on is not supported" },
+        { "'size': 67108864, 'hugetlb': true", "hugetlb" },
+    };
+    QTestState *qts = qtest_init("-machine pc -m 128M");
+
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autofree char *json = g_strdup_printf("{%s}", cases[i].props);
+        QDict *args = qobject_to(QDict, qobject_from_json(json, &error_abort));
+
+        qdict_put_str(args, "qom-type", "memory-backend-blowfish");
+        qdict_put_str(args, "id", "bad");
+        assert_qmp_error(qts, cases[i].error,
+                         "{'execute': 'object-add', 'arguments': %p}", args);
+    }
+    /* Nothing half-made stays behind. */
+    g_assert_cmpuint(count_backends(qts), ==, 0);
+    qtest_quit(qts);
+}
+
+static void test_help(void)
+{
+    g_autofree char *out = NULL, *err = NULL;
+    int status = run_qemu(NULL, "-object memory-backend-blowfish,help", &out, &err);
+
+    g_assert_true(exited_ok(status));
+    assert_contains(out, "memory-backend-blowfish options:");
+    assert_contains(out, "pool=<string>");
+    assert_contains(out, "Address of the memory pool");
+    assert_contains(out, "local-limit=<size>");
+    assert_contains(out, "Most guest RAM kept in host memory");
+    assert_contains(out, "size=<int>");
+}
+
+static void test_refuse_at_startup(void)
+{
+    assert_startup_error("-M none -object memory-backend-blowfish,id=m,size=64M,prealloc=on",
+                         "prealloc=on is not supported");
+    assert_startup_error("-M none -overcommit mem-lock=on "
+                         "-object memory-backend-blowfish,id=m,size=64M",
+                         "-overcommit mem-lock=on");
+    assert_startup_error("-M none -object memory-backend-blowfish,id=m,size=64M,"
+                         "local-limit=8M", "needs a memory pool");
+}
+
+/* Without userfaultfd permission, the error says what to grant. */
+static void test_refuse_no_userfaultfd(void)
+{
+    static const char *const as_nobody[] = {
+        "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", NULL
+    };
+    g_autofree char *sysctl = NULL, *out = NULL, *err = NULL;
+    int status;
+
+    if (geteuid() != 0) {
+        g_test_skip("needs root to run QEMU as an unprivileged user");
+        return;
+    }
+    if (g_file_get_contents("/proc/sys/vm/unprivileged_userfaultfd", &sysctl, NULL, NULL) &&
+        sysctl[0] == '1') {
+        g_test_skip("vm.unprivileged_userfaultfd=1: every user may use userfaultfd");
+        return;
+    }
+    if (!access("/dev/userfaultfd", F_OK) && !system("setpriv --reuid=65534 -- "
+                                                     "test -w /dev/userfaultfd")) {
+        g_test_skip("/dev/userfaultfd is writable by nobody");
+        return;
+    }
+    status = run_qemu(as_nobody, "-M none -object memory-backend-blowfish,id=m,size=64M",
+                      &out, &err);
+    g_assert_false(exited_ok(status));
+    assert_contains(err, "memory-backend-blowfish 'm': userfaultfd is not permitted");
+    assert_contains(err, "/dev/userfaultfd");
+    assert_contains(err, "vm.unprivileged_userfaultfd=1");
+}
+
+/* A vhost-user device cannot reach Blowfish's RAM: its realize fails, naming the backend. */
+static void test_refuse_vhost_user(void)
+{
+    const char *server = g_getenv("BLOWFISH_VHOST_USER_BLK");
+    g_autofree char *dir = g_dir_make_tmp("blowfish-vhost-XXXXXX", NULL);
+    g_autofree char *sock = g_build_filename(dir, "vhost-user-blk.sock", NULL);
+    g_autofree char *disk = g_build_filename(dir, "disk.img", NULL);
+    g_autofree char *args = NULL;
+    g_autoptr(GError) gerr = NULL;
+    const char *server_argv[] = { server, "-s", sock, "-b", disk, NULL };
+    GPid server_pid;
+
+    if (!server || access(server, X_OK)) {
+        g_test_skip("no vhost-user-blk server (BLOWFISH_VHOST_USER_BLK)");
+        return;
+    }
+    g_assert_true(g_file_set_contents(disk, "", 0, NULL));
+    g_assert_cmpint(truncate(disk, MiB), ==, 0);
+    g_assert_true(g_spawn_async(NULL, (char **)server_argv, NULL, G_SPAWN_DEFAULT, NULL,
+                                NULL, &server_pid, &gerr));
+    for (int i = 0; i < 500 && access(sock, F_OK); i++) {
+        g_usleep(10 * 1000);
+    }
+    g_assert_cmpint(access(sock, F_OK), ==, 0);
+
+    args = g_strdup_printf("-machine pc,memory-backend=mem0,accel=qtest -m 128M "
+                           "-object memory-backend-blowfish,id=mem0,size=128M "
+                           "-chardev socket,id=vub,path=%s "
+                           "-device vhost-user-blk-pci,chardev=vub", sock);
+    assert_startup_error(args, "vhost backend cannot map guest RAM of memory backend "
+                         "'mem0'");
+    kill(server_pid, SIGTERM);
+    waitpid(server_pid, NULL, 0);
+    g_spawn_close_pid(server_pid);
+    unlink(sock);
+    unlink(disk);
+    rmdir(dir);
+}
+
+static void test_refuse_mem_lock(void)
+{
+    QTestState *qts = qtest_init("-machine pc -m 64M -overcommit mem-lock=on");
+
+    assert_qmp_error(qts, "cannot be used with -overcommit mem-lock=on",
+                     "{'execute': 'object-add', 'arguments': {'qom-type': "
+                     "'memory-backend-blowfish', 'id': 'm', 'size': %d}}", 8 * MiB);
+    qtest_quit(qts);
+}
+
+/* The destination of a postcopy migration vetoes postcopy when it probes. */
+static void test_refuse_postcopy(void)
+{
+    QTestState *qts = qtest_init("-machine pc,memory-backend=mem0 -m 128M -incoming defer "
+                                 "-object memory-backend-blowfish,id=mem0,size=128M");
+
+    assert_qmp_error(qts, "memory-backend-blowfish 'mem0' does not support postcopy",
+                     "{'execute': 'migrate-set-capabilities', 'arguments': "
+                     "{'capabilities': [{'capability': 'postcopy-ram', 'state': true}]}}");
+    qtest_quit(qts);
+}
+
+/* Polls query-migrate until it ends; returns its "return" (a new reference). */
+static QDict *wait_migration_end(QTestState *qts)
+{
+    for (;;) {
+        QDict *ret = qtest_qmp_assert_success_ref(qts, "{'execute': 'query-migrate'}");
+        const char *status = qdict_get_try_str(ret, "status");
+
+        if (status && (!strcmp(status, "failed") || !strcmp(status, "completed"))) {
+            return ret;
+        }
+        qobject_unref(ret);
+        g_usleep(10 * 1000);
+    }
+}
+
+/* Precopy migration carries every byte of a Blowfish-backed guest to the destination. */
+static void test_migrate_precopy(void)
+{
+    g_autofree char *path = g_strdup_printf("%s/blowfish-migrate-%d", g_get_tmp_dir(),
+                                            getpid());
+    g_autofree char *uri = g_strdup_printf("file:%s", path);
+    const char *args = "-machine pc,memory-backend=mem0 -m 128M "
+                       "-object memory-backend-blowfish,id=mem0,size=128M";
+    g_autofree char *dst_args = g_strdup_printf("%s -incoming defer", args);
+    QTestState *src = qtest_init(args), *dst;
+    QDict *ret;
+
+    write_pattern(src, 32 * MiB, 8 * MiB, 9);
+    qtest_qmp_assert_success(src, "{'execute': 'migrate', 'arguments': {'uri': %s}}",
+                             uri);
+    ret = wait_migration_end(src);
+    g_assert_cmpstr(qdict_get_str(ret, "status"), ==, "completed");
+    qobject_unref(ret);
+    qtest_quit(src);
+
+    dst = qtest_init(dst_args);
+    qtest_qmp_assert_success(dst, "{'execute': 'migrate-incoming', 'arguments': "
+                             "{'uri': %s}}", uri);
+    ret = wait_migration_end(dst);
+    g_assert_cmpstr(qdict_get_str(ret, "status"), ==, "completed");
+    qobject_unref(ret);
+    check_pattern(dst, 32 * MiB, 8 * MiB, 9);
+    qtest_quit(dst);
+    unlink(path);
+}
+
+static void test_refuse_background_snapshot(void)
+{
+    g_autofree char *path = g_strdup_printf("%s/blowfish-snapshot-%d", g_get_tmp_dir(),
+                                            getpid());
+    g_autofree char *uri = g_strdup_printf("file:%s", path);
+    QTestState *qts = qtest_init("-machine pc,memory-backend=mem0 -m 64M "
+                                 "-object memory-backend-blowfish,id=mem0,size=64M");
+    QDict *ret;
+
+    /* With the backend as guest RAM, QEMU's own check refuses the capability... */
+    assert_qmp_error(qts, "Background-snapshot is not compatible",
+                     "{'execute': 'migrate-set-capabilities', 'arguments': {'capabilities':"
+                     " [{'capability': 'background-snapshot', 'state': true}]}}");
+    qtest_quit(qts);
+
+    /* ...and a backend added after the capability stops the snapshot when it starts. */
+    qts = qtest_init("-machine pc -m 64M");
+    qtest_qmp_assert_success(qts, "{'execute': 'migrate-set-capabilities', 'arguments': "
+                             "{'capabilities': [{'capability': 'background-snapshot',"
+                             " 'state': true}]}}");
+    qtest_qmp_assert_success(qts, "{'execute': 'object-add', 'arguments': {'qom-type': "
+                             "'memory-backend-blowfish', 'id': 'm', 'size': %d}}", 8 * MiB);
+    qtest_qmp_assert_success(qts, "{'execute': 'migrate', 'arguments': {'uri': %s}}", uri);
+    ret = wait_migration_end(qts);
+    g_assert_cmpstr(qdict_get_str(ret, "status"), ==, "failed");
+    assert_contains(qdict_get_str(ret, "error-desc"), "does not support background-snapshot");
+    qobject_unref(ret);
+    qtest_quit(qts);
+    unlink(path);
+}
+
+static void test_refuse_cpr(void)
+{
+    g_autofree char *path = g_strdup_printf("%s/blowfish-cpr-%d", g_get_tmp_dir(), getpid());
+    g_autofree char *uri = g_strdup_printf("file:%s", path);
+    QTestState *qts = qtest_init("-machine pc,memory-backend=mem0 -m 128M "
+                                 "-object memory-backend-blowfish,id=mem0,size=128M");
+
+    qtest_qmp_assert_success(qts, "{'execute': 'migrate-set-parameters', 'arguments': "
+                             "{'mode': 'cpr-reboot'}}");
+    assert_qmp_error(qts, "memory-backend-blowfish 'mem0' does not support CPR",
+                     "{'execute': 'migrate', 'arguments': {'uri': %s}}", uri);
+    qtest_quit(qts);
+    unlink(path);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+
+    qtest_add_func("/blowfish/ram/machine-memory-backend", test_machine_ram);
+    qtest_add_func("/blowfish/ram/numa-memdev", test_numa_memdev);
+    qtest_add_func("/blowfish/ram/pc-dimm", test_pc_dimm);
+    qtest_add_func("/blowfish/object/add-del", test_hotplug_object);
+    qtest_add_func("/blowfish/object/property-errors", test_property_errors);
+    qtest_add_func("/blowfish/object/help", test_help);
+    qtest_add_func("/blowfish/qmp/set-target", test_set_target);
+    qtest_add_func("/blowfish/hmp/info-blowfish", test_hmp_info);
+    qtest_add_func("/blowfish/migration/precopy", test_migrate_precopy);
+    qtest_add_func("/blowfish/refuse/at-startup", test_refuse_at_startup);
+    qtest_add_func("/blowfish/refuse/no-userfaultfd", test_refuse_no_userfaultfd);
+    qtest_add_func("/blowfish/refuse/mem-lock", test_refuse_mem_lock);
+    qtest_add_func("/blowfish/refuse/vhost-user", test_refuse_vhost_user);
+    qtest_add_func("/blowfish/refuse/postcopy", test_refuse_postcopy);
+    qtest_add_func("/blowfish/refuse/background-snapshot", test_refuse_background_snapshot);
+    qtest_add_func("/blowfish/refuse/cpr", test_refuse_cpr);
+
+    return g_test_run();
+}
