@@ -16,6 +16,9 @@ typedef enum {
     BF_ERROR_INVALID,       /* bad configuration or argument */
     BF_ERROR_PERMISSION,    /* the process lacks a permission: the message says which */
     BF_ERROR_UNSUPPORTED,   /* the kernel lacks a feature */
+    BF_ERROR_PROTOCOL,      /* the peer sent a malformed or unexpected message */
+    BF_ERROR_UNREACHABLE,   /* the memory node cannot be reached, or the connection broke */
+    BF_ERROR_POOL,          /* the memory node refused a request (full, unknown page, ...) */
 } BfErrorCode;
 
 #endif

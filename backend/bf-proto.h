@@ -1,0 +1,124 @@
+/*
+ * bf-proto: the wire protocol between the engine and the memory node (blowfish-memnode),
+ * version 1. Every message is a 16-byte header and a payload; integers are little-endian.
+ *
+ *   header:    magic u32 ("BFSH") | version u16 | type u16 | length u32 | tag u32
+ *
+ * The client sends requests, the node answers each one in order, echoing its tag:
+ *
+ *   HELLO      session[16] | pages u64 | page_size u32 | name_len u16 | 0 u16 | name
+ *   HELLO_OK   stored u64 (pages the node holds for this session) | free u64 (node pages free)
+ *   WRITE      count u32 | 0 u32 | page u64 [count] | data [count][4096]
+ *   READ       count u32 | 0 u32 | page u64 [count]
+ *   FREE       count u32 | 0 u32 | page u64 [count]
+ *   WRITE_OK, FREE_OK   count u32 | 0 u32
+ *   READ_OK    count u32 | 0 u32 | data [count][4096]
+ *   BYE        (empty: drop the session's pages)     BYE_OK (empty)
+ *   ERROR      code u32 | message_len u16 | 0 u16 | message
+ *
+ * A session is a guest RAM region: it names its pages 0 .. pages-1. A page-list message
+ * carries 1 .. BF_PROTO_MAX_PAGES pages. Parsers check every length, count and page number.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#ifndef BF_PROTO_H
+#define BF_PROTO_H
+
+#include <glib.h>
+#include <stdint.h>
+#include <string.h>
+
+#define BF_PROTO_MAGIC 0x48534642u      /* "BFSH" read as a little-endian u32 */
+#define BF_PROTO_VERSION 1
+#define BF_PROTO_PAGE_SIZE 4096u
+#define BF_PROTO_HEADER_SIZE 16u
+#define BF_PROTO_MAX_PAGES 256u
+#define BF_PROTO_SESSION_SIZE 16u
+#define BF_PROTO_MAX_NAME 64u
+#define BF_PROTO_MAX_MESSAGE 256u
+/* The largest payload: a full WRITE. */
+#define BF_PROTO_MAX_PAYLOAD (8u + BF_PROTO_MAX_PAGES * (8u + BF_PROTO_PAGE_SIZE))
+
+typedef enum {
+    BF_MSG_HELLO = 1,
+    BF_MSG_HELLO_OK,
+    BF_MSG_WRITE,
+    BF_MSG_WRITE_OK,
+    BF_MSG_READ,
+    BF_MSG_READ_OK,
+    BF_MSG_FREE,
+    BF_MSG_FREE_OK,
+    BF_MSG_BYE,
+    BF_MSG_BYE_OK,
+    BF_MSG_ERROR,
+    BF_MSG_TYPE_MAX,
+} BfMsgType;
+
+/* Error codes carried by ERROR. */
+typedef enum {
+    BF_PROTO_ERR_PROTOCOL = 1,  /* malformed or unexpected message: the node disconnects */
+    BF_PROTO_ERR_NO_SESSION,    /* a request before HELLO */
+    BF_PROTO_ERR_NO_SPACE,      /* the node is full: nothing of this request was stored */
+    BF_PROTO_ERR_NOT_STORED,    /* READ of a page the node does not hold */
+    BF_PROTO_ERR_BUSY,          /* the session is in use by another connection */
+} BfProtoError;
+
+typedef struct {
+    BfMsgType type;
+    uint32_t length;
+    uint32_t tag;
+} BfMsgHeader;
+
+typedef struct {
+    uint8_t session[BF_PROTO_SESSION_SIZE];
+    uint64_t pages;
+    char name[BF_PROTO_MAX_NAME + 1];
+} BfHello;
+
+/* A page-list message's pages; @data is the WRITE payload's pages, else NULL. */
+typedef struct {
+    uint32_t count;
+    const uint8_t *page_numbers;    /* count little-endian u64s, unaligned */
+    const uint8_t *data;
+} BfPageList;
+
+const char *bf_msg_type_name(BfMsgType type);
+
+void bf_proto_put_header(uint8_t out[BF_PROTO_HEADER_SIZE], BfMsgType type,
+                         uint32_t length, uint32_t tag);
+/* Checks magic, version, type and that the length is within the type's bounds. */
+gboolean bf_proto_parse_header(const uint8_t in[BF_PROTO_HEADER_SIZE], BfMsgHeader *header,
+                               GError **errp);
+
+/* Payload builders: write into @out (large enough), return the payload length. */
+uint32_t bf_proto_put_hello(uint8_t *out, const BfHello *hello);
+uint32_t bf_proto_put_count(uint8_t *out, uint32_t count);     /* count | 0 */
+uint32_t bf_proto_put_u64s(uint8_t *out, const uint64_t *values, uint32_t count);
+uint32_t bf_proto_put_error(uint8_t *out, BfProtoError code, const char *message);
+
+/* Payload parsers: check the exact length and every field. */
+gboolean bf_proto_parse_hello(const uint8_t *payload, uint32_t length, BfHello *hello,
+                              GError **errp);
+gboolean bf_proto_parse_hello_ok(const uint8_t *payload, uint32_t length, uint64_t *stored,
+                                 uint64_t *free_pages, GError **errp);
+/* WRITE, READ and FREE: 1 .. BF_PROTO_MAX_PAGES pages, each below @pages. */
+gboolean bf_proto_parse_page_list(BfMsgType type, const uint8_t *payload, uint32_t length,
+                                  uint64_t pages, BfPageList *list, GError **errp);
+/* WRITE_OK, FREE_OK and READ_OK's count, which must be @expected. */
+gboolean bf_proto_parse_count(const uint8_t *payload, uint32_t length, uint32_t expected,
+                              GError **errp);
+gboolean bf_proto_parse_error(const uint8_t *payload, uint32_t length, BfProtoError *code,
+                              char **message, GError **errp);
+
+static inline uint64_t bf_proto_page_number(const BfPageList *list, uint32_t i)
+{
+    uint64_t le;
+
+    memcpy(&le, list->page_numbers + 8 * i, 8);
+    return GUINT64_FROM_LE(le);
+}
+
+/* The payload length of a page-list message (WRITE includes its data). */
+uint32_t bf_proto_page_list_length(BfMsgType type, uint32_t count);
+
+#endif
