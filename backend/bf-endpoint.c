@@ -20,7 +20,8 @@ static void bf_endpoint_fail(const char *text, const char *why, GError **errp)
                 text, why);
 }
 
-BfEndpoint *bf_endpoint_parse(const char *text, GError **errp)
+static BfEndpoint *bf_endpoint_parse_port_from(const char *text, guint64 min_port,
+                                               GError **errp)
 {
     g_autoptr(BfEndpoint) ep = g_new0(BfEndpoint, 1);
     const char *rest = NULL, *port;
@@ -71,12 +72,23 @@ BfEndpoint *bf_endpoint_parse(const char *text, GError **errp)
         bf_endpoint_fail(text, "bad host", errp);
         return NULL;
     }
-    if (!g_ascii_string_to_unsigned(port, 10, 1, 65535, &port_number, NULL)) {
-        bf_endpoint_fail(text, "port must be a number from 1 to 65535", errp);
+    if (!g_ascii_string_to_unsigned(port, 10, min_port, 65535, &port_number, NULL)) {
+        bf_endpoint_fail(text, min_port ? "port must be a number from 1 to 65535" :
+                         "port must be a number from 0 to 65535", errp);
         return NULL;
     }
     ep->port = port_number;
     return g_steal_pointer(&ep);
+}
+
+BfEndpoint *bf_endpoint_parse(const char *text, GError **errp)
+{
+    return bf_endpoint_parse_port_from(text, 1, errp);
+}
+
+BfEndpoint *bf_endpoint_parse_listen(const char *text, GError **errp)
+{
+    return bf_endpoint_parse_port_from(text, 0, errp);
 }
 
 char *bf_endpoint_to_string(const BfEndpoint *ep)

@@ -23,6 +23,8 @@ typedef struct BfEndpoint {
 } BfEndpoint;
 
 BfEndpoint *bf_endpoint_parse(const char *text, GError **errp);
+/* The same, for an address to listen on: port 0 picks any free port. */
+BfEndpoint *bf_endpoint_parse_listen(const char *text, GError **errp);
 /* The canonical text form, as parsed. */
 char *bf_endpoint_to_string(const BfEndpoint *ep);
 void bf_endpoint_free(BfEndpoint *ep);

@@ -77,10 +77,25 @@ static void test_invalid(void)
     }
 }
 
+static void test_listen(void)
+{
+    g_autoptr(GError) err = NULL;
+    g_autoptr(BfEndpoint) any = bf_endpoint_parse_listen("tcp:127.0.0.1:0", &err);
+
+    g_assert_no_error(err);
+    g_assert_cmpuint(any->port, ==, 0);
+    g_assert_null(bf_endpoint_parse("tcp:127.0.0.1:0", &err));
+    g_assert_error(err, BF_ERROR, BF_ERROR_INVALID);
+    g_clear_error(&err);
+    g_assert_null(bf_endpoint_parse_listen("tcp:127.0.0.1:65536", &err));
+    g_assert_nonnull(strstr(err->message, "from 0 to 65535"));
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/endpoint/valid", test_valid);
     g_test_add_func("/endpoint/invalid", test_invalid);
+    g_test_add_func("/endpoint/listen", test_listen);
     return g_test_run();
 }

@@ -1,0 +1,18 @@
+/*
+ * bf-channel-tcp: a channel to a memory node over TCP. Pages are sent straight from where the
+ * engine points (no copy) and received straight into their destination.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#ifndef BF_CHANNEL_TCP_H
+#define BF_CHANNEL_TCP_H
+
+#include "bf-channel.h"
+
+/* How long a receive polls before it sleeps: a fast reply then costs no wake-up. */
+#define BF_CHANNEL_TCP_SPIN_US 20
+
+BfChannel *bf_channel_tcp_connect(const BfEndpoint *endpoint, const BfHello *hello,
+                                  int timeout_ms, GError **errp);
+
+#endif

@@ -1,0 +1,201 @@
+/*
+ * bf-node: the memory node's side of the protocol, one connection at a time.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#include "bf-node.h"
+#include "bf-error.h"
+#include "bf-socket.h"
+
+typedef struct {
+    BfStore *store;
+    int fd;
+    const char *peer;
+    BfStoreSession *session;
+    BfHello hello;
+    uint8_t *payload;                       /* BF_PROTO_MAX_PAYLOAD */
+    uint8_t *pages_out;                     /* READ replies: BF_PROTO_MAX_PAGES pages */
+    uint64_t pages[BF_PROTO_MAX_PAGES];
+    const void *data[BF_PROTO_MAX_PAGES];
+} BfNodeConn;
+
+static gboolean bf_node_reply(BfNodeConn *c, BfMsgType type, uint32_t tag,
+                              const void *payload, uint32_t length,
+                              const void *data, uint32_t data_length)
+{
+    uint8_t header[BF_PROTO_HEADER_SIZE];
+    struct iovec iov[3] = {
+        { .iov_base = header, .iov_len = sizeof(header) },
+        { .iov_base = (void *)payload, .iov_len = length },
+        { .iov_base = (void *)data, .iov_len = data_length },
+    };
+    g_autoptr(GError) err = NULL;
+
+    bf_proto_put_header(header, type, length + data_length, tag);
+    if (!bf_socket_send_iov(c->fd, iov, 3, &err)) {
+        g_info("%s: %s", c->peer, err->message);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+static gboolean bf_node_reply_error(BfNodeConn *c, uint32_t tag, BfProtoError code,
+                                    const char *message)
+{
+    uint8_t payload[8 + BF_PROTO_MAX_MESSAGE];
+    uint32_t length = bf_proto_put_error(payload, code, message);
+
+    return bf_node_reply(c, BF_MSG_ERROR, tag, payload, length, NULL, 0);
+}
+
+static gboolean bf_node_reply_count(BfNodeConn *c, BfMsgType type, uint32_t tag,
+                                    uint32_t count, const void *data, uint32_t data_length)
+{
+    uint8_t payload[8];
+
+    bf_proto_put_count(payload, count);
+    return bf_node_reply(c, type, tag, payload, sizeof(payload), data, data_length);
+}
+
+static gboolean bf_node_hello(BfNodeConn *c, const BfMsgHeader *h, GError **errp)
+{
+    uint8_t payload[16];
+    uint64_t values[2];
+    BfStoreStats stats;
+    BfProtoError code;
+    g_autoptr(GError) refusal = NULL;
+
+    if (c->session) {
+        g_set_error(errp, BF_ERROR, BF_ERROR_PROTOCOL, "protocol error: a second HELLO");
+        return FALSE;
+    }
+    if (!bf_proto_parse_hello(c->payload, h->length, &c->hello, errp)) {
+        return FALSE;
+    }
+    c->session = bf_store_attach(c->store, &c->hello, &values[0], &code, &refusal);
+    if (!c->session) {
+        g_message("%s: session refused: %s", c->peer, refusal->message);
+        return bf_node_reply_error(c, h->tag, code, refusal->message);
+    }
+    bf_store_get_stats(c->store, &stats);
+    values[1] = stats.capacity_pages - stats.stored_pages;
+    g_message("%s: session '%s' (%" G_GUINT64_FORMAT " pages) attached, %" G_GUINT64_FORMAT
+              " pages stored", c->peer, c->hello.name, (guint64)c->hello.pages,
+              (guint64)values[0]);
+    bf_proto_put_u64s(payload, values, 2);
+    return bf_node_reply(c, BF_MSG_HELLO_OK, h->tag, payload, sizeof(payload), NULL, 0);
+}
+
+static gboolean bf_node_pages(BfNodeConn *c, const BfMsgHeader *h, GError **errp)
+{
+    g_autoptr(GError) refusal = NULL;
+    BfProtoError code = 0;
+    BfPageList list;
+    gboolean done = TRUE;
+
+    if (!c->session) {
+        return bf_node_reply_error(c, h->tag, BF_PROTO_ERR_NO_SESSION,
+                                   "no session: send HELLO first");
+    }
+    if (!bf_proto_parse_page_list(h->type, c->payload, h->length, c->hello.pages, &list,
+                                  errp)) {
+        return FALSE;
+    }
+    for (uint32_t i = 0; i < list.count; i++) {
+        c->pages[i] = bf_proto_page_number(&list, i);
+    }
+    switch (h->type) {
+    case BF_MSG_WRITE:
+        for (uint32_t i = 0; i < list.count; i++) {
+            c->data[i] = list.data + (uint64_t)i * BF_PROTO_PAGE_SIZE;
+        }
+        done = bf_store_write(c->store, c->session, list.count, c->pages, c->data, &code,
+                              &refusal);
+        if (done) {
+            return bf_node_reply_count(c, BF_MSG_WRITE_OK, h->tag, list.count, NULL, 0);
+        }
+        break;
+    case BF_MSG_READ: {
+        void *dest[BF_PROTO_MAX_PAGES];
+
+        for (uint32_t i = 0; i < list.count; i++) {
+            dest[i] = c->pages_out + (uint64_t)i * BF_PROTO_PAGE_SIZE;
+        }
+        done = bf_store_read(c->store, c->session, list.count, c->pages, dest, &code,
+                             &refusal);
+        if (done) {
+            return bf_node_reply_count(c, BF_MSG_READ_OK, h->tag, list.count, c->pages_out,
+                                       list.count * BF_PROTO_PAGE_SIZE);
+        }
+        break;
+    }
+    case BF_MSG_FREE:
+        bf_store_free_pages(c->store, c->session, list.count, c->pages);
+        return bf_node_reply_count(c, BF_MSG_FREE_OK, h->tag, list.count, NULL, 0);
+    default:
+        g_assert_not_reached();
+    }
+    g_info("%s: %s refused: %s", c->peer, bf_msg_type_name(h->type), refusal->message);
+    return bf_node_reply_error(c, h->tag, code, refusal->message);
+}
+
+/* Handles one message; FALSE ends the connection (@errp set on a protocol error). */
+static gboolean bf_node_handle(BfNodeConn *c, const BfMsgHeader *h, GError **errp)
+{
+    switch (h->type) {
+    case BF_MSG_HELLO:
+        return bf_node_hello(c, h, errp);
+    case BF_MSG_WRITE:
+    case BF_MSG_READ:
+    case BF_MSG_FREE:
+        return bf_node_pages(c, h, errp);
+    case BF_MSG_BYE:
+        if (c->session) {
+            g_message("%s: session '%s' dropped", c->peer, c->hello.name);
+            bf_store_drop(c->store, c->session);
+            c->session = NULL;
+        }
+        return bf_node_reply(c, BF_MSG_BYE_OK, h->tag, NULL, 0, NULL, 0);
+    default:
+        g_set_error(errp, BF_ERROR, BF_ERROR_PROTOCOL, "protocol error: unexpected %s",
+                    bf_msg_type_name(h->type));
+        return FALSE;
+    }
+}
+
+void bf_node_serve(BfStore *store, int fd, const char *peer)
+{
+    BfNodeConn c = {
+        .store = store, .fd = fd, .peer = peer,
+        .payload = g_malloc(BF_PROTO_MAX_PAYLOAD),
+        .pages_out = g_malloc(BF_PROTO_MAX_PAGES * BF_PROTO_PAGE_SIZE),
+    };
+
+    for (;;) {
+        uint8_t raw[BF_PROTO_HEADER_SIZE];
+        g_autoptr(GError) err = NULL;
+        BfMsgHeader h = { 0 };
+
+        if (!bf_socket_recv(fd, raw, sizeof(raw), -1, 0, &err)) {
+            g_info("%s: %s", peer, err->message);
+            break;
+        }
+        if (!bf_proto_parse_header(raw, &h, &err) ||
+            !bf_socket_recv(fd, c.payload, h.length, -1, 0, &err) ||
+            !bf_node_handle(&c, &h, &err)) {
+            if (err && err->code == BF_ERROR_PROTOCOL) {
+                g_message("%s: %s: disconnecting", peer, err->message);
+                bf_node_reply_error(&c, h.tag, BF_PROTO_ERR_PROTOCOL, err->message);
+            } else if (err) {
+                g_info("%s: %s", peer, err->message);
+            }
+            break;
+        }
+    }
+    if (c.session) {
+        g_message("%s: session '%s' detached", peer, c.hello.name);
+        bf_store_detach(store, c.session);
+    }
+    g_free(c.payload);
+    g_free(c.pages_out);
+}

@@ -1,0 +1,338 @@
+/*
+ * bf-store: a memory node's sessions and page slots.
+ *
+ * A session's page table has two levels: a directory of leaves, each mapping 1024 page
+ * numbers to slot numbers (0: not stored), allocated when a page in its range is first
+ * stored. Slots are numbered from 1 and live in 2 MiB chunks mapped on demand; a freed slot
+ * goes back on a free list and its memory back to the host (MADV_DONTNEED).
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#include "bf-store.h"
+#include "bf-error.h"
+
+#include <sys/mman.h>
+
+#define BF_CHUNK_SLOTS 512u
+#define BF_CHUNK_SIZE (BF_CHUNK_SLOTS * BF_PROTO_PAGE_SIZE)
+#define BF_LEAF_PAGES 1024u
+
+struct BfStoreSession {
+    char *key;                  /* the session id in hex */
+    char *name;
+    uint64_t pages;
+    uint64_t stored;
+    uint32_t **leaves;          /* DIV_ROUND_UP(pages, BF_LEAF_PAGES) */
+    gboolean attached;
+};
+
+struct BfStore {
+    GMutex lock;
+    uint64_t capacity_slots;
+    uint64_t used_slots;
+    uint32_t max_chunks;
+    uint32_t nr_chunks;
+    uint8_t **chunks;           /* fixed size: entries are published once, under @lock */
+    GArray *free_slots;         /* uint32_t, a stack */
+    GHashTable *sessions;       /* key -> BfStoreSession */
+};
+
+static void bf_store_session_free(gpointer data)
+{
+    BfStoreSession *s = data;
+    uint64_t nr_leaves = (s->pages + BF_LEAF_PAGES - 1) / BF_LEAF_PAGES;
+
+    for (uint64_t i = 0; i < nr_leaves; i++) {
+        g_free(s->leaves[i]);
+    }
+    g_free(s->leaves);
+    g_free(s->name);
+    g_free(s->key);
+    g_free(s);
+}
+
+BfStore *bf_store_new(uint64_t capacity_bytes)
+{
+    BfStore *store = g_new0(BfStore, 1);
+    uint64_t max_chunks;
+
+    g_mutex_init(&store->lock);
+    store->capacity_slots = MIN(capacity_bytes / BF_PROTO_PAGE_SIZE, (uint64_t)UINT32_MAX - 1);
+    max_chunks = (store->capacity_slots + BF_CHUNK_SLOTS - 1) / BF_CHUNK_SLOTS;
+    store->max_chunks = max_chunks;
+    store->chunks = g_new0(uint8_t *, max_chunks);
+    store->free_slots = g_array_new(FALSE, FALSE, sizeof(uint32_t));
+    store->sessions = g_hash_table_new_full(g_str_hash, g_str_equal, NULL,
+                                            bf_store_session_free);
+    return store;
+}
+
+void bf_store_free(BfStore *store)
+{
+    if (!store) {
+        return;
+    }
+    g_hash_table_destroy(store->sessions);
+    for (uint32_t i = 0; i < store->nr_chunks; i++) {
+        munmap(store->chunks[i], BF_CHUNK_SIZE);
+    }
+    g_free(store->chunks);
+    g_array_free(store->free_slots, TRUE);
+    g_mutex_clear(&store->lock);
+    g_free(store);
+}
+
+static uint8_t *bf_store_slot(BfStore *store, uint32_t slot)
+{
+    return store->chunks[(slot - 1) / BF_CHUNK_SLOTS] +
+           (uint64_t)((slot - 1) % BF_CHUNK_SLOTS) * BF_PROTO_PAGE_SIZE;
+}
+
+/* A free slot, or 0 when the store is full. Called with @lock held. */
+static uint32_t bf_store_alloc_slot(BfStore *store)
+{
+    uint32_t slot;
+
+    if (store->used_slots >= store->capacity_slots) {
+        return 0;
+    }
+    if (store->free_slots->len == 0) {
+        void *chunk;
+
+        g_assert(store->nr_chunks < store->max_chunks);
+        chunk = mmap(NULL, BF_CHUNK_SIZE, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (chunk == MAP_FAILED) {
+            return 0;
+        }
+        store->chunks[store->nr_chunks++] = chunk;
+        /* Push in reverse so that slots are handed out in address order. */
+        for (uint32_t i = BF_CHUNK_SLOTS; i > 0; i--) {
+            uint32_t s = (store->nr_chunks - 1) * BF_CHUNK_SLOTS + i;
+
+            if (s <= store->capacity_slots) {
+                g_array_append_val(store->free_slots, s);
+            }
+        }
+    }
+    slot = g_array_index(store->free_slots, uint32_t, store->free_slots->len - 1);
+    g_array_set_size(store->free_slots, store->free_slots->len - 1);
+    store->used_slots++;
+    return slot;
+}
+
+/* Called with @lock held; the slot's memory is released by the caller. */
+static void bf_store_release_slot(BfStore *store, uint32_t slot)
+{
+    g_array_append_val(store->free_slots, slot);
+    store->used_slots--;
+}
+
+static gboolean bf_store_check_pages(BfStoreSession *s, uint32_t count, const uint64_t *pages,
+                                     BfProtoError *code, GError **errp)
+{
+    for (uint32_t i = 0; i < count; i++) {
+        if (pages[i] >= s->pages) {
+            *code = BF_PROTO_ERR_PROTOCOL;
+            g_set_error(errp, BF_ERROR, BF_ERROR_PROTOCOL, "page %" G_GUINT64_FORMAT
+                        " is beyond the session's %" G_GUINT64_FORMAT " pages",
+                        (guint64)pages[i], (guint64)s->pages);
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
+static uint32_t *bf_store_entry(BfStoreSession *s, uint64_t page, gboolean create)
+{
+    uint32_t **leaf = &s->leaves[page / BF_LEAF_PAGES];
+
+    if (!*leaf) {
+        if (!create) {
+            return NULL;
+        }
+        *leaf = g_new0(uint32_t, BF_LEAF_PAGES);
+    }
+    return &(*leaf)[page % BF_LEAF_PAGES];
+}
+
+static char *bf_store_key(const uint8_t id[BF_PROTO_SESSION_SIZE])
+{
+    GString *key = g_string_sized_new(2 * BF_PROTO_SESSION_SIZE);
+
+    for (unsigned i = 0; i < BF_PROTO_SESSION_SIZE; i++) {
+        g_string_append_printf(key, "%02x", id[i]);
+    }
+    return g_string_free(key, FALSE);
+}
+
+BfStoreSession *bf_store_attach(BfStore *store, const BfHello *hello, uint64_t *stored,
+                                BfProtoError *code, GError **errp)
+{
+    g_autofree char *key = bf_store_key(hello->session);
+    BfStoreSession *s;
+    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&store->lock);
+
+    s = g_hash_table_lookup(store->sessions, key);
+    if (s && s->attached) {
+        *code = BF_PROTO_ERR_BUSY;
+        g_set_error(errp, BF_ERROR, BF_ERROR_POOL, "session %s ('%s') is in use by "
+                    "another connection", key, s->name);
+        return NULL;
+    }
+    if (s && s->pages != hello->pages) {
+        *code = BF_PROTO_ERR_PROTOCOL;
+        g_set_error(errp, BF_ERROR, BF_ERROR_PROTOCOL, "session %s ('%s') has %"
+                    G_GUINT64_FORMAT " pages, not %" G_GUINT64_FORMAT, key, s->name,
+                    (guint64)s->pages, (guint64)hello->pages);
+        return NULL;
+    }
+    if (!s) {
+        s = g_new0(BfStoreSession, 1);
+        s->key = g_steal_pointer(&key);
+        s->name = g_strdup(hello->name);
+        s->pages = hello->pages;
+        s->leaves = g_new0(uint32_t *, (s->pages + BF_LEAF_PAGES - 1) / BF_LEAF_PAGES);
+        g_hash_table_insert(store->sessions, s->key, s);
+    }
+    s->attached = TRUE;
+    *stored = s->stored;
+    return s;
+}
+
+void bf_store_detach(BfStore *store, BfStoreSession *session)
+{
+    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&store->lock);
+
+    session->attached = FALSE;
+}
+
+void bf_store_drop(BfStore *store, BfStoreSession *s)
+{
+    uint64_t nr_leaves = (s->pages + BF_LEAF_PAGES - 1) / BF_LEAF_PAGES;
+    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&store->lock);
+
+    for (uint64_t i = 0; i < nr_leaves; i++) {
+        for (uint32_t j = 0; s->leaves[i] && j < BF_LEAF_PAGES; j++) {
+            uint32_t slot = s->leaves[i][j];
+
+            if (slot) {
+                madvise(bf_store_slot(store, slot), BF_PROTO_PAGE_SIZE, MADV_DONTNEED);
+                bf_store_release_slot(store, slot);
+            }
+        }
+    }
+    g_hash_table_remove(store->sessions, s->key);
+}
+
+gboolean bf_store_write(BfStore *store, BfStoreSession *s, uint32_t count,
+                        const uint64_t *pages, const void *const *data,
+                        BfProtoError *code, GError **errp)
+{
+    uint32_t *slots = g_newa(uint32_t, count);
+    uint32_t *fresh = g_newa(uint32_t, count);
+    uint32_t nr_fresh = 0;
+
+    if (!bf_store_check_pages(s, count, pages, code, errp)) {
+        return FALSE;
+    }
+    g_mutex_lock(&store->lock);
+    for (uint32_t i = 0; i < count; i++) {
+        uint32_t *entry = bf_store_entry(s, pages[i], TRUE);
+
+        if (!*entry) {
+            *entry = bf_store_alloc_slot(store);
+            if (!*entry) {
+                /* Full: undo this request's new slots, store nothing. */
+                for (uint32_t j = 0; j < i; j++) {
+                    uint32_t *e = bf_store_entry(s, pages[j], FALSE);
+
+                    for (uint32_t k = 0; k < nr_fresh; k++) {
+                        if (*e == fresh[k]) {
+                            *e = 0;
+                        }
+                    }
+                }
+                for (uint32_t k = 0; k < nr_fresh; k++) {
+                    bf_store_release_slot(store, fresh[k]);
+                }
+                s->stored -= nr_fresh;
+                g_mutex_unlock(&store->lock);
+                *code = BF_PROTO_ERR_NO_SPACE;
+                g_set_error(errp, BF_ERROR, BF_ERROR_POOL, "the memory node is full "
+                            "(%" G_GUINT64_FORMAT " pages)", (guint64)store->capacity_slots);
+                return FALSE;
+            }
+            fresh[nr_fresh++] = *entry;
+            s->stored++;
+        }
+        slots[i] = *entry;
+    }
+    g_mutex_unlock(&store->lock);
+
+    /* Only this session's client touches these slots: copy outside the lock. */
+    for (uint32_t i = 0; i < count; i++) {
+        memcpy(bf_store_slot(store, slots[i]), data[i], BF_PROTO_PAGE_SIZE);
+    }
+    return TRUE;
+}
+
+gboolean bf_store_read(BfStore *store, BfStoreSession *s, uint32_t count,
+                       const uint64_t *pages, void *const *dest,
+                       BfProtoError *code, GError **errp)
+{
+    if (!bf_store_check_pages(s, count, pages, code, errp)) {
+        return FALSE;
+    }
+    for (uint32_t i = 0; i < count; i++) {
+        uint64_t page = pages[i];
+        uint32_t *entry = bf_store_entry(s, page, FALSE);
+
+        if (!entry || !*entry) {
+            *code = BF_PROTO_ERR_NOT_STORED;
+            g_set_error(errp, BF_ERROR, BF_ERROR_POOL, "page %" G_GUINT64_FORMAT
+                        " is not stored", (guint64)page);
+            return FALSE;
+        }
+        memcpy(dest[i], bf_store_slot(store, *entry), BF_PROTO_PAGE_SIZE);
+    }
+    return TRUE;
+}
+
+void bf_store_free_pages(BfStore *store, BfStoreSession *s, uint32_t count,
+                         const uint64_t *pages)
+{
+    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&store->lock);
+
+    for (uint32_t i = 0; i < count; i++) {
+        uint32_t *entry = pages[i] < s->pages ? bf_store_entry(s, pages[i], FALSE) : NULL;
+
+        if (entry && *entry) {
+            madvise(bf_store_slot(store, *entry), BF_PROTO_PAGE_SIZE, MADV_DONTNEED);
+            bf_store_release_slot(store, *entry);
+            *entry = 0;
+            s->stored--;
+        }
+    }
+}
+
+uint64_t bf_store_session_pages(BfStoreSession *session)
+{
+    return session->stored;
+}
+
+void bf_store_get_stats(BfStore *store, BfStoreStats *stats)
+{
+    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&store->lock);
+    GHashTableIter iter;
+    gpointer value;
+
+    stats->capacity_pages = store->capacity_slots;
+    stats->stored_pages = store->used_slots;
+    stats->sessions = g_hash_table_size(store->sessions);
+    stats->attached_sessions = 0;
+    g_hash_table_iter_init(&iter, store->sessions);
+    while (g_hash_table_iter_next(&iter, NULL, &value)) {
+        stats->attached_sessions += ((BfStoreSession *)value)->attached;
+    }
+}

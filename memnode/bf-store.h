@@ -1,0 +1,65 @@
+/*
+ * bf-store: the page store of a memory node. A store holds sessions (one per guest RAM region,
+ * named by the client's 16-byte session id); a session maps its page numbers to 4 KiB slots.
+ * Memory grows with the pages stored, in 2 MiB chunks, up to the store's capacity; freed
+ * slots give their memory back to the host at once.
+ *
+ * A session is attached to at most one client at a time, and only that client's thread
+ * touches its pages; the slot allocator and the session table are shared under one lock.
+ * blowfish-memnode serves a store over the network; the engine's unit tests and benchmarks
+ * use one in-process (bf-channel-local).
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#ifndef BF_STORE_H
+#define BF_STORE_H
+
+#include "bf-proto.h"
+
+typedef struct BfStore BfStore;
+typedef struct BfStoreSession BfStoreSession;
+
+typedef struct BfStoreStats {
+    uint64_t capacity_pages;
+    uint64_t stored_pages;
+    uint64_t sessions;
+    uint64_t attached_sessions;
+} BfStoreStats;
+
+BfStore *bf_store_new(uint64_t capacity_bytes);
+void bf_store_free(BfStore *store);
+
+/*
+ * Attaches to the session @hello names, creating it if new. Fails (BfProtoError in
+ * *code) if the session is attached elsewhere or was created for another size.
+ * *stored is the number of pages it already holds.
+ */
+BfStoreSession *bf_store_attach(BfStore *store, const BfHello *hello, uint64_t *stored,
+                                BfProtoError *code, GError **errp);
+/* Detaches, keeping the pages for the next attach. */
+void bf_store_detach(BfStore *store, BfStoreSession *session);
+/* Detaches and frees the session and all its pages (BYE). */
+void bf_store_drop(BfStore *store, BfStoreSession *session);
+
+/*
+ * Stores @count pages (numbers below the session's size) from @data. All or nothing: if the
+ * store lacks room for the pages not stored yet, returns FALSE with BF_PROTO_ERR_NO_SPACE
+ * and stores none.
+ */
+gboolean bf_store_write(BfStore *store, BfStoreSession *session, uint32_t count,
+                        const uint64_t *pages, const void *const *data,
+                        BfProtoError *code, GError **errp);
+/* Copies @count pages to @dest; every page must be stored (else BF_PROTO_ERR_NOT_STORED). */
+gboolean bf_store_read(BfStore *store, BfStoreSession *session, uint32_t count,
+                       const uint64_t *pages, void *const *dest,
+                       BfProtoError *code, GError **errp);
+/* Frees the pages (those not stored are ignored). */
+void bf_store_free_pages(BfStore *store, BfStoreSession *session, uint32_t count,
+                         const uint64_t *pages);
+
+uint64_t bf_store_session_pages(BfStoreSession *session);
+void bf_store_get_stats(BfStore *store, BfStoreStats *stats);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(BfStore, bf_store_free)
+
+#endif

@@ -1,0 +1,202 @@
+/*
+ * blowfish-memnode: the memory node daemon. Holds the pages that Blowfish backends evict,
+ * for any number of VMs at once (a session each), in memory that grows with the pages stored
+ * up to --capacity. Serves each client connection on its own thread (bf-node.c).
+ *
+ *   blowfish-memnode --listen tcp:HOST:PORT --capacity SIZE [--verbose]
+ *
+ * With port 0 the system picks one; the daemon prints "listening on tcp:HOST:PORT" on stdout
+ * once it accepts connections. SIGINT and SIGTERM stop it.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#include "bf-endpoint.h"
+#include "bf-node.h"
+#include "bf-store.h"
+
+#include <gio/gio.h>
+#include <glib-unix.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+typedef struct {
+    BfStore *store;
+    GMainLoop *loop;
+} Memnode;
+
+/* "4G", "512M", "1048576": bytes, with binary K/M/G/T suffixes. */
+static gboolean parse_size(const char *text, guint64 *bytes)
+{
+    char *end;
+    guint64 value, unit = 1;
+
+    if (!g_ascii_isdigit(text[0])) {
+        return FALSE;
+    }
+    value = g_ascii_strtoull(text, &end, 10);
+    switch (g_ascii_toupper(*end)) {
+    case 'T':
+        unit <<= 10;
+        /* fall through */
+    case 'G':
+        unit <<= 10;
+        /* fall through */
+    case 'M':
+        unit <<= 10;
+        /* fall through */
+    case 'K':
+        unit <<= 10;
+        end++;
+        break;
+    case '\0':
+        break;
+    default:
+        return FALSE;
+    }
+    if (*end || value > G_MAXUINT64 / unit) {
+        return FALSE;
+    }
+    *bytes = value * unit;
+    return TRUE;
+}
+
+static gboolean on_connection(GThreadedSocketService *service, GSocketConnection *conn,
+                              GObject *source, gpointer opaque)
+{
+    Memnode *node = opaque;
+    GSocket *socket = g_socket_connection_get_socket(conn);
+    g_autoptr(GSocketAddress) remote = g_socket_connection_get_remote_address(conn, NULL);
+    g_autofree char *peer = NULL;
+    int one = 1;
+
+    if (G_IS_INET_SOCKET_ADDRESS(remote)) {
+        g_autofree char *ip = g_inet_address_to_string(
+            g_inet_socket_address_get_address(G_INET_SOCKET_ADDRESS(remote)));
+
+        peer = g_strdup_printf("%s:%u", ip,
+                               g_inet_socket_address_get_port(G_INET_SOCKET_ADDRESS(remote)));
+    } else {
+        peer = g_strdup("client");
+    }
+    setsockopt(g_socket_get_fd(socket), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    bf_node_serve(node->store, g_socket_get_fd(socket), peer);
+    return TRUE;
+}
+
+static gboolean on_signal(gpointer opaque)
+{
+    g_main_loop_quit(((Memnode *)opaque)->loop);
+    return G_SOURCE_REMOVE;
+}
+
+/* The address to listen on: numeric, or resolved (first answer). */
+static GInetAddress *resolve_listen_host(const char *host, GError **errp)
+{
+    GInetAddress *addr = g_inet_address_new_from_string(host);
+    GList *answers;
+
+    if (addr) {
+        return addr;
+    }
+    answers = g_resolver_lookup_by_name(g_resolver_get_default(), host, NULL, errp);
+    if (!answers) {
+        return NULL;
+    }
+    addr = g_object_ref(answers->data);
+    g_resolver_free_addresses(answers);
+    return addr;
+}
+
+int main(int argc, char **argv)
+{
+    g_autofree char *listen = NULL, *capacity_text = NULL;
+    gboolean verbose = FALSE;
+    GOptionEntry entries[] = {
+        { "listen", 'l', 0, G_OPTION_ARG_STRING, &listen,
+          "Where to accept clients: tcp:HOST:PORT (port 0: any free port)", "ADDRESS" },
+        { "capacity", 'c', 0, G_OPTION_ARG_STRING, &capacity_text,
+          "Most guest memory to hold, all VMs together (e.g. 16G)", "SIZE" },
+        { "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose,
+          "Log every connection event", NULL },
+        { NULL },
+    };
+    g_autoptr(GOptionContext) context =
+        g_option_context_new("- the Blowfish memory node: holds evicted guest pages");
+    g_autoptr(GError) err = NULL;
+    g_autoptr(BfEndpoint) endpoint = NULL;
+    g_autoptr(GInetAddress) host = NULL;
+    g_autoptr(GSocketAddress) wanted = NULL;
+    g_autoptr(GSocketAddress) bound = NULL;
+    g_autoptr(GSocketService) service = NULL;
+    g_autofree char *bound_host = NULL;
+    Memnode node = { 0 };
+    guint64 capacity;
+
+    g_option_context_add_main_entries(context, entries, NULL);
+    if (!g_option_context_parse(context, &argc, &argv, &err)) {
+        g_printerr("blowfish-memnode: %s\n", err->message);
+        return 2;
+    }
+    if (!listen || !capacity_text) {
+        g_printerr("blowfish-memnode: --listen and --capacity are required (see --help)\n");
+        return 2;
+    }
+    if (!parse_size(capacity_text, &capacity) || capacity < BF_PROTO_PAGE_SIZE) {
+        g_printerr("blowfish-memnode: invalid --capacity '%s': a size such as 512M or 16G\n",
+                   capacity_text);
+        return 2;
+    }
+    endpoint = bf_endpoint_parse_listen(listen, &err);
+    if (!endpoint) {
+        g_printerr("blowfish-memnode: --listen: %s\n", err->message);
+        return 2;
+    }
+    if (endpoint->transport != BF_TRANSPORT_TCP) {
+        g_printerr("blowfish-memnode: --listen %s: only tcp: is available yet\n", listen);
+        return 2;
+    }
+    if (verbose) {
+        g_setenv("G_MESSAGES_DEBUG", "all", TRUE);
+    }
+
+    host = resolve_listen_host(endpoint->host, &err);
+    if (!host) {
+        g_printerr("blowfish-memnode: cannot resolve '%s': %s\n", endpoint->host,
+                   err->message);
+        return 1;
+    }
+    wanted = g_inet_socket_address_new(host, endpoint->port);
+    service = g_threaded_socket_service_new(-1);
+    if (!g_socket_listener_add_address(G_SOCKET_LISTENER(service), wanted,
+                                       G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, NULL,
+                                       &bound, &err)) {
+        g_printerr("blowfish-memnode: cannot listen on %s: %s\n", listen, err->message);
+        return 1;
+    }
+
+    node.store = bf_store_new(capacity);
+    node.loop = g_main_loop_new(NULL, FALSE);
+    g_signal_connect(service, "run", G_CALLBACK(on_connection), &node);
+    g_unix_signal_add(SIGINT, on_signal, &node);
+    g_unix_signal_add(SIGTERM, on_signal, &node);
+    g_socket_service_start(service);
+
+    bound_host = g_inet_address_to_string(
+        g_inet_socket_address_get_address(G_INET_SOCKET_ADDRESS(bound)));
+    printf("blowfish-memnode: listening on tcp:%s%s%s:%u, capacity %" G_GUINT64_FORMAT
+           " bytes\n", strchr(bound_host, ':') ? "[" : "", bound_host,
+           strchr(bound_host, ':') ? "]" : "",
+           g_inet_socket_address_get_port(G_INET_SOCKET_ADDRESS(bound)), capacity);
+    fflush(stdout);
+
+    g_main_loop_run(node.loop);
+
+    /* Stop accepting; sessions still being served keep their threads until the process
+     * exits: their pages go with it. */
+    g_socket_service_stop(service);
+    g_socket_listener_close(G_SOCKET_LISTENER(service));
+    g_main_loop_unref(node.loop);
+    return 0;
+}

@@ -1,0 +1,27 @@
+/*
+ * memnode-process: runs blowfish-memnode (the binary named by $BLOWFISH_MEMNODE) as a child
+ * process on a free loopback port, for tests and benchmarks that need a real memory node.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#ifndef MEMNODE_PROCESS_H
+#define MEMNODE_PROCESS_H
+
+#include <glib.h>
+#include <sys/types.h>
+
+typedef struct {
+    GPid pid;
+    char *address;      /* tcp:127.0.0.1:PORT */
+    char *capacity;
+} MemnodeProcess;
+
+/* Starts a memnode; NULL (and a message in *why) when $BLOWFISH_MEMNODE is not set. */
+MemnodeProcess *memnode_start(const char *capacity, char **why);
+/* Starts it again on the same port (after memnode_kill). */
+void memnode_restart(MemnodeProcess *node);
+/* SIGKILL, and reap. */
+void memnode_kill(MemnodeProcess *node);
+void memnode_stop(MemnodeProcess *node);
+
+#endif

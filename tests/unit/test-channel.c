@@ -1,0 +1,382 @@
+/*
+ * The transport suite: the same checks for every channel implementation (an in-process store,
+ * and TCP to a real blowfish-memnode): pages read back byte for byte, pipelined requests
+ * complete in order, sessions survive reconnection and are isolated, the node's refusals
+ * (full, not stored, busy) arrive as such, and a node that dies or a client that sends
+ * garbage breaks only that connection.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#include "bf-channel-local.h"
+#include "bf-error.h"
+#include "bf-socket.h"
+#include "memnode-process.h"
+
+#include <unistd.h>
+
+#define PAGE BF_PROTO_PAGE_SIZE
+#define TIMEOUT_MS 10000
+
+typedef struct {
+    const char *name;
+    BfStore *store;             /* local */
+    MemnodeProcess *node;       /* tcp */
+    BfEndpoint *endpoint;
+} Transport;
+
+static BfHello make_hello(uint8_t id, uint64_t pages)
+{
+    BfHello hello = { .pages = pages };
+
+    memset(hello.session, id, sizeof(hello.session));
+    g_snprintf(hello.name, sizeof(hello.name), "session-%u", id);
+    return hello;
+}
+
+static BfChannel *transport_connect(Transport *t, const BfHello *hello, GError **errp)
+{
+    if (t->store) {
+        return bf_channel_local_new(t->store, hello, errp);
+    }
+    return bf_channel_connect(t->endpoint, hello, TIMEOUT_MS, errp);
+}
+
+static BfChannel *connect_ok(Transport *t, const BfHello *hello)
+{
+    g_autoptr(GError) err = NULL;
+    BfChannel *ch = transport_connect(t, hello, &err);
+
+    g_assert_no_error(err);
+    return ch;
+}
+
+/* Page @n of a session, as this suite writes it with @seed. */
+static void fill_page(uint8_t *page, uint64_t n, uint32_t seed)
+{
+    for (uint32_t i = 0; i < PAGE; i += 4) {
+        uint32_t v = (uint32_t)(n * 2654435761u) ^ (i * 40503u) ^ seed;
+
+        memcpy(page + i, &v, 4);
+    }
+}
+
+static void write_range(BfChannel *ch, uint64_t first, uint32_t count, uint32_t seed)
+{
+    g_autofree uint8_t *buf = g_malloc(BF_PROTO_MAX_PAGES * PAGE);
+    g_autofree BfRequest *req = g_new0(BfRequest, 1);
+
+    while (count) {
+        uint32_t n = MIN(count, BF_PROTO_MAX_PAGES);
+        g_autoptr(GError) err = NULL;
+
+        req->type = BF_MSG_WRITE;
+        req->count = n;
+        for (uint32_t i = 0; i < n; i++) {
+            req->pages[i] = first + i;
+            req->data[i] = buf + i * PAGE;
+            fill_page(buf + i * PAGE, first + i, seed);
+        }
+        g_assert_true(bf_channel_call(ch, req, TIMEOUT_MS, &err));
+        g_assert_no_error(err);
+        first += n;
+        count -= n;
+    }
+}
+
+/* Reads @count pages from @first, @batch at a time, and compares every byte. */
+static void check_range(BfChannel *ch, uint64_t first, uint32_t count, uint32_t batch,
+                        uint32_t seed)
+{
+    g_autofree uint8_t *buf = g_malloc(BF_PROTO_MAX_PAGES * PAGE);
+    g_autofree BfRequest *req = g_new0(BfRequest, 1);
+    uint8_t expected[PAGE];
+
+    while (count) {
+        uint32_t n = MIN(count, batch);
+        g_autoptr(GError) err = NULL;
+
+        req->type = BF_MSG_READ;
+        req->count = n;
+        for (uint32_t i = 0; i < n; i++) {
+            /* Scattered destinations, in reverse, to catch misplaced pages. */
+            req->pages[i] = first + i;
+            req->data[i] = buf + (n - 1 - i) * PAGE;
+        }
+        memset(buf, 0x5a, n * PAGE);
+        g_assert_true(bf_channel_call(ch, req, TIMEOUT_MS, &err));
+        g_assert_no_error(err);
+        for (uint32_t i = 0; i < n; i++) {
+            fill_page(expected, first + i, seed);
+            g_assert_cmpmem(req->data[i], PAGE, expected, PAGE);
+        }
+        first += n;
+        count -= n;
+    }
+}
+
+static void test_roundtrip(gconstpointer opaque)
+{
+    Transport *t = (Transport *)opaque;
+    BfHello hello = make_hello(1, 100000);
+    BfChannel *ch = connect_ok(t, &hello);
+
+    g_assert_cmpuint(ch->stored_at_hello, ==, 0);
+    write_range(ch, 50000, 1000, 1);
+    check_range(ch, 50000, 1000, 256, 1);
+    check_range(ch, 50100, 77, 7, 1);
+    check_range(ch, 50999, 1, 1, 1);
+    write_range(ch, 50500, 10, 2);      /* overwrite */
+    check_range(ch, 50500, 10, 10, 2);
+    check_range(ch, 50490, 10, 10, 1);
+    bf_channel_close(ch, TRUE);
+}
+
+static void test_pipelined(gconstpointer opaque)
+{
+    Transport *t = (Transport *)opaque;
+    BfHello hello = make_hello(2, 4096);
+    BfChannel *ch = connect_ok(t, &hello);
+    g_autofree uint8_t *buf = g_malloc(8 * 64 * PAGE);
+    BfRequest *reqs = g_new0(BfRequest, 8);
+    uint8_t expected[PAGE];
+
+    write_range(ch, 0, 8 * 64, 3);
+    for (int r = 0; r < 8; r++) {
+        g_autoptr(GError) err = NULL;
+
+        reqs[r].type = BF_MSG_READ;
+        reqs[r].count = 64;
+        reqs[r].opaque = GINT_TO_POINTER(r);
+        for (int i = 0; i < 64; i++) {
+            reqs[r].pages[i] = (7 - r) * 64 + i;
+            reqs[r].data[i] = buf + (r * 64 + i) * PAGE;
+        }
+        g_assert_true(bf_channel_submit(ch, &reqs[r], &err));
+    }
+    g_assert_cmpuint(bf_channel_inflight(ch), ==, 8);
+    for (int r = 0; r < 8; r++) {
+        g_autoptr(GError) err = NULL;
+        BfRequest *done = bf_channel_complete(ch, TIMEOUT_MS, &err);
+
+        g_assert_no_error(err);
+        g_assert_true(done == &reqs[r]);
+        g_assert_cmpint(done->pool_error, ==, 0);
+        for (int i = 0; i < 64; i++) {
+            fill_page(expected, done->pages[i], 3);
+            g_assert_cmpmem(done->data[i], PAGE, expected, PAGE);
+        }
+    }
+    g_assert_cmpuint(bf_channel_inflight(ch), ==, 0);
+    g_free(reqs);
+    bf_channel_close(ch, TRUE);
+}
+
+static void test_sessions(gconstpointer opaque)
+{
+    Transport *t = (Transport *)opaque;
+    BfHello a = make_hello(3, 1000), b = make_hello(4, 1000);
+    BfChannel *ca = connect_ok(t, &a), *cb, *busy;
+    g_autofree BfRequest *req = g_new0(BfRequest, 1);
+    uint8_t page[PAGE];
+    g_autoptr(GError) err = NULL;
+
+    write_range(ca, 0, 300, 4);
+    /* A second client cannot open a session in use. */
+    busy = transport_connect(t, &a, &err);
+    g_assert_null(busy);
+    g_assert_error(err, BF_ERROR, BF_ERROR_POOL);
+    g_assert_nonnull(strstr(err->message, "in use by another connection"));
+    g_clear_error(&err);
+
+    /* The session outlives its connection... */
+    bf_channel_close(ca, FALSE);
+    ca = connect_ok(t, &a);
+    g_assert_cmpuint(ca->stored_at_hello, ==, 300);
+    check_range(ca, 0, 300, 100, 4);
+
+    /* ...and another session cannot see its pages. */
+    cb = connect_ok(t, &b);
+    req->type = BF_MSG_READ;
+    req->count = 1;
+    req->pages[0] = 10;
+    req->data[0] = page;
+    g_assert_false(bf_channel_call(cb, req, TIMEOUT_MS, &err));
+    g_assert_error(err, BF_ERROR, BF_ERROR_POOL);
+    g_assert_cmpint(req->pool_error, ==, BF_PROTO_ERR_NOT_STORED);
+    g_clear_error(&err);
+
+    /* Freed pages are gone; the session goes on. */
+    req->type = BF_MSG_FREE;
+    req->count = 2;
+    req->pages[1] = 11;
+    g_assert_true(bf_channel_call(ca, req, TIMEOUT_MS, &err));
+    req->type = BF_MSG_READ;
+    req->count = 1;
+    g_assert_false(bf_channel_call(ca, req, TIMEOUT_MS, &err));
+    g_assert_cmpint(req->pool_error, ==, BF_PROTO_ERR_NOT_STORED);
+    g_clear_error(&err);
+    check_range(ca, 12, 288, 256, 4);
+
+    /* Dropping the session forgets it. */
+    bf_channel_close(ca, TRUE);
+    ca = connect_ok(t, &a);
+    g_assert_cmpuint(ca->stored_at_hello, ==, 0);
+    bf_channel_close(ca, TRUE);
+    bf_channel_close(cb, TRUE);
+}
+
+/* A full node refuses a write whole, and keeps serving. */
+static void test_full(gconstpointer opaque)
+{
+    Transport *t = (Transport *)opaque;
+    BfHello hello = make_hello(5, 1000000);
+    BfChannel *ch = connect_ok(t, &hello);
+    g_autofree BfRequest *req = g_new0(BfRequest, 1);
+    g_autofree uint8_t *buf = g_malloc0(BF_PROTO_MAX_PAGES * PAGE);
+    g_autoptr(GError) err = NULL;
+    uint64_t written = 0;
+
+    /* Every transport here has 64 MiB: 16384 pages. */
+    req->type = BF_MSG_WRITE;
+    req->count = BF_PROTO_MAX_PAGES;
+    for (;;) {
+        for (uint32_t i = 0; i < req->count; i++) {
+            req->pages[i] = written + i;
+            req->data[i] = buf + i * PAGE;
+        }
+        if (!bf_channel_call(ch, req, TIMEOUT_MS, &err)) {
+            break;
+        }
+        written += req->count;
+        g_assert_cmpuint(written, <=, 16384);
+    }
+    g_assert_error(err, BF_ERROR, BF_ERROR_POOL);
+    g_assert_cmpint(req->pool_error, ==, BF_PROTO_ERR_NO_SPACE);
+    g_assert_cmpuint(written, ==, 16384);
+    g_clear_error(&err);
+
+    /* Nothing of the refused write was kept: after freeing one batch, one batch fits. */
+    bf_channel_close(ch, FALSE);
+    ch = connect_ok(t, &hello);
+    g_assert_cmpuint(ch->stored_at_hello, ==, 16384);
+    req->type = BF_MSG_FREE;
+    g_assert_true(bf_channel_call(ch, req, TIMEOUT_MS, &err));   /* not stored: ignored */
+    for (uint32_t i = 0; i < req->count; i++) {
+        req->pages[i] = i;
+    }
+    g_assert_true(bf_channel_call(ch, req, TIMEOUT_MS, &err));
+    for (uint32_t i = 0; i < req->count; i++) {
+        req->pages[i] = 500000 + i;
+    }
+    req->type = BF_MSG_WRITE;
+    g_assert_true(bf_channel_call(ch, req, TIMEOUT_MS, &err));
+    bf_channel_close(ch, TRUE);
+}
+
+/* TCP only: a node that dies breaks the channel with a clear error; a new node is empty. */
+static void test_node_dies(gconstpointer opaque)
+{
+    Transport *t = (Transport *)opaque;
+    BfHello hello = make_hello(6, 1000);
+    BfChannel *ch = connect_ok(t, &hello);
+    g_autofree BfRequest *req = g_new0(BfRequest, 1);
+    uint8_t page[PAGE];
+    g_autoptr(GError) err = NULL;
+
+    write_range(ch, 0, 10, 6);
+    memnode_kill(t->node);
+    req->type = BF_MSG_READ;
+    req->count = 1;
+    req->data[0] = page;
+    g_assert_false(bf_channel_call(ch, req, TIMEOUT_MS, &err));
+    g_assert_error(err, BF_ERROR, BF_ERROR_UNREACHABLE);
+    g_clear_error(&err);
+    bf_channel_close(ch, FALSE);
+
+    g_assert_null(bf_channel_connect(t->endpoint, &hello, 1000, &err));
+    g_assert_error(err, BF_ERROR, BF_ERROR_UNREACHABLE);
+    g_assert_nonnull(strstr(err->message, "cannot connect to 127.0.0.1"));
+    g_clear_error(&err);
+
+    memnode_restart(t->node);
+    ch = connect_ok(t, &hello);
+    g_assert_cmpuint(ch->stored_at_hello, ==, 0);
+    bf_channel_close(ch, TRUE);
+}
+
+/* TCP only: garbage gets an ERROR and a closed connection; the node serves others on. */
+static void test_garbage(gconstpointer opaque)
+{
+    Transport *t = (Transport *)opaque;
+    static const uint8_t garbage[BF_PROTO_HEADER_SIZE] = "GET / HTTP/1.1\r";
+    uint8_t raw[BF_PROTO_HEADER_SIZE], payload[8 + BF_PROTO_MAX_MESSAGE], byte;
+    BfMsgHeader header;
+    BfProtoError code;
+    g_autofree char *message = NULL;
+    g_autoptr(GError) err = NULL;
+    BfHello hello = make_hello(7, 10);
+    BfChannel *ch;
+    int fd = bf_socket_connect(t->endpoint->host, t->endpoint->port, TIMEOUT_MS, &err);
+
+    g_assert_no_error(err);
+    g_assert_true(bf_socket_send(fd, garbage, sizeof(garbage), &err));
+    g_assert_true(bf_socket_recv(fd, raw, sizeof(raw), -1, 0, &err));
+    g_assert_true(bf_proto_parse_header(raw, &header, &err));
+    g_assert_cmpint(header.type, ==, BF_MSG_ERROR);
+    g_assert_true(bf_socket_recv(fd, payload, header.length, -1, 0, &err));
+    g_assert_true(bf_proto_parse_error(payload, header.length, &code, &message, &err));
+    g_assert_cmpint(code, ==, BF_PROTO_ERR_PROTOCOL);
+    g_assert_nonnull(strstr(message, "bad magic"));
+    g_assert_false(bf_socket_recv(fd, &byte, 1, -1, 0, &err));
+    g_assert_nonnull(strstr(err->message, "closed"));
+    close(fd);
+
+    ch = connect_ok(t, &hello);
+    write_range(ch, 0, 10, 7);
+    check_range(ch, 0, 10, 10, 7);
+    bf_channel_close(ch, TRUE);
+}
+
+int main(int argc, char **argv)
+{
+    Transport local = { .name = "local", .store = bf_store_new(64 << 20) };
+    Transport tcp = { .name = "tcp" };
+    g_autofree char *why = NULL;
+    int ret;
+
+    g_test_init(&argc, &argv, NULL);
+    tcp.node = memnode_start("64M", &why);
+    if (tcp.node) {
+        tcp.endpoint = bf_endpoint_parse(tcp.node->address, NULL);
+    }
+    for (Transport *t = &local; t; t = t == &local ? &tcp : NULL) {
+        g_autofree char *prefix = g_strdup_printf("/channel/%s", t->name);
+        static const struct {
+            const char *name;
+            GTestDataFunc fn;
+            gboolean tcp_only;
+        } tests[] = {
+            { "roundtrip", test_roundtrip, FALSE }, { "pipelined", test_pipelined, FALSE },
+            { "sessions", test_sessions, FALSE }, { "full", test_full, FALSE },
+            { "garbage", test_garbage, TRUE }, { "node-dies", test_node_dies, TRUE },
+        };
+
+        for (size_t i = 0; i < G_N_ELEMENTS(tests); i++) {
+            g_autofree char *path = g_strdup_printf("%s/%s", prefix, tests[i].name);
+
+            if (tests[i].tcp_only && t != &tcp) {
+                continue;
+            }
+            if (t == &tcp && !t->node) {
+                g_test_add_data_func(path, why, (GTestDataFunc)g_test_skip);
+            } else {
+                g_test_add_data_func(path, t, tests[i].fn);
+            }
+        }
+    }
+    ret = g_test_run();
+    memnode_stop(tcp.node);
+    bf_endpoint_free(tcp.endpoint);
+    bf_store_free(local.store);
+    return ret;
+}
