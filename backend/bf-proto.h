@@ -57,10 +57,9 @@ typedef enum {
 /* Error codes carried by ERROR. */
 typedef enum {
     BF_PROTO_ERR_PROTOCOL = 1,  /* malformed or unexpected message: the node disconnects */
-    BF_PROTO_ERR_NO_SESSION,    /* a request before HELLO */
+    BF_PROTO_ERR_NO_SESSION,    /* a request before HELLO, or after the session's BYE */
     BF_PROTO_ERR_NO_SPACE,      /* the node is full: nothing of this request was stored */
     BF_PROTO_ERR_NOT_STORED,    /* READ of a page the node does not hold */
-    BF_PROTO_ERR_BUSY,          /* the session is in use by another connection */
 } BfProtoError;
 
 typedef struct {

@@ -23,7 +23,8 @@ struct BfStoreSession {
     uint64_t pages;
     uint64_t stored;
     uint32_t **leaves;          /* DIV_ROUND_UP(pages, BF_LEAF_PAGES) */
-    gboolean attached;
+    guint refs;                 /* connections attached */
+    gboolean dropped;           /* its pages are gone; freed at the last detach */
 };
 
 struct BfStore {
@@ -37,14 +38,21 @@ struct BfStore {
     GHashTable *sessions;       /* key -> BfStoreSession */
 };
 
-static void bf_store_session_free(gpointer data)
+static void bf_store_session_free_leaves(BfStoreSession *s)
 {
-    BfStoreSession *s = data;
     uint64_t nr_leaves = (s->pages + BF_LEAF_PAGES - 1) / BF_LEAF_PAGES;
 
     for (uint64_t i = 0; i < nr_leaves; i++) {
         g_free(s->leaves[i]);
+        s->leaves[i] = NULL;
     }
+}
+
+static void bf_store_session_free(gpointer data)
+{
+    BfStoreSession *s = data;
+
+    bf_store_session_free_leaves(s);
     g_free(s->leaves);
     g_free(s->name);
     g_free(s->key);
@@ -174,12 +182,6 @@ BfStoreSession *bf_store_attach(BfStore *store, const BfHello *hello, uint64_t *
     g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&store->lock);
 
     s = g_hash_table_lookup(store->sessions, key);
-    if (s && s->attached) {
-        *code = BF_PROTO_ERR_BUSY;
-        g_set_error(errp, BF_ERROR, BF_ERROR_POOL, "session %s ('%s') is in use by "
-                    "another connection", key, s->name);
-        return NULL;
-    }
     if (s && s->pages != hello->pages) {
         *code = BF_PROTO_ERR_PROTOCOL;
         g_set_error(errp, BF_ERROR, BF_ERROR_PROTOCOL, "session %s ('%s') has %"
@@ -195,16 +197,24 @@ BfStoreSession *bf_store_attach(BfStore *store, const BfHello *hello, uint64_t *
         s->leaves = g_new0(uint32_t *, (s->pages + BF_LEAF_PAGES - 1) / BF_LEAF_PAGES);
         g_hash_table_insert(store->sessions, s->key, s);
     }
-    s->attached = TRUE;
+    s->refs++;
     *stored = s->stored;
     return s;
+}
+
+/* Called with @lock held. */
+static void bf_store_unref(BfStoreSession *s)
+{
+    if (--s->refs == 0 && s->dropped) {
+        bf_store_session_free(s);
+    }
 }
 
 void bf_store_detach(BfStore *store, BfStoreSession *session)
 {
     g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&store->lock);
 
-    session->attached = FALSE;
+    bf_store_unref(session);
 }
 
 void bf_store_drop(BfStore *store, BfStoreSession *s)
@@ -212,31 +222,52 @@ void bf_store_drop(BfStore *store, BfStoreSession *s)
     uint64_t nr_leaves = (s->pages + BF_LEAF_PAGES - 1) / BF_LEAF_PAGES;
     g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&store->lock);
 
-    for (uint64_t i = 0; i < nr_leaves; i++) {
-        for (uint32_t j = 0; s->leaves[i] && j < BF_LEAF_PAGES; j++) {
-            uint32_t slot = s->leaves[i][j];
+    if (!s->dropped) {
+        for (uint64_t i = 0; i < nr_leaves; i++) {
+            for (uint32_t j = 0; s->leaves[i] && j < BF_LEAF_PAGES; j++) {
+                uint32_t slot = s->leaves[i][j];
 
-            if (slot) {
-                madvise(bf_store_slot(store, slot), BF_PROTO_PAGE_SIZE, MADV_DONTNEED);
-                bf_store_release_slot(store, slot);
+                if (slot) {
+                    madvise(bf_store_slot(store, slot), BF_PROTO_PAGE_SIZE, MADV_DONTNEED);
+                    bf_store_release_slot(store, slot);
+                }
             }
         }
+        bf_store_session_free_leaves(s);
+        s->stored = 0;
+        s->dropped = TRUE;
+        g_hash_table_steal(store->sessions, s->key);
     }
-    g_hash_table_remove(store->sessions, s->key);
+    bf_store_unref(s);
+}
+
+/* Refuses requests on a session another connection dropped. Called with @lock held. */
+static gboolean bf_store_check_live(BfStoreSession *s, BfProtoError *code, GError **errp)
+{
+    if (s->dropped) {
+        *code = BF_PROTO_ERR_NO_SESSION;
+        g_set_error(errp, BF_ERROR, BF_ERROR_POOL, "session '%s' was dropped", s->name);
+        return FALSE;
+    }
+    return TRUE;
 }
 
 gboolean bf_store_write(BfStore *store, BfStoreSession *s, uint32_t count,
                         const uint64_t *pages, const void *const *data,
                         BfProtoError *code, GError **errp)
 {
-    uint32_t *slots = g_newa(uint32_t, count);
     uint32_t *fresh = g_newa(uint32_t, count);
     uint32_t nr_fresh = 0;
+    g_autoptr(GMutexLocker) locker = NULL;
 
     if (!bf_store_check_pages(s, count, pages, code, errp)) {
         return FALSE;
     }
-    g_mutex_lock(&store->lock);
+    /* Connections of one session run concurrently: its table and slots need the lock. */
+    locker = g_mutex_locker_new(&store->lock);
+    if (!bf_store_check_live(s, code, errp)) {
+        return FALSE;
+    }
     for (uint32_t i = 0; i < count; i++) {
         uint32_t *entry = bf_store_entry(s, pages[i], TRUE);
 
@@ -257,7 +288,6 @@ gboolean bf_store_write(BfStore *store, BfStoreSession *s, uint32_t count,
                     bf_store_release_slot(store, fresh[k]);
                 }
                 s->stored -= nr_fresh;
-                g_mutex_unlock(&store->lock);
                 *code = BF_PROTO_ERR_NO_SPACE;
                 g_set_error(errp, BF_ERROR, BF_ERROR_POOL, "the memory node is full "
                             "(%" G_GUINT64_FORMAT " pages)", (guint64)store->capacity_slots);
@@ -266,13 +296,10 @@ gboolean bf_store_write(BfStore *store, BfStoreSession *s, uint32_t count,
             fresh[nr_fresh++] = *entry;
             s->stored++;
         }
-        slots[i] = *entry;
     }
-    g_mutex_unlock(&store->lock);
-
-    /* Only this session's client touches these slots: copy outside the lock. */
     for (uint32_t i = 0; i < count; i++) {
-        memcpy(bf_store_slot(store, slots[i]), data[i], BF_PROTO_PAGE_SIZE);
+        memcpy(bf_store_slot(store, *bf_store_entry(s, pages[i], FALSE)), data[i],
+               BF_PROTO_PAGE_SIZE);
     }
     return TRUE;
 }
@@ -281,17 +308,22 @@ gboolean bf_store_read(BfStore *store, BfStoreSession *s, uint32_t count,
                        const uint64_t *pages, void *const *dest,
                        BfProtoError *code, GError **errp)
 {
+    g_autoptr(GMutexLocker) locker = NULL;
+
     if (!bf_store_check_pages(s, count, pages, code, errp)) {
         return FALSE;
     }
+    locker = g_mutex_locker_new(&store->lock);
+    if (!bf_store_check_live(s, code, errp)) {
+        return FALSE;
+    }
     for (uint32_t i = 0; i < count; i++) {
-        uint64_t page = pages[i];
-        uint32_t *entry = bf_store_entry(s, page, FALSE);
+        uint32_t *entry = bf_store_entry(s, pages[i], FALSE);
 
         if (!entry || !*entry) {
             *code = BF_PROTO_ERR_NOT_STORED;
             g_set_error(errp, BF_ERROR, BF_ERROR_POOL, "page %" G_GUINT64_FORMAT
-                        " is not stored", (guint64)page);
+                        " is not stored", (guint64)pages[i]);
             return FALSE;
         }
         memcpy(dest[i], bf_store_slot(store, *entry), BF_PROTO_PAGE_SIZE);
@@ -304,6 +336,9 @@ void bf_store_free_pages(BfStore *store, BfStoreSession *s, uint32_t count,
 {
     g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&store->lock);
 
+    if (s->dropped) {
+        return;
+    }
     for (uint32_t i = 0; i < count; i++) {
         uint32_t *entry = pages[i] < s->pages ? bf_store_entry(s, pages[i], FALSE) : NULL;
 
@@ -316,8 +351,10 @@ void bf_store_free_pages(BfStore *store, BfStoreSession *s, uint32_t count,
     }
 }
 
-uint64_t bf_store_session_pages(BfStoreSession *session)
+uint64_t bf_store_session_pages(BfStore *store, BfStoreSession *session)
 {
+    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&store->lock);
+
     return session->stored;
 }
 
@@ -333,6 +370,6 @@ void bf_store_get_stats(BfStore *store, BfStoreStats *stats)
     stats->attached_sessions = 0;
     g_hash_table_iter_init(&iter, store->sessions);
     while (g_hash_table_iter_next(&iter, NULL, &value)) {
-        stats->attached_sessions += ((BfStoreSession *)value)->attached;
+        stats->attached_sessions += ((BfStoreSession *)value)->refs > 0;
     }
 }

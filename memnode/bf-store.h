@@ -4,8 +4,8 @@
  * Memory grows with the pages stored, in 2 MiB chunks, up to the store's capacity; freed
  * slots give their memory back to the host at once.
  *
- * A session is attached to at most one client at a time, and only that client's thread
- * touches its pages; the slot allocator and the session table are shared under one lock.
+ * A client may attach several connections to its session (the engine has one per thread);
+ * the store serializes them, and all sessions, under one lock.
  * blowfish-memnode serves a store over the network; the engine's unit tests and benchmarks
  * use one in-process (bf-channel-local).
  *
@@ -31,14 +31,14 @@ void bf_store_free(BfStore *store);
 
 /*
  * Attaches to the session @hello names, creating it if new. Fails (BfProtoError in
- * *code) if the session is attached elsewhere or was created for another size.
- * *stored is the number of pages it already holds.
+ * *code) if it exists with another size. *stored is the number of pages it already holds.
  */
 BfStoreSession *bf_store_attach(BfStore *store, const BfHello *hello, uint64_t *stored,
                                 BfProtoError *code, GError **errp);
 /* Detaches, keeping the pages for the next attach. */
 void bf_store_detach(BfStore *store, BfStoreSession *session);
-/* Detaches and frees the session and all its pages (BYE). */
+/* Frees the session and all its pages (BYE), and detaches. Its other connections get
+ * BF_PROTO_ERR_NO_SESSION from then on. */
 void bf_store_drop(BfStore *store, BfStoreSession *session);
 
 /*
@@ -57,7 +57,7 @@ gboolean bf_store_read(BfStore *store, BfStoreSession *session, uint32_t count,
 void bf_store_free_pages(BfStore *store, BfStoreSession *session, uint32_t count,
                          const uint64_t *pages);
 
-uint64_t bf_store_session_pages(BfStoreSession *session);
+uint64_t bf_store_session_pages(BfStore *store, BfStoreSession *session);
 void bf_store_get_stats(BfStore *store, BfStoreStats *stats);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(BfStore, bf_store_free)

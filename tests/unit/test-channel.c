@@ -1,8 +1,8 @@
 /*
  * The transport suite: the same checks for every channel implementation (an in-process store,
  * and TCP to a real blowfish-memnode): pages read back byte for byte, pipelined requests
- * complete in order, sessions survive reconnection and are isolated, the node's refusals
- * (full, not stored, busy) arrive as such, and a node that dies or a client that sends
+ * complete in order, sessions survive reconnection, are shared by a client's connections and
+ * isolated from others, the node's refusals (full, not stored) arrive as such, and a node that dies or a client that sends
  * garbage breaks only that connection.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
@@ -175,24 +175,25 @@ static void test_sessions(gconstpointer opaque)
 {
     Transport *t = (Transport *)opaque;
     BfHello a = make_hello(3, 1000), b = make_hello(4, 1000);
-    BfChannel *ca = connect_ok(t, &a), *cb, *busy;
+    BfChannel *ca = connect_ok(t, &a), *cb, *second;
     g_autofree BfRequest *req = g_new0(BfRequest, 1);
     uint8_t page[PAGE];
     g_autoptr(GError) err = NULL;
 
     write_range(ca, 0, 300, 4);
-    /* A second client cannot open a session in use. */
-    busy = transport_connect(t, &a, &err);
-    g_assert_null(busy);
-    g_assert_error(err, BF_ERROR, BF_ERROR_POOL);
-    g_assert_nonnull(strstr(err->message, "in use by another connection"));
-    g_clear_error(&err);
+    /* A second connection to the session (the engine opens one per thread) shares it. */
+    second = connect_ok(t, &a);
+    g_assert_cmpuint(second->stored_at_hello, ==, 300);
+    check_range(second, 0, 300, 256, 4);
+    write_range(second, 300, 10, 4);
+    check_range(ca, 300, 10, 10, 4);
+    bf_channel_close(second, FALSE);
 
     /* The session outlives its connection... */
     bf_channel_close(ca, FALSE);
     ca = connect_ok(t, &a);
-    g_assert_cmpuint(ca->stored_at_hello, ==, 300);
-    check_range(ca, 0, 300, 100, 4);
+    g_assert_cmpuint(ca->stored_at_hello, ==, 310);
+    check_range(ca, 0, 310, 100, 4);
 
     /* ...and another session cannot see its pages. */
     cb = connect_ok(t, &b);
@@ -215,7 +216,7 @@ static void test_sessions(gconstpointer opaque)
     g_assert_false(bf_channel_call(ca, req, TIMEOUT_MS, &err));
     g_assert_cmpint(req->pool_error, ==, BF_PROTO_ERR_NOT_STORED);
     g_clear_error(&err);
-    check_range(ca, 12, 288, 256, 4);
+    check_range(ca, 12, 298, 256, 4);
 
     /* Dropping the session forgets it. */
     bf_channel_close(ca, TRUE);

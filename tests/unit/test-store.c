@@ -76,10 +76,10 @@ static void test_write_read_free(void)
     /* Overwriting a page keeps its slot. */
     g_assert_true(write_pages(store, s, 5000, 1, 9, &code));
     check_pages(store, s, 5000, 1, 9);
-    g_assert_cmpuint(bf_store_session_pages(s), ==, 20);
+    g_assert_cmpuint(bf_store_session_pages(store, s), ==, 20);
 
     bf_store_free_pages(store, s, 1, &page);
-    g_assert_cmpuint(bf_store_session_pages(s), ==, 19);
+    g_assert_cmpuint(bf_store_session_pages(store, s), ==, 19);
     g_assert_false(bf_store_read(store, s, 1, &page, dest, &code, &err));
     g_assert_cmpint(code, ==, BF_PROTO_ERR_NOT_STORED);
     g_assert_error(err, BF_ERROR, BF_ERROR_POOL);
@@ -116,7 +116,7 @@ static void test_capacity(void)
     g_assert_cmpint(code, ==, BF_PROTO_ERR_NO_SPACE);
     bf_store_get_stats(store, &stats);
     g_assert_cmpuint(stats.stored_pages, ==, 592);
-    g_assert_cmpuint(bf_store_session_pages(s), ==, 592);
+    g_assert_cmpuint(bf_store_session_pages(store, s), ==, 592);
     /* Rewriting stored pages needs no room; 8 new ones fit exactly. */
     g_assert_true(write_pages(store, s, 0, 100, 2, &code));
     g_assert_true(write_pages(store, s, 1000, 8, 1, &code));
@@ -145,10 +145,31 @@ static void test_sessions(void)
     check_pages(store, sa, 0, 10, 1);
     check_pages(store, sb, 0, 10, 2);
 
-    /* One client at a time per session. */
-    g_assert_null(bf_store_attach(store, &a, &stored, &code, &err));
-    g_assert_cmpint(code, ==, BF_PROTO_ERR_BUSY);
-    g_clear_error(&err);
+    /* A second connection shares the session; dropping it through one ends it for both. */
+    {
+        BfStoreSession *again = bf_store_attach(store, &a, &stored, &code, &err);
+        BfStoreSession *other;
+        uint64_t page = 3;
+        uint8_t buf[PAGE];
+        void *dest[1] = { buf };
+
+        g_assert_true(again == sa);
+        g_assert_cmpuint(stored, ==, 10);
+        check_pages(store, again, 0, 10, 1);
+        bf_store_drop(store, again);
+        g_assert_false(bf_store_read(store, sa, 1, &page, dest, &code, &err));
+        g_assert_cmpint(code, ==, BF_PROTO_ERR_NO_SESSION);
+        g_clear_error(&err);
+        g_assert_false(write_pages(store, sa, 0, 1, 1, &code));
+        g_assert_cmpint(code, ==, BF_PROTO_ERR_NO_SESSION);
+        /* The same id now names a new, empty session. */
+        other = bf_store_attach(store, &a, &stored, &code, &err);
+        g_assert_true(other != sa);
+        g_assert_cmpuint(stored, ==, 0);
+        g_assert_true(write_pages(store, other, 0, 10, 1, &code));
+        bf_store_detach(store, sa);
+        sa = other;
+    }
 
     /* A detached session keeps its pages for the next attach. */
     bf_store_detach(store, sa);
