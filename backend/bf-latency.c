@@ -1,0 +1,70 @@
+/*
+ * bf-latency: log-linear latency histogram.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#include "bf-latency.h"
+
+/* Bucket of @ns: its power of two, then the next BF_LATENCY_SUB_BITS bits below the top. */
+static unsigned bf_latency_bucket(uint64_t ns)
+{
+    unsigned top, sub;
+
+    if (ns < (1u << BF_LATENCY_SUB_BITS)) {
+        return ns;
+    }
+    top = 63 - __builtin_clzll(ns);
+    sub = (ns >> (top - BF_LATENCY_SUB_BITS)) & ((1u << BF_LATENCY_SUB_BITS) - 1);
+    return ((top - BF_LATENCY_SUB_BITS + 1) << BF_LATENCY_SUB_BITS) + sub;
+}
+
+/* The largest duration that falls in bucket @b. */
+static uint64_t bf_latency_upper(unsigned b)
+{
+    unsigned octave = b >> BF_LATENCY_SUB_BITS, sub = b & ((1u << BF_LATENCY_SUB_BITS) - 1);
+    unsigned top;
+
+    if (octave == 0) {
+        return sub;
+    }
+    top = octave + BF_LATENCY_SUB_BITS - 1;
+    return ((uint64_t)((1u << BF_LATENCY_SUB_BITS) + sub + 1) << (top - BF_LATENCY_SUB_BITS))
+           - 1;
+}
+
+void bf_latency_record(BfLatency *h, uint64_t ns)
+{
+    atomic_fetch_add_explicit(&h->buckets[bf_latency_bucket(ns)], 1, memory_order_relaxed);
+}
+
+uint64_t bf_latency_count(BfLatency *h)
+{
+    uint64_t n = 0;
+
+    for (unsigned b = 0; b < BF_LATENCY_BUCKETS; b++) {
+        n += atomic_load_explicit(&h->buckets[b], memory_order_relaxed);
+    }
+    return n;
+}
+
+uint64_t bf_latency_percentile(BfLatency *h, double percent)
+{
+    uint64_t counts[BF_LATENCY_BUCKETS], total = 0, rank, seen = 0;
+
+    for (unsigned b = 0; b < BF_LATENCY_BUCKETS; b++) {
+        counts[b] = atomic_load_explicit(&h->buckets[b], memory_order_relaxed);
+        total += counts[b];
+    }
+    if (!total) {
+        return 0;
+    }
+    rank = (uint64_t)(percent / 100.0 * total + 0.5);
+    rank = rank < 1 ? 1 : rank > total ? total : rank;
+    for (unsigned b = 0; b < BF_LATENCY_BUCKETS; b++) {
+        seen += counts[b];
+        if (seen >= rank) {
+            return bf_latency_upper(b);
+        }
+    }
+    return bf_latency_upper(BF_LATENCY_BUCKETS - 1);
+}

@@ -1,0 +1,87 @@
+/*
+ * bf-readahead: stream detection for remote page faults.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#include "bf-readahead.h"
+
+#include <glib.h>
+#include <string.h>
+
+void bf_readahead_init(BfReadahead *ra, uint32_t max_window)
+{
+    memset(ra, 0, sizeof(*ra));
+    ra->max_window = max_window;
+}
+
+
+/* Fetch the stream's window ahead of @page; it should fault next just past it. */
+static uint32_t bf_stream_ahead(BfReadaheadStream *s, uint64_t page, int64_t *stride)
+{
+    s->next = page + (uint64_t)(s->stride * (int64_t)(s->window + 1));
+    *stride = s->stride;
+    return s->window;
+}
+
+uint32_t bf_readahead_fault(BfReadahead *ra, uint64_t page, int64_t *stride)
+{
+    BfReadaheadStream *s, *nearest = NULL, *victim = NULL;
+    int64_t nearest_distance = BF_READAHEAD_MAX_STRIDE + 1;
+
+    if (!ra->max_window) {
+        return 0;
+    }
+    ra->clock++;
+    for (int i = 0; i < BF_READAHEAD_STREAMS; i++) {
+        int64_t d, abs_d;
+
+        s = &ra->streams[i];
+        if (!s->valid) {
+            victim = victim && !victim->valid ? victim : s;
+            continue;
+        }
+        if (!victim || (victim->valid && s->used < victim->used)) {
+            victim = s;
+        }
+        /* The stream faulted right past its window: the window was too small. */
+        if (s->window && page == s->next) {
+            s->prev = s->last;
+            s->last = page;
+            s->used = ra->clock;
+            s->window = MIN(s->window * 2, ra->max_window);
+            return bf_stream_ahead(s, page, stride);
+        }
+        d = (int64_t)(page - s->last);
+        abs_d = d < 0 ? -d : d;
+        if (d != 0 && abs_d <= BF_READAHEAD_MAX_STRIDE && abs_d < nearest_distance) {
+            nearest = s;
+            nearest_distance = abs_d;
+        }
+    }
+
+    if (nearest) {
+        int64_t d = (int64_t)(page - nearest->last);
+        int64_t previous_d = (int64_t)(nearest->last - nearest->prev);
+
+        s = nearest;
+        s->used = ra->clock;
+        s->prev = s->last;
+        s->last = page;
+        if (d == previous_d) {
+            /* Three evenly spaced faults: a stream (again, if it had lost its pace). */
+            s->stride = d;
+            s->window = MIN(BF_READAHEAD_FIRST_WINDOW, ra->max_window);
+            return bf_stream_ahead(s, page, stride);
+        }
+        s->window = 0;
+        return 0;
+    }
+
+    /* A fault far from every stream starts a new one in a free or the least used slot. */
+    s = victim;
+    memset(s, 0, sizeof(*s));
+    s->valid = 1;
+    s->prev = s->last = page;
+    s->used = ra->clock;
+    return 0;
+}
