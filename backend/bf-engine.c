@@ -1,45 +1,59 @@
 /*
- * bf-engine: one Blowfish-managed guest RAM region: its memfd, the guest mapping registered
- * with userfaultfd, the fault thread, the local-limit and the statistics.
+ * bf-engine: one Blowfish-managed guest RAM region: creating and destroying it, its public
+ * API and statistics, and the small helpers its threads share (mapping a page back into the
+ * guest, pool state, wake-ups).
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
-#include "bf-engine.h"
-#include "bf-endpoint.h"
+#include "bf-engine-internal.h"
 #include "bf-error.h"
 #include "bf-uffd.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-struct BfEngine {
-    char *name;
-    uint64_t size;
-    BfEndpoint *pool;
-    char *pool_text;        /* @pool in canonical form */
+void bf_engine_tunables_init(BfEngineTunables *t)
+{
+    *t = (BfEngineTunables) {
+        .scan_period_ms = 1000,
+        .scan_budget = 1024,
+        .cold_age = 2,
+        .evict_batch = BF_PROTO_MAX_PAGES,
+        .readahead = 32,
+        .pool_timeout_ms = 5000,
+    };
+}
 
-    int memfd;
-    uint8_t *guest;         /* registered with @uffd; the fault thread never touches it */
-    int uffd;
+static gboolean bf_engine_check_tunables(const BfEngineTunables *t, GError **errp)
+{
+    const char *bad = NULL;
 
-    int stop_fd;            /* eventfd: the fault thread exits when it becomes readable */
-    GThread *fault_thread;
-
-    _Atomic uint64_t local_limit;
-    _Atomic BfPoolState pool_state;
-    _Atomic uint64_t faults_missing;
-    _Atomic uint64_t faults_minor;
-    _Atomic uint64_t faults_wp;
-};
+    if (t->scan_period_ms < 10 || t->scan_period_ms > 3600000) {
+        bad = "scan-period must be 10 ms to 1 hour";
+    } else if (t->scan_budget < 1) {
+        bad = "scan-budget must be at least 1 page";
+    } else if (t->cold_age < 1 || t->cold_age > 250) {
+        bad = "cold-age must be 1 to 250 periods";
+    } else if (t->evict_batch < 1 || t->evict_batch > BF_PROTO_MAX_PAGES) {
+        bad = "evict-batch must be 1 to 256 pages";
+    } else if (t->readahead > BF_PROTO_MAX_PAGES) {
+        bad = "readahead must be 0 to 256 pages";
+    } else if (t->pool_timeout_ms < 100) {
+        bad = "pool-timeout must be at least 100 ms";
+    }
+    if (bad) {
+        g_set_error(errp, BF_ERROR, BF_ERROR_INVALID, "%s", bad);
+        return FALSE;
+    }
+    return TRUE;
+}
 
 gboolean bf_engine_check_local_limit(uint64_t size, uint64_t local_limit,
                                      gboolean has_pool, GError **errp)
@@ -74,79 +88,97 @@ gboolean bf_engine_check_local_limit(uint64_t size, uint64_t local_limit,
     return TRUE;
 }
 
-static void bf_engine_resolve_fault(BfEngine *e, const struct uffd_msg *msg)
+void bf_engine_set_pool_state(BfEngine *e, BfPoolState state, const char *detail)
 {
-    uint64_t addr = msg->arg.pagefault.address & ~(BF_PAGE_SIZE - 1);
-    uint64_t flags = msg->arg.pagefault.flags;
-    int ret;
+    BfPoolState old = atomic_exchange(&e->pool_state, state);
 
-    if (flags & UFFD_PAGEFAULT_FLAG_WP) {
-        atomic_fetch_add_explicit(&e->faults_wp, 1, memory_order_relaxed);
-        ret = bf_uffd_writeprotect(e->uffd, addr, BF_PAGE_SIZE, false);
-    } else if (flags & UFFD_PAGEFAULT_FLAG_MINOR) {
-        atomic_fetch_add_explicit(&e->faults_minor, 1, memory_order_relaxed);
-        ret = bf_uffd_continue(e->uffd, addr, BF_PAGE_SIZE);
-    } else {
-        atomic_fetch_add_explicit(&e->faults_missing, 1, memory_order_relaxed);
-        ret = bf_uffd_zeropage(e->uffd, addr, BF_PAGE_SIZE);
-    }
-    if (ret == -EEXIST) {
-        /* Someone else mapped the page between the fault and now. */
-        ret = bf_uffd_wake(e->uffd, addr, BF_PAGE_SIZE);
-    }
-    if (ret < 0) {
-        g_critical("blowfish %s: cannot resolve fault at offset 0x%" G_GINT64_MODIFIER
-                   "x (flags 0x%" G_GINT64_MODIFIER "x): %s", e->name,
-                   (guint64)(addr - (uintptr_t)e->guest), (guint64)flags, g_strerror(-ret));
+    if (old != state) {
+        BF_EVENT(e, pool_state_changed, state, detail);
     }
 }
 
-static gpointer bf_engine_fault_thread(gpointer opaque)
+void bf_engine_kick_reclaim(BfEngine *e)
 {
-    BfEngine *e = opaque;
-    struct pollfd fds[2] = {
-        { .fd = e->uffd, .events = POLLIN },
-        { .fd = e->stop_fd, .events = POLLIN },
-    };
-    struct uffd_msg msgs[32];
+    g_mutex_lock(&e->lock);
+    e->reclaim_kicked = true;
+    g_cond_signal(&e->cond);
+    g_mutex_unlock(&e->lock);
+}
 
-    for (;;) {
-        ssize_t n;
+void bf_engine_wake_fault_thread(BfEngine *e)
+{
+    uint64_t one = 1;
 
-        if (poll(fds, G_N_ELEMENTS(fds), -1) < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            g_error("blowfish %s: fault thread: poll: %s", e->name, g_strerror(errno));
-        }
-        if (fds[1].revents) {
-            return NULL;
-        }
-        n = read(e->uffd, msgs, sizeof(msgs));
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR) {
-                continue;
-            }
-            g_error("blowfish %s: fault thread: read: %s", e->name, g_strerror(errno));
-        }
-        for (size_t i = 0; i < n / sizeof(msgs[0]); i++) {
-            if (msgs[i].event == UFFD_EVENT_PAGEFAULT) {
-                bf_engine_resolve_fault(e, &msgs[i]);
-            }
-        }
+    if (write(e->fault_wake_fd, &one, sizeof(one)) != sizeof(one) && errno != EAGAIN) {
+        g_error("blowfish %s: cannot wake the fault thread: %s", e->name, g_strerror(errno));
     }
+}
+
+static void bf_engine_resolved(BfEngine *e, uint64_t page, int ret, const char *what)
+{
+    if (ret == -EEXIST) {
+        /* Already mapped (a stale fault, or a racing resolution): just wake the waiters. */
+        ret = bf_uffd_wake(e->uffd, bf_page_addr(e, page), BF_PAGE_SIZE);
+    }
+    if (ret < 0) {
+        g_critical("blowfish %s: %s of page %" G_GUINT64_FORMAT " failed: %s", e->name,
+                   what, (guint64)page, g_strerror(-ret));
+    }
+}
+
+void bf_engine_map_back(BfEngine *e, uint64_t page, bool wp)
+{
+    bf_engine_resolved(e, page, bf_uffd_continue(e->uffd, bf_page_addr(e, page),
+                                                 BF_PAGE_SIZE, wp), "UFFDIO_CONTINUE");
+}
+
+void bf_engine_zero_fill(BfEngine *e, uint64_t page)
+{
+    bf_engine_resolved(e, page, bf_uffd_zeropage(e->uffd, bf_page_addr(e, page),
+                                                 BF_PAGE_SIZE), "UFFDIO_ZEROPAGE");
+}
+
+void bf_engine_place(BfEngine *e, uint64_t page, const void *data, bool wp)
+{
+    bf_engine_resolved(e, page, bf_uffd_copy(e->uffd, bf_page_addr(e, page), data,
+                                             BF_PAGE_SIZE, wp), "UFFDIO_COPY");
+}
+
+void bf_engine_wake_if_wanted(BfEngine *e, uint64_t page, uint16_t old)
+{
+    if (old & BF_PAGE_WANTED) {
+        bf_uffd_wake(e->uffd, bf_page_addr(e, page), BF_PAGE_SIZE);
+    }
+}
+
+void bf_engine_release(BfEngine *e, uint64_t page)
+{
+    uint16_t old = atomic_fetch_and_explicit(&e->pages[page],
+                                             (uint16_t)~(BF_PAGE_BUSY | BF_PAGE_WANTED),
+                                             memory_order_acq_rel);
+
+    bf_engine_wake_if_wanted(e, page, old);
+}
+
+BfChannel *bf_engine_connect_channel(BfEngine *e, GError **errp)
+{
+    if (e->connect) {
+        return e->connect(e->connect_opaque, &e->hello, errp);
+    }
+    return bf_channel_connect(e->pool, &e->hello, e->tun.pool_timeout_ms, errp);
 }
 
 /* Engine threads take no signals: the host process (QEMU) handles them elsewhere. */
-static GThread *bf_engine_thread_new(const char *name, GThreadFunc fn, gpointer data,
-                                     GError **errp)
+static GThread *bf_engine_thread_new(const char *prefix, const char *name, GThreadFunc fn,
+                                     gpointer data, GError **errp)
 {
+    g_autofree char *thread_name = g_strdup_printf("%s-%s", prefix, name);
     sigset_t all, old;
     GThread *thread;
 
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    thread = g_thread_try_new(name, fn, data, errp);
+    thread = g_thread_try_new(thread_name, fn, data, errp);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return thread;
 }
@@ -177,14 +209,36 @@ static gboolean bf_engine_map(BfEngine *e, GError **errp)
     return TRUE;
 }
 
+static void bf_engine_init_session(BfEngine *e)
+{
+    for (unsigned i = 0; i < BF_PROTO_SESSION_SIZE; i += 4) {
+        guint32 r = g_random_int();
+
+        memcpy(e->hello.session + i, &r, 4);
+    }
+    e->hello.pages = e->npages;
+    g_strlcpy(e->hello.name, e->name, sizeof(e->hello.name));
+}
+
 BfEngine *bf_engine_new(const BfEngineConfig *config, GError **errp)
 {
     g_autoptr(BfEngine) e = g_new0(BfEngine, 1);
-    g_autofree char *thread_name = NULL;
+    uint64_t local_limit;
 
-    e->memfd = e->uffd = e->stop_fd = -1;
+    e->memfd = e->uffd = e->fault_wake_fd = -1;
     e->name = g_strdup(config->name);
     e->size = config->size;
+    e->npages = config->size / BF_PAGE_SIZE;
+    e->tun = config->tunables;
+    e->connect = config->connect;
+    e->connect_opaque = config->connect_opaque;
+    if (config->events) {
+        e->events = *config->events;
+    }
+    e->events_opaque = config->events_opaque;
+    g_mutex_init(&e->lock);
+    g_cond_init(&e->cond);
+    e->refetch = g_array_new(FALSE, FALSE, sizeof(uint64_t));
 
     if (sysconf(_SC_PAGESIZE) != BF_PAGE_SIZE) {
         g_set_error(errp, BF_ERROR, BF_ERROR_UNSUPPORTED,
@@ -198,6 +252,9 @@ BfEngine *bf_engine_new(const BfEngineConfig *config, GError **errp)
                     (guint64)e->size);
         return NULL;
     }
+    if (!bf_engine_check_tunables(&e->tun, errp)) {
+        return NULL;
+    }
     if (config->pool) {
         e->pool = bf_endpoint_parse(config->pool, errp);
         if (!e->pool) {
@@ -205,11 +262,13 @@ BfEngine *bf_engine_new(const BfEngineConfig *config, GError **errp)
         }
         e->pool_text = bf_endpoint_to_string(e->pool);
     }
-    e->local_limit = config->local_limit ? config->local_limit : e->size;
-    if (!bf_engine_check_local_limit(e->size, e->local_limit, e->pool != NULL, errp)) {
+    local_limit = config->local_limit ? config->local_limit : e->size;
+    if (!bf_engine_check_local_limit(e->size, local_limit, bf_engine_has_pool(e), errp)) {
         return NULL;
     }
-    e->pool_state = e->pool ? BF_POOL_CONNECTING : BF_POOL_NONE;
+    e->local_limit = local_limit;
+    e->pool_state = bf_engine_has_pool(e) ? BF_POOL_CONNECTING : BF_POOL_NONE;
+    bf_engine_init_session(e);
 
     e->uffd = bf_uffd_open(BF_UFFD_REQUIRED_FEATURES, errp);
     if (e->uffd < 0) {
@@ -218,14 +277,21 @@ BfEngine *bf_engine_new(const BfEngineConfig *config, GError **errp)
     if (!bf_engine_map(e, errp) || !bf_uffd_register(e->uffd, e->guest, e->size, errp)) {
         return NULL;
     }
-    e->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (e->stop_fd < 0) {
+    e->pages = g_new0(BfPageMeta, e->npages);
+    bf_reclaim_init(e);
+
+    e->fault_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (e->fault_wake_fd < 0) {
         bf_engine_fail_errno("eventfd", errp);
         return NULL;
     }
-    thread_name = g_strdup_printf("bf-fault-%s", e->name);
-    e->fault_thread = bf_engine_thread_new(thread_name, bf_engine_fault_thread, e, errp);
+    e->fault_thread = bf_engine_thread_new("bf-fault", e->name, bf_fault_thread, e, errp);
     if (!e->fault_thread) {
+        return NULL;
+    }
+    e->reclaim_thread = bf_engine_thread_new("bf-reclaim", e->name, bf_reclaim_thread, e,
+                                             errp);
+    if (!e->reclaim_thread) {
         return NULL;
     }
     return g_steal_pointer(&e);
@@ -236,15 +302,21 @@ void bf_engine_free(BfEngine *e)
     if (!e) {
         return;
     }
+    /* The reclaim thread first: it drops the pool session on its way out. */
+    if (e->reclaim_thread) {
+        g_mutex_lock(&e->lock);
+        e->stopping = true;
+        g_cond_signal(&e->cond);
+        g_mutex_unlock(&e->lock);
+        g_thread_join(e->reclaim_thread);
+    }
     if (e->fault_thread) {
-        uint64_t one = 1;
-
-        if (write(e->stop_fd, &one, sizeof(one)) != sizeof(one)) {
-            g_error("blowfish %s: cannot stop the fault thread: %s", e->name,
-                    g_strerror(errno));
-        }
+        atomic_store(&e->fault_stop, true);
+        bf_engine_wake_fault_thread(e);
         g_thread_join(e->fault_thread);
     }
+    bf_channel_close(e->fault_channel, false);
+    bf_reclaim_cleanup(e);
     if (e->guest) {
         munmap(e->guest, e->size);
     }
@@ -254,9 +326,13 @@ void bf_engine_free(BfEngine *e)
     if (e->memfd >= 0) {
         close(e->memfd);
     }
-    if (e->stop_fd >= 0) {
-        close(e->stop_fd);
+    if (e->fault_wake_fd >= 0) {
+        close(e->fault_wake_fd);
     }
+    g_array_free(e->refetch, TRUE);
+    g_cond_clear(&e->cond);
+    g_mutex_clear(&e->lock);
+    g_free(e->pages);
     bf_endpoint_free(e->pool);
     g_free(e->pool_text);
     g_free(e->name);
@@ -275,20 +351,30 @@ const char *bf_engine_pool(BfEngine *e)
 
 gboolean bf_engine_set_local_limit(BfEngine *e, uint64_t local_limit, GError **errp)
 {
-    if (!bf_engine_check_local_limit(e->size, local_limit, e->pool != NULL, errp)) {
+    if (!bf_engine_check_local_limit(e->size, local_limit, bf_engine_has_pool(e), errp)) {
         return FALSE;
     }
     atomic_store(&e->local_limit, local_limit);
+    bf_engine_kick_reclaim(e);
+    bf_engine_wake_fault_thread(e);     /* faults waiting for room may go on */
     return TRUE;
 }
 
-int bf_engine_write_protect(BfEngine *e, uint64_t offset, uint64_t len)
+gboolean bf_engine_restore_all(BfEngine *e, GError **errp)
 {
-    if (offset % BF_PAGE_SIZE || len % BF_PAGE_SIZE || offset > e->size ||
-        len > e->size - offset) {
-        return -EINVAL;
+    if (!bf_engine_has_pool(e)) {
+        g_set_error(errp, BF_ERROR, BF_ERROR_INVALID,
+                    "nothing to restore: no memory pool is configured");
+        return FALSE;
     }
-    return bf_uffd_writeprotect(e->uffd, (uintptr_t)e->guest + offset, len, true);
+    atomic_store(&e->local_limit, e->size);
+    atomic_store(&e->restoring, true);
+    g_mutex_lock(&e->lock);
+    e->restore_requested = true;
+    g_cond_signal(&e->cond);
+    g_mutex_unlock(&e->lock);
+    bf_engine_wake_fault_thread(e);
+    return TRUE;
 }
 
 void bf_engine_get_stats(BfEngine *e, BfEngineStats *stats)
@@ -302,8 +388,22 @@ void bf_engine_get_stats(BfEngine *e, BfEngineStats *stats)
     if (fstat(e->memfd, &st) == 0) {
         stats->resident = MIN((uint64_t)st.st_blocks * 512, e->size);
     }
-    stats->faults_missing = atomic_load_explicit(&e->faults_missing, memory_order_relaxed);
-    stats->faults_minor = atomic_load_explicit(&e->faults_minor, memory_order_relaxed);
-    stats->faults_wp = atomic_load_explicit(&e->faults_wp, memory_order_relaxed);
+    stats->remote = bf_counter(&e->nr_remote) * BF_PAGE_SIZE;
+    stats->zero = bf_counter(&e->nr_zero) * BF_PAGE_SIZE;
+    stats->free = bf_counter(&e->nr_free) * BF_PAGE_SIZE;
+    stats->faults_missing = bf_counter(&e->faults_missing);
+    stats->faults_minor = bf_counter(&e->faults_minor);
+    stats->faults_wp = bf_counter(&e->faults_wp);
+    stats->pages_evicted = bf_counter(&e->pages_evicted);
+    stats->pages_restored = bf_counter(&e->pages_restored);
+    stats->clean_evictions = bf_counter(&e->clean_evictions);
+    stats->readahead_pages = bf_counter(&e->readahead_pages);
+    stats->pool_bytes_sent = bf_counter(&e->pool_bytes_sent);
+    stats->pool_bytes_received = bf_counter(&e->pool_bytes_received);
+    stats->fault_latency_p50_ns = bf_latency_percentile(&e->fault_latency, 50);
+    stats->fault_latency_p99_ns = bf_latency_percentile(&e->fault_latency, 99);
+    stats->scan_ns = bf_counter(&e->scan_ns);
+    stats->scan_samples = bf_counter(&e->scan_samples);
     stats->pool_state = atomic_load(&e->pool_state);
+    stats->restoring = atomic_load(&e->restoring);
 }

@@ -1,13 +1,16 @@
 /*
  * bf-engine: one Blowfish-managed guest RAM region. The engine owns the memfd that holds
  * guest RAM, the mapping handed to the guest (registered with a userfaultfd), the threads that
- * serve its faults, and the link to the memory pool. It knows nothing of QEMU: the QEMU glue
- * (hw/) maps bf_engine_guest_ram() as a RAM block and forwards QMP requests here.
+ * serve its faults and keep it under its local limit, and its link to the memory pool. It
+ * knows nothing of QEMU: the QEMU glue (hw/) maps bf_engine_guest_ram() as a RAM block and
+ * forwards QMP requests here. docs/design.md describes how it works.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #ifndef BF_ENGINE_H
 #define BF_ENGINE_H
+
+#include "bf-channel.h"
 
 #include <glib.h>
 #include <stdint.h>
@@ -26,24 +29,80 @@ typedef enum {
     BF_POOL_UNREACHABLE,   /* connection lost: retrying; faults on remote pages wait */
 } BfPoolState;
 
+/* How the engine finds cold pages and moves them; bf_engine_tunables_init() sets defaults. */
+typedef struct BfEngineTunables {
+    uint32_t scan_period_ms;   /* how often the scanner samples page use */
+    uint32_t scan_budget;      /* pages sampled per period: bounds the scanner's faults */
+    uint32_t cold_age;         /* periods a page goes unused before it is cold */
+    uint32_t evict_batch;      /* pages per eviction request, 1 .. 256 */
+    uint32_t readahead;        /* most pages fetched ahead of a sequential fault; 0: none */
+    uint32_t pool_timeout_ms;  /* a pool request or connection taking longer has failed */
+} BfEngineTunables;
+
+/* Opens a channel to the engine's session (instead of connecting to config->pool). */
+typedef BfChannel *(*BfConnectFunc)(void *opaque, const BfHello *hello, GError **errp);
+
+/* What the fault thread did with a fault (for tracing). */
+typedef enum {
+    BF_FAULT_ZERO_FILL,     /* never touched, zero, or freed: a zero page */
+    BF_FAULT_MAP,           /* resident: mapped back */
+    BF_FAULT_UNPROTECT,     /* first write to a clean page */
+    BF_FAULT_FETCH,         /* remote: fetched */
+    BF_FAULT_WAIT,          /* held by another thread, which will serve it */
+    BF_FAULT_DEFER,         /* at the local limit: waits for room */
+} BfFaultAction;
+
+/*
+ * Called from the engine's threads: hand the news to your own thread before acting on it.
+ * Every member may be NULL. The trace_* ones sit on hot paths: keep them cheap.
+ */
+typedef struct BfEngineEvents {
+    void (*pool_state_changed)(void *opaque, BfPoolState state, const char *detail);
+    void (*restore_done)(void *opaque, uint64_t bytes, uint64_t ns);
+    void (*trace_fault)(void *opaque, uint64_t page, uint64_t flags, BfFaultAction action);
+    void (*trace_fetch)(void *opaque, uint32_t pages, uint64_t ns);
+    void (*trace_evict)(void *opaque, uint32_t pages, uint32_t sent, uint32_t zero,
+                        uint64_t ns);
+    void (*trace_scan)(void *opaque, uint64_t samples, uint64_t ns);
+} BfEngineEvents;
+
 typedef struct BfEngineConfig {
-    const char *name;      /* names threads and messages, e.g. the QOM id */
-    uint64_t size;         /* bytes of guest RAM, a multiple of BF_PAGE_SIZE */
-    uint64_t local_limit;  /* most bytes kept in host memory; 0 means size */
-    const char *pool;      /* pool address (see bf-endpoint.h), or NULL */
+    const char *name;          /* names threads, messages and the pool session */
+    uint64_t size;             /* bytes of guest RAM, a multiple of BF_PAGE_SIZE */
+    uint64_t local_limit;      /* most bytes kept in host memory; 0 means size */
+    const char *pool;          /* pool address (see bf-endpoint.h), or NULL */
+    BfConnectFunc connect;     /* or this, to reach a pool another way (tests) */
+    void *connect_opaque;
+    BfEngineTunables tunables;
+    const BfEngineEvents *events;
+    void *events_opaque;
 } BfEngineConfig;
 
 typedef struct BfEngineStats {
     uint64_t size;
     uint64_t local_limit;
-    uint64_t resident;         /* bytes of guest RAM in host memory */
-    uint64_t remote;           /* bytes held by the pool */
-    uint64_t free;             /* bytes the guest freed: held nowhere */
+    uint64_t resident;             /* bytes of guest RAM in host memory (the memfd) */
+    uint64_t remote;               /* bytes held only by the pool */
+    uint64_t zero;                 /* bytes found all zero and dropped: held nowhere */
+    uint64_t free;                 /* bytes the guest freed: held nowhere */
     uint64_t faults_missing;
     uint64_t faults_minor;
     uint64_t faults_wp;
+    uint64_t pages_evicted;        /* moved out of host memory (to the pool, or zero) */
+    uint64_t pages_restored;       /* brought back from the pool */
+    uint64_t clean_evictions;      /* evicted with no transfer: the pool copy was current */
+    uint64_t readahead_pages;      /* restored ahead of a fault */
+    uint64_t pool_bytes_sent;
+    uint64_t pool_bytes_received;
+    uint64_t fault_latency_p50_ns; /* time to serve a fault, from reading it to resolving it */
+    uint64_t fault_latency_p99_ns;
+    uint64_t scan_ns;              /* time the scanner spent */
+    uint64_t scan_samples;         /* mappings it dropped to sample use */
     BfPoolState pool_state;
+    gboolean restoring;            /* a bf_engine_restore_all() is in progress */
 } BfEngineStats;
+
+void bf_engine_tunables_init(BfEngineTunables *tunables);
 
 /* Checks that @local_limit (bytes) suits a region of @size bytes. */
 gboolean bf_engine_check_local_limit(uint64_t size, uint64_t local_limit,
@@ -51,12 +110,16 @@ gboolean bf_engine_check_local_limit(uint64_t size, uint64_t local_limit,
 
 /*
  * Creates the memfd and the guest mapping, registers it with a new userfaultfd and starts the
- * fault thread. On error (bad configuration, no userfaultfd permission, old kernel) returns
- * NULL with @errp set to a message that names the problem and what to do about it.
+ * engine's threads; the pool is connected in the background. On error (bad configuration, no
+ * userfaultfd permission, old kernel) returns NULL with @errp set to a message that names the
+ * problem and what to do about it.
  */
 BfEngine *bf_engine_new(const BfEngineConfig *config, GError **errp);
 
-/* Stops the engine's threads and releases its memory. Nothing may touch guest RAM after. */
+/*
+ * Stops the engine's threads, drops its pool session and releases its memory. Nothing may
+ * touch guest RAM after.
+ */
 void bf_engine_free(BfEngine *engine);
 
 /* The guest's view of its RAM: config->size bytes, page aligned. */
@@ -65,15 +128,16 @@ void *bf_engine_guest_ram(BfEngine *engine);
 /* The canonical pool address, or NULL. */
 const char *bf_engine_pool(BfEngine *engine);
 
+/* Lowering the limit evicts cold pages until it holds; raising it lets pages come back. */
 gboolean bf_engine_set_local_limit(BfEngine *engine, uint64_t local_limit, GError **errp);
 
-void bf_engine_get_stats(BfEngine *engine, BfEngineStats *stats);
-
 /*
- * Write-protects the resident pages of [offset, offset + len) in guest RAM: the next write to
- * each faults once (a write-protect fault), then proceeds. 0 or -errno.
+ * Raises the local limit to the size and brings every remote page back, in the background
+ * and at full bandwidth; events->restore_done reports the end.
  */
-int bf_engine_write_protect(BfEngine *engine, uint64_t offset, uint64_t len);
+gboolean bf_engine_restore_all(BfEngine *engine, GError **errp);
+
+void bf_engine_get_stats(BfEngine *engine, BfEngineStats *stats);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(BfEngine, bf_engine_free)
 

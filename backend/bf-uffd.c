@@ -144,9 +144,12 @@ int bf_uffd_copy(int uffd, uint64_t addr, const void *src, uint64_t len, bool wp
     return bf_uffd_ioctl(uffd, UFFDIO_COPY, &c);
 }
 
-int bf_uffd_continue(int uffd, uint64_t addr, uint64_t len)
+int bf_uffd_continue(int uffd, uint64_t addr, uint64_t len, bool wp)
 {
-    struct uffdio_continue c = { .range = { .start = addr, .len = len } };
+    struct uffdio_continue c = {
+        .range = { .start = addr, .len = len },
+        .mode = wp ? UFFDIO_CONTINUE_MODE_WP : 0,
+    };
 
     return bf_uffd_ioctl(uffd, UFFDIO_CONTINUE, &c);
 }

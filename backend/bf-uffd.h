@@ -20,6 +20,9 @@
 #ifndef UFFD_FEATURE_WP_ASYNC
 #define UFFD_FEATURE_WP_ASYNC (1 << 15)
 #endif
+#ifndef UFFDIO_CONTINUE_MODE_WP
+#define UFFDIO_CONTINUE_MODE_WP ((__u64)1 << 1)
+#endif
 
 /* What the engine cannot work without (kernel >= 5.19 for WP on shmem). */
 #define BF_UFFD_REQUIRED_FEATURES \
@@ -43,7 +46,7 @@ bool bf_uffd_register(int uffd, void *addr, uint64_t len, GError **errp);
 /* Fault resolution: 0 or -errno. -EEXIST means the page was already there: wake instead. */
 int bf_uffd_zeropage(int uffd, uint64_t addr, uint64_t len);
 int bf_uffd_copy(int uffd, uint64_t addr, const void *src, uint64_t len, bool wp);
-int bf_uffd_continue(int uffd, uint64_t addr, uint64_t len);
+int bf_uffd_continue(int uffd, uint64_t addr, uint64_t len, bool wp);
 int bf_uffd_writeprotect(int uffd, uint64_t addr, uint64_t len, bool wp);
 int bf_uffd_wake(int uffd, uint64_t addr, uint64_t len);
 

@@ -7,9 +7,16 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <sys/prctl.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+/* The node must not outlive a test that crashes. */
+static void memnode_child_setup(gpointer unused)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+}
 
 /* Spawns the node listening on @listen; returns the address it printed. */
 static char *memnode_spawn(MemnodeProcess *node, const char *listen)
@@ -21,8 +28,9 @@ static char *memnode_spawn(MemnodeProcess *node, const char *listen)
     int out_fd;
     FILE *out;
 
-    if (!g_spawn_async_with_pipes(NULL, (char **)argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD, NULL,
-                                  NULL, &node->pid, NULL, &out_fd, NULL, &err)) {
+    if (!g_spawn_async_with_pipes(NULL, (char **)argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD,
+                                  memnode_child_setup, NULL, &node->pid, NULL, &out_fd, NULL,
+                                  &err)) {
         g_error("cannot start %s: %s", binary, err->message);
     }
     out = fdopen(out_fd, "r");

@@ -1,20 +1,26 @@
 /*
- * Unit tests of bf-engine without QEMU: configuration errors, and guest RAM touched by test
- * threads through the engine's userfaultfd (missing, minor and write-protect faults), with
- * every byte checked.
+ * Unit tests of bf-engine without QEMU: test threads play the guest, touching guest RAM
+ * through the engine's userfaultfd, against an in-process store (and, for pool failures, a
+ * real blowfish-memnode). Every byte written is checked when read back, across evictions and
+ * restorations; zero pages must never reach the pool, clean pages must be evicted with no
+ * transfer, and the local limit must hold.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
+#include "bf-channel-local.h"
 #include "bf-engine.h"
 #include "bf-error.h"
 #include "bf-uffd.h"
+#include "memnode-process.h"
 
 #include <grp.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #define MiB (1024ULL * 1024)
+#define PAGE BF_PAGE_SIZE
 
 static uint8_t pattern_byte(uint64_t offset, uint8_t seed)
 {
@@ -39,6 +45,26 @@ static void check(const uint8_t *ram, uint64_t start, uint64_t len, uint8_t seed
     }
 }
 
+static BfChannel *local_connect(void *opaque, const BfHello *hello, GError **errp)
+{
+    return bf_channel_local_new(opaque, hello, errp);
+}
+
+/* A configuration with a fast scanner; @store (if any) is the pool. */
+static BfEngineConfig make_config(const char *name, uint64_t size, uint64_t limit,
+                                  BfStore *store)
+{
+    BfEngineConfig config = {
+        .name = name, .size = size, .local_limit = limit,
+        .connect = store ? local_connect : NULL, .connect_opaque = store,
+    };
+
+    bf_engine_tunables_init(&config.tunables);
+    config.tunables.scan_period_ms = 20;
+    config.tunables.pool_timeout_ms = 1000;
+    return config;
+}
+
 /* An engine, or NULL after marking the test skipped when userfaultfd is not permitted. */
 static BfEngine *engine_or_skip(const BfEngineConfig *config)
 {
@@ -53,38 +79,68 @@ static BfEngine *engine_or_skip(const BfEngineConfig *config)
     return e;
 }
 
+static BfEngineStats stats_of(BfEngine *e)
+{
+    BfEngineStats stats;
+
+    bf_engine_get_stats(e, &stats);
+    return stats;
+}
+
+/* Waits up to 10 s for @cond on the engine's statistics. */
+#define WAIT_FOR(e, st, cond) do {                                  \
+        BfEngineStats st;                                           \
+        int tries_ = 0;                                             \
+        for (;;) {                                                  \
+            bf_engine_get_stats((e), &st);                          \
+            if (cond) {                                             \
+                break;                                              \
+            }                                                       \
+            g_assert_cmpint(++tries_, <, 1000);                     \
+            g_usleep(10 * 1000);                                    \
+        }                                                           \
+    } while (0)
+
 static void test_config_errors(void)
 {
     static const struct {
-        BfEngineConfig config;
+        uint64_t size, limit;
+        const char *pool;
         const char *error;
     } cases[] = {
-        { { "e", 0, 0, NULL }, "not a positive multiple of 4 KiB" },
-        { { "e", 8 * MiB + 100, 0, NULL }, "not a positive multiple of 4 KiB" },
-        { { "e", 8 * MiB, 0, "nope" }, "invalid pool address 'nope'" },
-        { { "e", 8 * MiB, 4 * MiB, NULL }, "needs a memory pool" },
-        { { "e", 8 * MiB, 16 * MiB, "tcp:h:1" }, "larger than size" },
-        { { "e", 8 * MiB, 4 * MiB + 1, "tcp:h:1" }, "not a multiple of 4 KiB" },
-        { { "e", 64 * MiB, 2 * MiB, "tcp:h:1" }, "below the minimum" },
+        { 0, 0, NULL, "not a positive multiple of 4 KiB" },
+        { 8 * MiB + 100, 0, NULL, "not a positive multiple of 4 KiB" },
+        { 8 * MiB, 0, "nope", "invalid pool address 'nope'" },
+        { 8 * MiB, 4 * MiB, NULL, "needs a memory pool" },
+        { 8 * MiB, 16 * MiB, "tcp:h:1", "larger than size" },
+        { 8 * MiB, 4 * MiB + 1, "tcp:h:1", "not a multiple of 4 KiB" },
+        { 64 * MiB, 2 * MiB, "tcp:h:1", "below the minimum" },
     };
+    BfEngineConfig config = make_config("e", 8 * MiB, 0, NULL);
+    g_autoptr(GError) err = NULL;
 
     for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
-        g_autoptr(GError) err = NULL;
-        BfEngine *e = bf_engine_new(&cases[i].config, &err);
-
-        g_assert_null(e);
+        config.size = cases[i].size;
+        config.local_limit = cases[i].limit;
+        config.pool = cases[i].pool;
+        g_assert_null(bf_engine_new(&config, &err));
         g_assert_error(err, BF_ERROR, BF_ERROR_INVALID);
         if (!strstr(err->message, cases[i].error)) {
             g_test_message("case %zu: %s", i, err->message);
             g_assert_not_reached();
         }
+        g_clear_error(&err);
     }
+    config = make_config("e", 8 * MiB, 0, NULL);
+    config.tunables.evict_batch = 257;
+    g_assert_null(bf_engine_new(&config, &err));
+    g_assert_nonnull(strstr(err->message, "evict-batch must be 1 to 256"));
 }
 
 /* First touches fault as MISSING and are zero; written data reads back. */
 static void test_missing_faults(void)
 {
-    BfEngineConfig config = { .name = "missing", .size = 16 * MiB };
+    BfEngineConfig config = make_config("missing", 16 * MiB, 0, NULL);
     g_autoptr(BfEngine) e = engine_or_skip(&config);
     BfEngineStats stats;
     uint8_t *ram;
@@ -93,103 +149,225 @@ static void test_missing_faults(void)
         return;
     }
     ram = bf_engine_guest_ram(e);
-    bf_engine_get_stats(e, &stats);
+    stats = stats_of(e);
     g_assert_cmpuint(stats.resident, ==, 0);
     g_assert_cmpuint(stats.faults_missing, ==, 0);
     g_assert_cmpint(stats.pool_state, ==, BF_POOL_NONE);
     g_assert_null(bf_engine_pool(e));
 
-    /* Never-touched pages read as zeroes. */
-    for (uint64_t off = 0; off < 4 * MiB; off += BF_PAGE_SIZE) {
+    for (uint64_t off = 0; off < 4 * MiB; off += PAGE) {
         g_assert_cmpuint(ram[off + 123], ==, 0);
     }
     fill(ram, 0, 4 * MiB, 7);
     check(ram, 0, 4 * MiB, 7);
 
-    bf_engine_get_stats(e, &stats);
-    g_assert_cmpuint(stats.faults_missing, ==, 4 * MiB / BF_PAGE_SIZE);
+    stats = stats_of(e);
+    g_assert_cmpuint(stats.faults_missing, ==, 4 * MiB / PAGE);
     g_assert_cmpuint(stats.resident, ==, 4 * MiB);
     g_assert_cmpuint(stats.size, ==, 16 * MiB);
     g_assert_cmpuint(stats.local_limit, ==, 16 * MiB);
+    g_assert_cmpuint(stats.fault_latency_p50_ns, >, 0);
+    g_assert_cmpuint(stats.fault_latency_p99_ns, >=, stats.fault_latency_p50_ns);
 }
 
 /* Dropping a resident page's mapping keeps it: the next touch is a MINOR fault. */
 static void test_minor_faults(void)
 {
-    BfEngineConfig config = { .name = "minor", .size = 8 * MiB };
-    g_autoptr(BfEngine) e = engine_or_skip(&config);
+    BfEngineConfig config = make_config("minor", 8 * MiB, 0, NULL);
+    g_autoptr(BfEngine) e = NULL;
     BfEngineStats before, after;
     uint8_t *ram;
 
+    config.tunables.scan_period_ms = 3600000;   /* no scanner faults in the count */
+    e = engine_or_skip(&config);
     if (!e) {
         return;
     }
     ram = bf_engine_guest_ram(e);
     fill(ram, 0, 8 * MiB, 3);
-    bf_engine_get_stats(e, &before);
+    before = stats_of(e);
     g_assert_cmpint(madvise(ram, 2 * MiB, MADV_DONTNEED), ==, 0);
-    check(ram, 0, 8 * MiB, 3);
-    bf_engine_get_stats(e, &after);
-    g_assert_cmpuint(after.faults_minor - before.faults_minor, ==, 2 * MiB / BF_PAGE_SIZE);
+    check(ram, 0, 2 * MiB, 3);
+    after = stats_of(e);
+    g_assert_cmpuint(after.faults_minor - before.faults_minor, ==, 2 * MiB / PAGE);
     g_assert_cmpuint(after.faults_missing, ==, before.faults_missing);
     g_assert_cmpuint(after.resident, ==, 8 * MiB);
+    check(ram, 0, 8 * MiB, 3);
 }
 
-/* Writes to write-protected pages fault once each and land. */
-static void test_wp_faults(void)
+/* Only the engine's userfaultfd may track its RAM (why postcopy is vetoed). */
+static void test_second_uffd_refused(void)
 {
-    BfEngineConfig config = { .name = "wp", .size = 8 * MiB };
+    BfEngineConfig config = make_config("second", 8 * MiB, 0, NULL);
     g_autoptr(BfEngine) e = engine_or_skip(&config);
     g_autoptr(GError) err = NULL;
-    BfEngineStats before, after;
-    uint8_t *ram;
     int uffd;
 
     if (!e) {
         return;
     }
-    ram = bf_engine_guest_ram(e);
-    fill(ram, 0, 8 * MiB, 5);
-    /* Only the engine's userfaultfd may track this range (why postcopy is vetoed). */
     uffd = bf_uffd_open(BF_UFFD_REQUIRED_FEATURES, &err);
     g_assert_no_error(err);
-    g_assert_false(bf_uffd_register(uffd, ram, 8 * MiB, &err));
+    g_assert_false(bf_uffd_register(uffd, bf_engine_guest_ram(e), 8 * MiB, &err));
     g_assert_error(err, BF_ERROR, BF_ERROR_INVALID);
     g_assert_nonnull(strstr(err->message, "another userfaultfd already tracks it"));
     close(uffd);
+}
 
-    g_assert_cmpint(bf_engine_write_protect(e, 0, MiB), ==, 0);
-    bf_engine_get_stats(e, &before);
-    check(ram, 0, 8 * MiB, 5);              /* reads do not fault */
-    fill(ram, 0, MiB, 6);
-    check(ram, 0, MiB, 6);
-    check(ram, MiB, 7 * MiB, 5);
-    bf_engine_get_stats(e, &after);
-    g_assert_cmpuint(after.faults_wp - before.faults_wp, ==, MiB / BF_PAGE_SIZE);
+/*
+ * The guest writes more than its limit: pages go to the pool and come back, every byte
+ * survives, the limit holds, and pages restored and only read are evicted again for free.
+ */
+static void test_evict_restore(void)
+{
+    g_autoptr(BfStore) store = bf_store_new(256 * MiB);
+    BfEngineConfig config = make_config("evict", 32 * MiB, 8 * MiB, store);
+    g_autoptr(BfEngine) e = engine_or_skip(&config);
+    BfEngineStats stats, before;
+    uint8_t *ram;
+
+    if (!e) {
+        return;
+    }
+    ram = bf_engine_guest_ram(e);
+    WAIT_FOR(e, st, st.pool_state == BF_POOL_CONNECTED);
+
+    fill(ram, 0, 32 * MiB, 11);
+    WAIT_FOR(e, st, st.resident <= 8 * MiB);
+    stats = stats_of(e);
+    g_assert_cmpuint(stats.remote, >=, 24 * MiB - 64 * PAGE);
+    g_assert_cmpuint(stats.remote + stats.resident + stats.zero, ==, 32 * MiB);
+    g_assert_cmpuint(stats.pages_evicted, >=, stats.remote / PAGE);
+    g_assert_cmpuint(stats.pool_bytes_sent, >=, stats.remote);
+
+    /* Read it all back: faults restore what the pool holds, and eviction keeps going. */
+    check(ram, 0, 32 * MiB, 11);
+    stats = stats_of(e);
+    g_assert_cmpuint(stats.pages_restored, >=, 16 * MiB / PAGE);
+    g_assert_cmpuint(stats.resident, <=, 8 * MiB + 64 * PAGE);
+    g_assert_cmpuint(stats.pool_bytes_received, ==, stats.pages_restored * PAGE);
+
+    /*
+     * Pages only read since their restoration go back without a transfer: in another pass,
+     * only pages still resident (and dirty) from the writing may be sent.
+     */
+    before = stats_of(e);
+    check(ram, 0, 32 * MiB, 11);
+    stats = stats_of(e);
+    g_assert_cmpuint(stats.clean_evictions - before.clean_evictions, >=,
+                     (32 * MiB - 2 * 8 * MiB) / PAGE);
+    g_assert_cmpuint(stats.pool_bytes_sent - before.pool_bytes_sent, <=, before.resident);
+    g_assert_cmpuint(stats.faults_wp, ==, before.faults_wp);
+
+    /* Writing to a restored page takes one write-protect fault and makes it dirty again. */
+    before = stats_of(e);
+    fill(ram, 0, 32 * MiB, 12);
+    check(ram, 0, 32 * MiB, 12);
+    stats = stats_of(e);
+    g_assert_cmpuint(stats.faults_wp, >, before.faults_wp);
+    g_assert_cmpuint(stats.pool_bytes_sent, >, before.pool_bytes_sent);
+}
+
+/* Zero pages cost nothing anywhere: evicted without a transfer, held nowhere. */
+static void test_zero_pages(void)
+{
+    g_autoptr(BfStore) store = bf_store_new(256 * MiB);
+    BfEngineConfig config = make_config("zero", 32 * MiB, 32 * MiB, store);
+    g_autoptr(BfEngine) e = engine_or_skip(&config);
+    g_autoptr(GError) err = NULL;
+    volatile uint8_t *ram;
+    BfStoreStats store_stats;
+    BfEngineStats stats;
+    uint64_t sum = 0;
+
+    if (!e) {
+        return;
+    }
+    ram = bf_engine_guest_ram(e);
+    WAIT_FOR(e, st, st.pool_state == BF_POOL_CONNECTED);
+    for (uint64_t off = 0; off < 24 * MiB; off += PAGE) {
+        sum += ram[off];                /* read: each page is zero-filled */
+    }
+    ram[0] = 1;                         /* and one dirty page */
+    g_assert_cmpuint(sum, ==, 0);
+    g_assert_true(bf_engine_set_local_limit(e, 4 * MiB, &err));
+    WAIT_FOR(e, st, st.resident <= 4 * MiB);
+    stats = stats_of(e);
+    g_assert_cmpuint(stats.zero, >=, 19 * MiB);
+    g_assert_cmpuint(stats.pool_bytes_sent, <=, PAGE);
+    bf_store_get_stats(store, &store_stats);
+    g_assert_cmpuint(store_stats.stored_pages, <=, 1);
+
+    /* They read back as zeroes. */
+    for (uint64_t off = PAGE; off < 24 * MiB; off += PAGE) {
+        sum += ram[off + 17];
+    }
+    g_assert_cmpuint(sum, ==, 0);
+    g_assert_cmpuint(ram[0], ==, 1);
+}
+
+/* blowfish-restore: everything comes back, the limit is lifted, data intact. */
+static void test_restore_all(void)
+{
+    g_autoptr(BfStore) store = bf_store_new(256 * MiB);
+    BfEngineConfig config = make_config("restore", 32 * MiB, 8 * MiB, store);
+    g_autoptr(BfEngine) e = engine_or_skip(&config);
+    g_autoptr(GError) err = NULL;
+    BfEngineStats stats;
+    uint8_t *ram;
+
+    if (!e) {
+        return;
+    }
+    ram = bf_engine_guest_ram(e);
+    WAIT_FOR(e, st, st.pool_state == BF_POOL_CONNECTED);
+    fill(ram, 0, 32 * MiB, 21);
+    WAIT_FOR(e, st, st.resident <= 8 * MiB);
+    g_assert_cmpuint(stats_of(e).remote, >, 16 * MiB);
+
+    g_assert_true(bf_engine_restore_all(e, &err));
+    WAIT_FOR(e, st, !st.restoring);
+    stats = stats_of(e);
+    g_assert_cmpuint(stats.remote, ==, 0);
+    g_assert_cmpuint(stats.resident, ==, 32 * MiB);
+    g_assert_cmpuint(stats.local_limit, ==, 32 * MiB);
+    /* Reading causes no fault but the scanner's: everything is mapped and clean. */
+    check(ram, 0, 32 * MiB, 21);
+    g_assert_cmpuint(stats_of(e).pages_restored, <=, stats.pages_restored);
 }
 
 typedef struct {
     uint8_t *ram;
     uint64_t start, len;
     uint8_t seed;
+    int rounds;
 } WriterJob;
+
+static gpointer check_thread(gpointer opaque)
+{
+    WriterJob *job = opaque;
+
+    check(job->ram, job->start, job->len, job->seed);
+    return NULL;
+}
 
 static gpointer writer_thread(gpointer opaque)
 {
     WriterJob *job = opaque;
 
-    for (int round = 0; round < 3; round++) {
+    for (int round = 0; round < job->rounds; round++) {
         fill(job->ram, job->start, job->len, job->seed + round);
         check(job->ram, job->start, job->len, job->seed + round);
     }
     return NULL;
 }
 
-/* Several threads fault concurrently on interleaved pages; every byte lands. */
-static void test_concurrent_writers(void)
+/* Writers hammer their pages while eviction runs under them: no byte may be lost. */
+static void test_stress_writers(void)
 {
     enum { THREADS = 4 };
-    BfEngineConfig config = { .name = "concurrent", .size = 32 * MiB };
+    g_autoptr(BfStore) store = bf_store_new(256 * MiB);
+    BfEngineConfig config = make_config("stress", 32 * MiB, 6 * MiB, store);
     g_autoptr(BfEngine) e = engine_or_skip(&config);
     WriterJob jobs[THREADS];
     GThread *threads[THREADS];
@@ -198,48 +376,107 @@ static void test_concurrent_writers(void)
     if (!e) {
         return;
     }
+    WAIT_FOR(e, st, st.pool_state == BF_POOL_CONNECTED);
     for (int i = 0; i < THREADS; i++) {
+        /* Interleaved 1 MiB slices, so that threads share eviction batches. */
         jobs[i] = (WriterJob) {
             .ram = bf_engine_guest_ram(e), .start = i * 8 * MiB, .len = 8 * MiB,
-            .seed = 17 * i,
+            .seed = 17 * i, .rounds = 4,
         };
         threads[i] = g_thread_new("writer", writer_thread, &jobs[i]);
     }
     for (int i = 0; i < THREADS; i++) {
         g_thread_join(threads[i]);
     }
-    bf_engine_get_stats(e, &stats);
-    g_assert_cmpuint(stats.faults_missing, ==, 32 * MiB / BF_PAGE_SIZE);
-    g_assert_cmpuint(stats.resident, ==, 32 * MiB);
+    for (int i = 0; i < THREADS; i++) {
+        check(jobs[i].ram, jobs[i].start, jobs[i].len, jobs[i].seed + jobs[i].rounds - 1);
+    }
+    stats = stats_of(e);
+    g_assert_cmpuint(stats.pages_evicted, >, 8 * MiB / PAGE);
+    g_assert_cmpuint(stats.pages_restored, >, 8 * MiB / PAGE);
+    g_assert_cmpuint(stats.resident, <=, 6 * MiB + 64 * PAGE);
 }
 
-static void test_local_limit(void)
+/* Sequential faults on remote pages fetch ahead; random ones do not. */
+static void test_readahead(void)
 {
-    BfEngineConfig config = {
-        .name = "limit", .size = 64 * MiB, .local_limit = 32 * MiB, .pool = "tcp:[::1]:9",
-    };
+    g_autoptr(BfStore) store = bf_store_new(256 * MiB);
+    BfEngineConfig config = make_config("readahead", 64 * MiB, 64 * MiB, store);
     g_autoptr(BfEngine) e = engine_or_skip(&config);
     g_autoptr(GError) err = NULL;
-    BfEngineStats stats;
+    BfEngineStats before, stats;
+    uint8_t *ram;
+    GRand *rand = g_rand_new_with_seed(7);
 
     if (!e) {
         return;
     }
-    g_assert_cmpstr(bf_engine_pool(e), ==, "tcp:[::1]:9");
-    bf_engine_get_stats(e, &stats);
-    g_assert_cmpuint(stats.local_limit, ==, 32 * MiB);
-    g_assert_cmpint(stats.pool_state, !=, BF_POOL_NONE);
+    ram = bf_engine_guest_ram(e);
+    WAIT_FOR(e, st, st.pool_state == BF_POOL_CONNECTED);
+    fill(ram, 0, 64 * MiB, 31);
+    g_assert_true(bf_engine_set_local_limit(e, 4 * MiB, &err));
+    WAIT_FOR(e, st, st.resident <= 4 * MiB);
+    g_assert_true(bf_engine_set_local_limit(e, 64 * MiB, &err));
 
-    g_assert_true(bf_engine_set_local_limit(e, 16 * MiB, &err));
-    bf_engine_get_stats(e, &stats);
-    g_assert_cmpuint(stats.local_limit, ==, 16 * MiB);
-    g_assert_false(bf_engine_set_local_limit(e, 128 * MiB, &err));
-    g_assert_error(err, BF_ERROR, BF_ERROR_INVALID);
-    g_clear_error(&err);
-    g_assert_false(bf_engine_set_local_limit(e, 0, &err));
-    g_assert_error(err, BF_ERROR, BF_ERROR_INVALID);
-    bf_engine_get_stats(e, &stats);
-    g_assert_cmpuint(stats.local_limit, ==, 16 * MiB);
+    before = stats_of(e);
+    check(ram, 0, 16 * MiB, 31);        /* sequential */
+    stats = stats_of(e);
+    g_assert_cmpuint(stats.readahead_pages - before.readahead_pages, >, 2048);
+    /* Most of the range came in without a fault of its own. */
+    g_assert_cmpuint(stats.faults_missing - before.faults_missing, <, 1024);
+
+    before = stats_of(e);
+    for (int i = 0; i < 500; i++) {     /* random, in the untouched 16..64 MiB */
+        uint64_t page = g_rand_int_range(rand, 16 * MiB / PAGE, 64 * MiB / PAGE);
+
+        check(ram, page * PAGE, 64, 31);
+    }
+    stats = stats_of(e);
+    g_assert_cmpuint(stats.readahead_pages - before.readahead_pages, <, 64);
+    g_rand_free(rand);
+}
+
+/* A pool that stops answering: remote faults wait, the state says so, and it all resumes. */
+static void test_pool_unreachable(void)
+{
+    g_autofree char *why = NULL;
+    MemnodeProcess *node = memnode_start("256M", &why);
+    BfEngineConfig config = make_config("unreachable", 32 * MiB, 8 * MiB, NULL);
+    g_autoptr(BfEngine) e = NULL;
+    uint8_t *ram;
+
+    if (!node) {
+        g_test_skip(why);
+        return;
+    }
+    config.pool = node->address;
+    config.tunables.pool_timeout_ms = 300;
+    e = engine_or_skip(&config);
+    if (!e) {
+        memnode_stop(node);
+        return;
+    }
+    ram = bf_engine_guest_ram(e);
+    WAIT_FOR(e, st, st.pool_state == BF_POOL_CONNECTED);
+    fill(ram, 0, 32 * MiB, 41);
+    WAIT_FOR(e, st, st.resident <= 8 * MiB);
+
+    kill(node->pid, SIGSTOP);
+    /* Touch resident pages freely; touching remote ones would wait: do it in a thread. */
+    {
+        WriterJob job = { .ram = ram, .start = 0, .len = 32 * MiB, .seed = 41, .rounds = 0 };
+        GThread *reader;
+
+        check(ram, 31 * MiB, 0, 41);
+        reader = g_thread_new("reader", check_thread, &job);
+        WAIT_FOR(e, st, st.pool_state == BF_POOL_UNREACHABLE);
+        kill(node->pid, SIGCONT);
+        WAIT_FOR(e, st, st.pool_state == BF_POOL_CONNECTED);
+        g_thread_join(reader);
+    }
+    check(ram, 0, 32 * MiB, 41);
+    g_clear_pointer(&e, bf_engine_free);
+    memnode_stop(node);
 }
 
 /* Without the permission, the error names what to grant. */
@@ -261,7 +498,7 @@ static void test_permission_error(void)
     child = fork();
     g_assert_cmpint(child, >=, 0);
     if (child == 0) {
-        BfEngineConfig config = { .name = "noperm", .size = 8 * MiB };
+        BfEngineConfig config = make_config("noperm", 8 * MiB, 0, NULL);
         GError *err = NULL;
 
         if (setgroups(0, NULL) || setresgid(65534, 65534, 65534) ||
@@ -291,11 +528,15 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/engine/config-errors", test_config_errors);
+    g_test_add_func("/engine/permission-error", test_permission_error);
     g_test_add_func("/engine/faults/missing", test_missing_faults);
     g_test_add_func("/engine/faults/minor", test_minor_faults);
-    g_test_add_func("/engine/faults/write-protect", test_wp_faults);
-    g_test_add_func("/engine/faults/concurrent", test_concurrent_writers);
-    g_test_add_func("/engine/local-limit", test_local_limit);
-    g_test_add_func("/engine/permission-error", test_permission_error);
+    g_test_add_func("/engine/faults/second-uffd-refused", test_second_uffd_refused);
+    g_test_add_func("/engine/evict/restore", test_evict_restore);
+    g_test_add_func("/engine/evict/zero-pages", test_zero_pages);
+    g_test_add_func("/engine/evict/restore-all", test_restore_all);
+    g_test_add_func("/engine/evict/stress-writers", test_stress_writers);
+    g_test_add_func("/engine/evict/readahead", test_readahead);
+    g_test_add_func("/engine/pool/unreachable", test_pool_unreachable);
     return g_test_run();
 }

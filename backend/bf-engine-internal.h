@@ -1,0 +1,154 @@
+/*
+ * bf-engine-internal: the engine's state, shared by its parts: bf-engine.c (lifecycle, API,
+ * statistics), bf-fault.c (the fault thread) and bf-reclaim.c (the reclaim thread: scanning,
+ * eviction, restore-all, pool connection). Not for use outside backend/.
+ *
+ * Threads and what they may touch:
+ * - the fault thread reads the userfaultfd and resolves faults (zero-fill, map back, fetch);
+ *   it never touches guest RAM through the registered mapping, and never blocks on anything
+ *   but its own pool channel;
+ * - the reclaim thread samples page use, evicts, restores everything on request, and
+ *   (re)connects the pool, handing the fault thread its channel;
+ * - any thread (QEMU's) may call the public API, which only reads counters, changes the
+ *   limit and wakes the reclaim thread.
+ * Page metadata changes only by compare-and-swap (bf-pages.h); the rest is below.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#ifndef BF_ENGINE_INTERNAL_H
+#define BF_ENGINE_INTERNAL_H
+
+#include "bf-engine.h"
+#include "bf-endpoint.h"
+#include "bf-latency.h"
+#include "bf-pages.h"
+
+#include <stdatomic.h>
+
+struct BfEngine {
+    /* Set at creation, then read-only. */
+    char *name;
+    uint64_t size;
+    uint64_t npages;
+    BfEngineTunables tun;
+    BfEndpoint *pool;
+    char *pool_text;
+    BfConnectFunc connect;
+    void *connect_opaque;
+    BfEngineEvents events;
+    void *events_opaque;
+    BfHello hello;                  /* the pool session: random id, our name, npages */
+
+    int memfd;                      /* guest RAM; read by the engine with pread() */
+    uint8_t *guest;                 /* its mapping, registered with @uffd */
+    int uffd;
+
+    BfPageMeta *pages;              /* one per page */
+
+    /* The scanner samples one page per region per period (bf-reclaim.c). */
+    uint32_t region_shift;          /* a region is 1 << region_shift pages */
+    uint64_t nregions;
+    uint8_t *region_age;            /* periods since the region's sample was last used */
+    uint64_t *region_sample;        /* its current sample page, or UINT64_MAX */
+
+    GThread *fault_thread;
+    GThread *reclaim_thread;
+    int fault_wake_fd;              /* eventfd: wakes the fault thread (stop, channel, room) */
+
+    GMutex lock;                    /* protects the fields up to @cond */
+    bool stopping;
+    bool reclaim_kicked;
+    bool restore_requested;
+    BfChannel *fault_channel;       /* a connected channel offered to the fault thread */
+    GArray *refetch;                /* pages the fault thread must fetch (uint64_t) */
+    GCond cond;                     /* the reclaim thread sleeps on it */
+
+    _Atomic bool fault_stop;
+    _Atomic bool restoring;
+    _Atomic uint64_t local_limit;   /* bytes */
+    _Atomic BfPoolState pool_state;
+
+    /* Page counts by where the content is. */
+    _Atomic uint64_t nr_resident;   /* RESIDENT, EVICTING, PUNCHING */
+    _Atomic uint64_t nr_remote;     /* REMOTE, FETCHING */
+    _Atomic uint64_t nr_zero;
+    _Atomic uint64_t nr_free;
+
+    _Atomic uint64_t faults_missing;
+    _Atomic uint64_t faults_minor;
+    _Atomic uint64_t faults_wp;
+    _Atomic uint64_t pages_evicted;
+    _Atomic uint64_t pages_restored;
+    _Atomic uint64_t clean_evictions;
+    _Atomic uint64_t readahead_pages;
+    _Atomic uint64_t pool_bytes_sent;
+    _Atomic uint64_t pool_bytes_received;
+    _Atomic uint64_t scan_ns;
+    _Atomic uint64_t scan_samples;
+    BfLatency fault_latency;
+};
+
+static inline uint64_t bf_counter(_Atomic uint64_t *c)
+{
+    return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+static inline void bf_count(_Atomic uint64_t *c, int64_t delta)
+{
+    atomic_fetch_add_explicit(c, (uint64_t)delta, memory_order_relaxed);
+}
+
+static inline uint64_t bf_page_addr(BfEngine *e, uint64_t page)
+{
+    return (uintptr_t)e->guest + page * BF_PAGE_SIZE;
+}
+
+/* Above this many resident pages the fault thread waits for the reclaim thread. */
+static inline uint64_t bf_engine_ceiling(BfEngine *e)
+{
+    return atomic_load(&e->local_limit) / BF_PAGE_SIZE;
+}
+
+static inline bool bf_engine_has_pool(BfEngine *e)
+{
+    return e->pool || e->connect;
+}
+
+/* Calls an optional event callback. */
+#define BF_EVENT(e, name, ...) do {                                         \
+        if ((e)->events.name) {                                             \
+            (e)->events.name((e)->events_opaque, __VA_ARGS__);              \
+        }                                                                   \
+    } while (0)
+
+/* bf-engine.c */
+void bf_engine_set_pool_state(BfEngine *e, BfPoolState state, const char *detail);
+void bf_engine_kick_reclaim(BfEngine *e);
+void bf_engine_wake_fault_thread(BfEngine *e);
+/* Maps a page the caller holds BUSY back into the guest: UFFDIO_CONTINUE (write-protected
+ * if @wp) and wakes whoever waits on it. */
+void bf_engine_map_back(BfEngine *e, uint64_t page, bool wp);
+/* Zero-fills @page (absent from the memfd) with UFFDIO_ZEROPAGE and wakes its waiters. */
+void bf_engine_zero_fill(BfEngine *e, uint64_t page);
+/* Places @data as @page (absent from the memfd) with UFFDIO_COPY and wakes its waiters. */
+void bf_engine_place(BfEngine *e, uint64_t page, const void *data, bool wp);
+/*
+ * The rule that keeps faults from being lost: a fault that finds a page held by a thread
+ * (BUSY, FETCHING, EVICTING, PUNCHING) marks it WANTED and leaves it to that thread, and
+ * whoever clears WANTED wakes the page's waiters (a stale wake-up only makes the guest retry
+ * its access, which faults again if it must).
+ */
+void bf_engine_wake_if_wanted(BfEngine *e, uint64_t page, uint16_t old);
+/* Clears BUSY and WANTED, waking the waiters if WANTED was set. */
+void bf_engine_release(BfEngine *e, uint64_t page);
+BfChannel *bf_engine_connect_channel(BfEngine *e, GError **errp);
+
+/* bf-fault.c */
+gpointer bf_fault_thread(gpointer opaque);
+
+/* bf-reclaim.c */
+void bf_reclaim_init(BfEngine *e);
+void bf_reclaim_cleanup(BfEngine *e);
+gpointer bf_reclaim_thread(gpointer opaque);
+
+#endif

@@ -1,0 +1,86 @@
+/*
+ * bf-pages: the engine's per-page metadata, 16 bits a page, changed only by compare-and-swap.
+ *
+ *   bits 0-2   state: where the page's content is
+ *   bit  3     BUSY      a thread is mapping the page in the guest; nobody else may claim it
+ *   bit  4     ACCESSED  faulted in since the scanner last looked
+ *   bit  5     ZAPPED    the scanner dropped its mapping to see whether it is used
+ *   bit  6     CLEAN     the pool holds an identical copy (mapped write-protected)
+ *   bit  7     WANTED    a fault waits for the page while it is being evicted
+ *   bit  8     POOL_COPY the pool holds a copy (maybe stale): free it when the page dies
+ *
+ * States and who moves a page between them (see docs/design.md for the diagram):
+ *
+ *   NEVER    -> RESIDENT   fault thread, zero-fill (UFFDIO_ZEROPAGE)
+ *   ZERO     -> RESIDENT   fault thread, zero-fill
+ *   RESIDENT -> EVICTING   reclaim thread claims it (not BUSY), drops its mapping, copies it
+ *   EVICTING -> RESIDENT   reclaim thread, if the eviction failed or a fault WANTED it
+ *   EVICTING -> PUNCHING   reclaim thread, pool copy acknowledged, nobody waiting
+ *   PUNCHING -> REMOTE     reclaim thread, hole punched in the memfd (ZERO if all zero)
+ *   REMOTE   -> FETCHING   fault thread (on a fault or readahead) or restore-all
+ *   FETCHING -> RESIDENT   whoever fetched it, after UFFDIO_COPY placed it (CLEAN)
+ *
+ * While a page is EVICTING or PUNCHING its mapping stays dropped, so no access can succeed
+ * without the engine: faults mark it WANTED and wait, and the reclaim thread maps it back
+ * (from the copy it holds) instead of losing a write.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#ifndef BF_PAGES_H
+#define BF_PAGES_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum {
+    BF_PAGE_NEVER = 0,      /* never touched: held nowhere, reads as zero */
+    BF_PAGE_RESIDENT,       /* in the memfd */
+    BF_PAGE_EVICTING,
+    BF_PAGE_PUNCHING,
+    BF_PAGE_REMOTE,         /* only in the pool */
+    BF_PAGE_FETCHING,
+    BF_PAGE_ZERO,           /* found all zero and dropped: held nowhere */
+    BF_PAGE_FREE,           /* freed by the guest: held nowhere */
+} BfPageState;
+
+#define BF_PAGE_STATE_MASK  0x0007u
+#define BF_PAGE_BUSY        0x0008u
+#define BF_PAGE_ACCESSED    0x0010u
+#define BF_PAGE_ZAPPED      0x0020u
+#define BF_PAGE_CLEAN       0x0040u
+#define BF_PAGE_WANTED      0x0080u
+#define BF_PAGE_POOL_COPY   0x0100u
+
+typedef _Atomic uint16_t BfPageMeta;
+
+static inline BfPageState bf_page_state(uint16_t meta)
+{
+    return meta & BF_PAGE_STATE_MASK;
+}
+
+static inline uint16_t bf_page_with_state(uint16_t meta, BfPageState state)
+{
+    return (meta & ~BF_PAGE_STATE_MASK) | state;
+}
+
+static inline uint16_t bf_page_load(BfPageMeta *meta)
+{
+    return atomic_load_explicit(meta, memory_order_acquire);
+}
+
+/* Replaces *@old with @new if the page still reads *@old; else reloads *@old. */
+static inline bool bf_page_cas(BfPageMeta *meta, uint16_t *old, uint16_t new)
+{
+    return atomic_compare_exchange_strong_explicit(meta, old, new, memory_order_acq_rel,
+                                                   memory_order_acquire);
+}
+
+/* Does @state hold the page's content in the memfd? */
+static inline bool bf_page_state_is_resident(BfPageState state)
+{
+    return state == BF_PAGE_RESIDENT || state == BF_PAGE_EVICTING ||
+           state == BF_PAGE_PUNCHING;
+}
+
+#endif

@@ -1,0 +1,646 @@
+/*
+ * bf-reclaim: the reclaim thread. Every scan period it samples which guest pages are in use;
+ * whenever more pages are resident than the local limit allows (less a little headroom, so
+ * that faults rarely wait), it evicts the coldest to the pool; on request it brings every
+ * remote page back; and it keeps the pool connected, handing the fault thread its channel.
+ *
+ * Sampling (bounded cost, after DAMON): guest RAM is cut into regions, as many as the scan
+ * budget allows (one page each for small guests). Each period the scanner drops the mapping
+ * of one resident page per region (MADV_DONTNEED keeps the page in the memfd); if the guest
+ * touches it, a minor fault marks it ACCESSED. A region whose sample went untouched for a
+ * whole period ages by one; a touched one goes back to age 0. Eviction takes the pages of the
+ * oldest regions first, skipping any page faulted in during the last period.
+ *
+ * Eviction of a batch (see bf-pages.h for the states):
+ *   claim RESIDENT -> EVICTING, drop the mappings, read the pages through the memfd, send the
+ *   dirty ones (zero pages are not sent, clean ones need not be), then for each page: if a
+ *   fault wants it, map it back; else EVICTING -> PUNCHING, punch it out of the memfd, and
+ *   PUNCHING -> REMOTE (or ZERO), or place it right back from the copy if a fault came
+ *   meanwhile.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#include "bf-engine-internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define BF_RESTORE_INFLIGHT 4
+#define BF_NO_SAMPLE UINT64_MAX
+#define BF_CONNECT_BACKOFF_MIN_MS 100
+#define BF_CONNECT_BACKOFF_MAX_MS 2000
+
+typedef struct {
+    BfEngine *e;
+    BfChannel *channel;
+    gint64 next_scan;               /* monotonic microseconds */
+    gint64 next_connect;
+    guint connect_delay_ms;
+    gint64 evict_pause_until;       /* after the pool refused a write for lack of room */
+    bool restore_pending;
+    uint64_t evict_cursor;          /* the region the victim search resumes at */
+
+    uint64_t victims[BF_PROTO_MAX_PAGES];
+    bool zero[BF_PROTO_MAX_PAGES];
+    bool sent[BF_PROTO_MAX_PAGES];
+    bool punched[BF_PROTO_MAX_PAGES];
+    BfRequest *req;
+    uint8_t *bounce;                /* BF_PROTO_MAX_PAGES pages */
+} BfReclaimCtx;
+
+void bf_reclaim_init(BfEngine *e)
+{
+    uint64_t region_pages = 1;
+
+    while (e->npages / region_pages > e->tun.scan_budget) {
+        region_pages *= 2;
+    }
+    e->region_shift = __builtin_ctzll(region_pages);
+    e->nregions = (e->npages + region_pages - 1) >> e->region_shift;
+    e->region_age = g_new0(uint8_t, e->nregions);
+    e->region_sample = g_new(uint64_t, e->nregions);
+    for (uint64_t r = 0; r < e->nregions; r++) {
+        e->region_sample[r] = BF_NO_SAMPLE;
+    }
+}
+
+void bf_reclaim_cleanup(BfEngine *e)
+{
+    g_free(e->region_age);
+    g_free(e->region_sample);
+}
+
+static uint64_t bf_region_first(BfEngine *e, uint64_t r)
+{
+    return r << e->region_shift;
+}
+
+static uint64_t bf_region_end(BfEngine *e, uint64_t r)
+{
+    return MIN((r + 1) << e->region_shift, e->npages);
+}
+
+/* Drops the guest mappings of @pages (sorted or not), one call per contiguous run. */
+static void bf_reclaim_zap(BfEngine *e, const uint64_t *pages, uint32_t n)
+{
+    for (uint32_t i = 0; i < n;) {
+        uint32_t j = i + 1;
+
+        while (j < n && pages[j] == pages[j - 1] + 1) {
+            j++;
+        }
+        madvise(e->guest + pages[i] * BF_PAGE_SIZE, (j - i) * BF_PAGE_SIZE, MADV_DONTNEED);
+        i = j;
+    }
+}
+
+/* One scan period: age each region by its sample, then take and zap new samples. */
+static void bf_reclaim_scan(BfReclaimCtx *c)
+{
+    BfEngine *e = c->e;
+    gint64 start = g_get_monotonic_time();
+    g_autoptr(GArray) zap = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+
+    for (uint64_t r = 0; r < e->nregions; r++) {
+        uint64_t s = e->region_sample[r];
+        uint16_t m;
+
+        if (s == BF_NO_SAMPLE) {
+            continue;
+        }
+        m = bf_page_load(&e->pages[s]);
+        if (bf_page_state(m) != BF_PAGE_RESIDENT) {
+            continue;       /* evicted meanwhile: no news */
+        }
+        if ((m & BF_PAGE_ZAPPED) && !(m & BF_PAGE_ACCESSED)) {
+            e->region_age[r] = MIN(e->region_age[r] + 1, 255);
+        } else {
+            e->region_age[r] = 0;
+        }
+    }
+
+    /* ACCESSED now means "faulted in during the coming period". */
+    for (uint64_t p = 0; p < e->npages; p++) {
+        uint16_t m = bf_page_load(&e->pages[p]);
+
+        while ((m & BF_PAGE_ACCESSED) &&
+               !bf_page_cas(&e->pages[p], &m, m & ~BF_PAGE_ACCESSED)) {
+        }
+    }
+
+    for (uint64_t r = 0; r < e->nregions; r++) {
+        uint64_t first = bf_region_first(e, r), end = bf_region_end(e, r);
+        uint64_t from = e->region_sample[r] == BF_NO_SAMPLE ? first : e->region_sample[r] + 1;
+        uint64_t len = end - first;
+
+        e->region_sample[r] = BF_NO_SAMPLE;
+        for (uint64_t k = 0; k < len; k++) {
+            uint64_t p = first + (from - first + k) % len;
+            uint16_t m = bf_page_load(&e->pages[p]);
+
+            if (bf_page_state(m) != BF_PAGE_RESIDENT || (m & BF_PAGE_BUSY)) {
+                continue;
+            }
+            if ((m & BF_PAGE_ZAPPED) ||
+                bf_page_cas(&e->pages[p], &m, m | BF_PAGE_ZAPPED)) {
+                if (!(m & BF_PAGE_ZAPPED)) {
+                    g_array_append_val(zap, p);
+                }
+                e->region_sample[r] = p;
+                break;
+            }
+        }
+    }
+    bf_reclaim_zap(e, (uint64_t *)zap->data, zap->len);
+    start = (g_get_monotonic_time() - start) * 1000;
+    bf_count(&e->scan_samples, zap->len);
+    bf_count(&e->scan_ns, start);
+    BF_EVENT(e, trace_scan, zap->len, start);
+}
+
+/*
+ * Picks up to @want eviction candidates into c->victims: pages of the oldest regions first
+ * (by descending age thresholds), skipping pages faulted in this period; in a last, forced
+ * pass, those too. Each pass visits only the regions the previous passes did not, so no page
+ * is picked twice.
+ */
+static uint32_t bf_reclaim_pick(BfReclaimCtx *c, uint32_t want)
+{
+    BfEngine *e = c->e;
+    int oldest = 0, thresholds[5], nthresholds = 0, above = 256;
+    uint32_t n = 0;
+
+    for (uint64_t r = 0; r < e->nregions; r++) {
+        oldest = MAX(oldest, e->region_age[r]);
+    }
+    thresholds[nthresholds++] = oldest;
+    if (oldest / 2 > (int)e->tun.cold_age) {
+        thresholds[nthresholds++] = oldest / 2;
+    }
+    if (oldest > (int)e->tun.cold_age) {
+        thresholds[nthresholds++] = e->tun.cold_age;
+    }
+    if (thresholds[nthresholds - 1] > 0) {
+        thresholds[nthresholds++] = 0;
+    }
+    thresholds[nthresholds++] = -1;
+
+    for (int t = 0; t < nthresholds && n < want; t++) {
+        bool forced = thresholds[t] < 0;
+
+        for (uint64_t k = 0; k < e->nregions && n < want; k++) {
+            uint64_t r = (c->evict_cursor + k) % e->nregions;
+
+            if (!forced && (e->region_age[r] < thresholds[t] || e->region_age[r] >= above)) {
+                continue;
+            }
+            for (uint64_t p = bf_region_first(e, r); p < bf_region_end(e, r) && n < want;
+                 p++) {
+                uint16_t m = bf_page_load(&e->pages[p]);
+
+                if (bf_page_state(m) == BF_PAGE_RESIDENT && !(m & BF_PAGE_BUSY) &&
+                    !!(m & BF_PAGE_ACCESSED) == forced) {
+                    c->victims[n++] = p;
+                }
+            }
+            if (n >= want) {
+                c->evict_cursor = r;
+            }
+        }
+        above = thresholds[t];
+    }
+    return n;
+}
+
+static bool bf_page_is_zero(const uint8_t *page)
+{
+    const uint64_t *w = (const uint64_t *)page;
+
+    for (unsigned i = 0; i < BF_PAGE_SIZE / 8; i++) {
+        if (w[i]) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Hands a page that was WANTED back to the guest, from @data (or zero-filled). */
+static void bf_reclaim_give_back(BfEngine *e, uint64_t page, bool punched, bool zero,
+                                 const void *data)
+{
+    if (!punched) {
+        bf_engine_map_back(e, page, !zero);
+    } else if (zero) {
+        bf_engine_zero_fill(e, page);
+    } else {
+        bf_engine_place(e, page, data, true);
+    }
+    bf_engine_release(e, page);
+}
+
+/* The eviction failed: the claimed pages stay resident (and dirty). */
+static void bf_reclaim_cancel(BfReclaimCtx *c, uint32_t n)
+{
+    BfEngine *e = c->e;
+
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t p = c->victims[i];
+        uint16_t m = bf_page_load(&e->pages[p]);
+
+        while (!bf_page_cas(&e->pages[p], &m, bf_page_with_state(m, BF_PAGE_RESIDENT) |
+                            BF_PAGE_BUSY)) {
+        }
+        if (m & BF_PAGE_WANTED) {
+            bf_engine_map_back(e, p, m & BF_PAGE_CLEAN);
+        }
+        bf_engine_release(e, p);
+    }
+}
+
+static void bf_reclaim_lose_channel(BfReclaimCtx *c, const char *why)
+{
+    bf_channel_close(c->channel, false);
+    c->channel = NULL;
+    bf_engine_set_pool_state(c->e, BF_POOL_UNREACHABLE, why);
+}
+
+/* Evicts the first @n pages of c->victims; FALSE if the pool failed or refused. */
+static bool bf_reclaim_evict(BfReclaimCtx *c, uint32_t n)
+{
+    BfEngine *e = c->e;
+    BfRequest *req = c->req;
+    g_autoptr(GError) err = NULL;
+    uint32_t claimed = 0, zeros = 0;
+    gint64 start = g_get_monotonic_time();
+
+    /* Claim: from now on no access succeeds without us. */
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t p = c->victims[i];
+        uint16_t m = bf_page_load(&e->pages[p]);
+
+        if (bf_page_state(m) == BF_PAGE_RESIDENT && !(m & BF_PAGE_BUSY) &&
+            bf_page_cas(&e->pages[p], &m,
+                        (m & (BF_PAGE_CLEAN | BF_PAGE_POOL_COPY)) | BF_PAGE_EVICTING)) {
+            c->victims[claimed++] = p;
+        }
+    }
+    bf_reclaim_zap(e, c->victims, claimed);
+
+    /* Copy out through the memfd (not the registered mapping) and sort the pages. */
+    req->type = BF_MSG_WRITE;
+    req->count = 0;
+    for (uint32_t i = 0; i < claimed; i++) {
+        uint64_t p = c->victims[i];
+        uint8_t *copy = c->bounce + (uint64_t)i * BF_PAGE_SIZE;
+        uint16_t m = bf_page_load(&e->pages[p]);
+
+        if (pread(e->memfd, copy, BF_PAGE_SIZE, p * BF_PAGE_SIZE) != BF_PAGE_SIZE) {
+            g_critical("blowfish %s: cannot read page %" G_GUINT64_FORMAT ": %s", e->name,
+                       (guint64)p, g_strerror(errno));
+            bf_reclaim_cancel(c, claimed);
+            return false;
+        }
+        c->zero[i] = bf_page_is_zero(copy);
+        zeros += c->zero[i];
+        c->sent[i] = !c->zero[i] && !((m & BF_PAGE_CLEAN) && (m & BF_PAGE_POOL_COPY));
+        if (c->sent[i]) {
+            req->pages[req->count] = p;
+            req->data[req->count++] = copy;
+        }
+    }
+    if (req->count) {
+        if (!c->channel) {
+            bf_reclaim_cancel(c, claimed);
+            return false;
+        }
+        if (!bf_channel_call(c->channel, req, e->tun.pool_timeout_ms, &err)) {
+            if (req->pool_error) {
+                g_warning("blowfish %s: eviction paused: %s", e->name, err->message);
+                c->evict_pause_until = g_get_monotonic_time() +
+                                       e->tun.scan_period_ms * 1000;
+            } else {
+                bf_reclaim_lose_channel(c, err->message);
+            }
+            bf_reclaim_cancel(c, claimed);
+            return false;
+        }
+        bf_count(&e->pool_bytes_sent, (uint64_t)req->count * BF_PAGE_SIZE);
+    }
+
+    /* Decide each page: back to a waiting fault, or out of the memfd. */
+    for (uint32_t i = 0; i < claimed; i++) {
+        uint64_t p = c->victims[i];
+        uint16_t m = bf_page_load(&e->pages[p]), keep;
+
+        c->punched[i] = false;
+        for (;;) {
+            keep = c->zero[i] ? (m & BF_PAGE_POOL_COPY) : BF_PAGE_POOL_COPY;
+            if (m & BF_PAGE_WANTED) {
+                if (bf_page_cas(&e->pages[p], &m, BF_PAGE_RESIDENT | BF_PAGE_BUSY |
+                                BF_PAGE_ACCESSED | keep |
+                                (c->zero[i] ? 0 : BF_PAGE_CLEAN))) {
+                    bf_reclaim_give_back(e, p, false, c->zero[i], NULL);
+                    break;
+                }
+            } else if (bf_page_cas(&e->pages[p], &m, BF_PAGE_PUNCHING | keep)) {
+                c->punched[i] = true;
+                break;
+            }
+        }
+    }
+    for (uint32_t i = 0; i < claimed; i++) {
+        uint32_t j = i;
+
+        if (!c->punched[i]) {
+            continue;
+        }
+        while (j + 1 < claimed && c->punched[j + 1] && c->victims[j + 1] == c->victims[j] + 1) {
+            j++;
+        }
+        if (fallocate(e->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                      c->victims[i] * BF_PAGE_SIZE, (j - i + 1) * BF_PAGE_SIZE) < 0) {
+            g_error("blowfish %s: cannot punch guest RAM out of its memfd: %s", e->name,
+                    g_strerror(errno));
+        }
+        i = j;
+    }
+
+    /* Publish: remote (or zero), unless a fault came while we punched. */
+    for (uint32_t i = 0; i < claimed; i++) {
+        uint64_t p = c->victims[i];
+        uint16_t m = bf_page_load(&e->pages[p]);
+        bool clean = !c->zero[i] && (m & BF_PAGE_POOL_COPY);
+
+        if (!c->punched[i]) {
+            continue;
+        }
+        for (;;) {
+            uint16_t keep = m & BF_PAGE_POOL_COPY;
+
+            if (m & BF_PAGE_WANTED) {
+                if (bf_page_cas(&e->pages[p], &m, BF_PAGE_RESIDENT | BF_PAGE_BUSY |
+                                BF_PAGE_ACCESSED | keep | (clean ? BF_PAGE_CLEAN : 0))) {
+                    bf_reclaim_give_back(e, p, true, c->zero[i],
+                                         c->bounce + (uint64_t)i * BF_PAGE_SIZE);
+                    break;
+                }
+            } else if (bf_page_cas(&e->pages[p], &m, keep |
+                                   (c->zero[i] ? BF_PAGE_ZERO : BF_PAGE_REMOTE))) {
+                bf_count(&e->nr_resident, -1);
+                bf_count(c->zero[i] ? &e->nr_zero : &e->nr_remote, 1);
+                bf_count(&e->pages_evicted, 1);
+                /* Neither sent nor zero: it was clean, evicted with no transfer at all. */
+                bf_count(&e->clean_evictions, !c->zero[i] && !c->sent[i]);
+                break;
+            }
+        }
+    }
+    BF_EVENT(e, trace_evict, claimed, req->count, zeros,
+             (g_get_monotonic_time() - start) * 1000);
+    return true;
+}
+
+static void bf_reclaim_evict_to_target(BfReclaimCtx *c)
+{
+    BfEngine *e = c->e;
+    uint64_t limit = atomic_load(&e->local_limit) / BF_PAGE_SIZE;
+    uint64_t headroom = MIN(limit / 16, 2 * (uint64_t)e->tun.evict_batch);
+    uint64_t target = limit - headroom;
+
+    if (!c->channel || limit >= e->npages ||
+        g_get_monotonic_time() < c->evict_pause_until) {
+        return;
+    }
+    for (;;) {
+        uint64_t resident = bf_counter(&e->nr_resident);
+        uint32_t n;
+
+        if (resident <= target) {
+            return;
+        }
+        g_mutex_lock(&e->lock);
+        n = e->stopping;
+        g_mutex_unlock(&e->lock);
+        if (n) {
+            return;
+        }
+        n = bf_reclaim_pick(c, MIN(resident - target, e->tun.evict_batch));
+        if (!n) {
+            return;
+        }
+        if (!bf_reclaim_evict(c, n)) {
+            return;
+        }
+        bf_engine_wake_fault_thread(e);     /* room for faults that waited */
+    }
+}
+
+/* Places a restored batch: clean and resident from now on. */
+static void bf_reclaim_restored(BfEngine *e, BfRequest *req)
+{
+    for (uint32_t i = 0; i < req->count; i++) {
+        uint64_t p = req->pages[i];
+        uint16_t m = bf_page_load(&e->pages[p]);
+
+        bf_engine_place(e, p, req->data[i], true);
+        while (!bf_page_cas(&e->pages[p], &m, BF_PAGE_RESIDENT | BF_PAGE_CLEAN |
+                            BF_PAGE_POOL_COPY |
+                            ((m & BF_PAGE_WANTED) ? BF_PAGE_ACCESSED : 0))) {
+        }
+        bf_engine_wake_if_wanted(e, p, m);
+        bf_count(&e->nr_resident, 1);
+        bf_count(&e->nr_remote, -1);
+        bf_count(&e->pages_restored, 1);
+        bf_count(&e->pool_bytes_received, BF_PAGE_SIZE);
+    }
+}
+
+/* A restore batch that cannot complete: its pages go back to REMOTE; waiters refetch. */
+static void bf_reclaim_unclaim(BfEngine *e, BfRequest *req)
+{
+    bool wake = false;
+
+    for (uint32_t i = 0; i < req->count; i++) {
+        uint64_t p = req->pages[i];
+        uint16_t m = bf_page_load(&e->pages[p]);
+
+        while (!bf_page_cas(&e->pages[p], &m, BF_PAGE_REMOTE | (m & BF_PAGE_POOL_COPY))) {
+        }
+        if (m & BF_PAGE_WANTED) {
+            g_mutex_lock(&e->lock);
+            g_array_append_val(e->refetch, p);
+            g_mutex_unlock(&e->lock);
+            wake = true;
+        }
+    }
+    if (wake) {
+        bf_engine_wake_fault_thread(e);
+    }
+}
+
+/* Brings every remote page back, BF_RESTORE_INFLIGHT requests in flight. */
+static bool bf_reclaim_restore_all(BfReclaimCtx *c)
+{
+    BfEngine *e = c->e;
+    BfRequest *reqs = g_new0(BfRequest, BF_RESTORE_INFLIGHT);
+    uint8_t *bounce = g_malloc((uint64_t)BF_RESTORE_INFLIGHT * BF_PROTO_MAX_PAGES *
+                               BF_PAGE_SIZE);
+    gint64 start = g_get_monotonic_time();
+    uint64_t restored = 0, page = 0;
+    guint head = 0, inflight = 0;
+    bool ok = true;
+
+    while (ok && c->channel && (page < e->npages || inflight)) {
+        g_autoptr(GError) err = NULL;
+        BfRequest *req = &reqs[(head + inflight) % BF_RESTORE_INFLIGHT];
+
+        /* Fill and submit the next request while there is room in flight. */
+        if (inflight < BF_RESTORE_INFLIGHT && page < e->npages) {
+            uint8_t *slot = bounce + (uint64_t)((head + inflight) % BF_RESTORE_INFLIGHT) *
+                            BF_PROTO_MAX_PAGES * BF_PAGE_SIZE;
+
+            req->type = BF_MSG_READ;
+            req->count = 0;
+            for (; page < e->npages && req->count < BF_PROTO_MAX_PAGES; page++) {
+                uint16_t m = bf_page_load(&e->pages[page]);
+
+                if (bf_page_state(m) == BF_PAGE_REMOTE &&
+                    bf_page_cas(&e->pages[page], &m, bf_page_with_state(m,
+                                                                        BF_PAGE_FETCHING))) {
+                    req->data[req->count] = slot + (uint64_t)req->count * BF_PAGE_SIZE;
+                    req->pages[req->count++] = page;
+                }
+            }
+            if (req->count) {
+                if (!bf_channel_submit(c->channel, req, &err)) {
+                    bf_reclaim_unclaim(e, req);
+                    bf_reclaim_lose_channel(c, err->message);
+                    ok = false;
+                    break;
+                }
+                inflight++;
+            }
+            continue;
+        }
+        req = bf_channel_complete(c->channel, e->tun.pool_timeout_ms, &err);
+        if (!req || req->pool_error) {
+            const char *why = req ? req->pool_message : err->message;
+
+            g_warning("blowfish %s: restore interrupted: %s", e->name, why);
+            for (guint i = 0; i < inflight; i++) {
+                bf_reclaim_unclaim(e, &reqs[(head + i) % BF_RESTORE_INFLIGHT]);
+            }
+            bf_reclaim_lose_channel(c, why);
+            ok = false;
+            break;
+        }
+        bf_reclaim_restored(e, req);
+        restored += req->count;
+        head = (head + 1) % BF_RESTORE_INFLIGHT;
+        inflight--;
+    }
+    if (!c->channel) {
+        ok = false;
+    }
+    if (ok) {
+        atomic_store(&e->restoring, false);
+        BF_EVENT(e, restore_done, restored * BF_PAGE_SIZE,
+                 (g_get_monotonic_time() - start) * 1000);
+    }
+    g_free(reqs);
+    g_free(bounce);
+    return ok;
+}
+
+/* Connects both channels (ours and the fault thread's) if the pool is not connected. */
+static void bf_reclaim_connect(BfReclaimCtx *c)
+{
+    BfEngine *e = c->e;
+    g_autoptr(GError) err = NULL;
+    BfChannel *fault_channel;
+    gint64 now = g_get_monotonic_time();
+
+    if (atomic_load(&e->pool_state) == BF_POOL_CONNECTED && c->channel) {
+        return;
+    }
+    if (now < c->next_connect) {
+        return;
+    }
+    bf_channel_close(c->channel, false);
+    c->channel = bf_engine_connect_channel(e, &err);
+    fault_channel = c->channel ? bf_engine_connect_channel(e, &err) : NULL;
+    if (!fault_channel) {
+        bf_channel_close(c->channel, false);
+        c->channel = NULL;
+        c->connect_delay_ms = CLAMP(c->connect_delay_ms * 2, BF_CONNECT_BACKOFF_MIN_MS,
+                                    BF_CONNECT_BACKOFF_MAX_MS);
+        c->next_connect = now + (gint64)c->connect_delay_ms * 1000;
+        bf_engine_set_pool_state(e, atomic_load(&e->pool_state) == BF_POOL_CONNECTING ?
+                                 BF_POOL_CONNECTING : BF_POOL_UNREACHABLE, err->message);
+        return;
+    }
+    if (c->channel->stored_at_hello < bf_counter(&e->nr_remote)) {
+        g_critical("blowfish %s: the memory node holds %" G_GUINT64_FORMAT " pages of this "
+                   "VM, %" G_GUINT64_FORMAT " are remote: pages were lost", e->name,
+                   (guint64)c->channel->stored_at_hello, (guint64)bf_counter(&e->nr_remote));
+    }
+    c->connect_delay_ms = 0;
+    g_mutex_lock(&e->lock);
+    bf_channel_close(e->fault_channel, false);
+    e->fault_channel = fault_channel;
+    g_mutex_unlock(&e->lock);
+    bf_engine_wake_fault_thread(e);
+    bf_engine_set_pool_state(e, BF_POOL_CONNECTED, "connected");
+}
+
+gpointer bf_reclaim_thread(gpointer opaque)
+{
+    BfEngine *e = opaque;
+    BfReclaimCtx c = {
+        .e = e,
+        .req = g_new0(BfRequest, 1),
+        .bounce = g_malloc((uint64_t)BF_PROTO_MAX_PAGES * BF_PAGE_SIZE),
+    };
+
+    c.next_scan = g_get_monotonic_time() + e->tun.scan_period_ms * 1000;
+    for (;;) {
+        gint64 wake = c.next_scan;
+
+        if (bf_engine_has_pool(e) && !c.channel) {
+            wake = MIN(wake, MAX(c.next_connect, g_get_monotonic_time()));
+        }
+        g_mutex_lock(&e->lock);
+        while (!e->stopping && !e->reclaim_kicked && !e->restore_requested &&
+               g_get_monotonic_time() < wake) {
+            g_cond_wait_until(&e->cond, &e->lock, wake);
+        }
+        if (e->stopping) {
+            g_mutex_unlock(&e->lock);
+            break;
+        }
+        e->reclaim_kicked = false;
+        c.restore_pending |= e->restore_requested;
+        e->restore_requested = false;
+        g_mutex_unlock(&e->lock);
+
+        if (bf_engine_has_pool(e)) {
+            bf_reclaim_connect(&c);
+        }
+        if (g_get_monotonic_time() >= c.next_scan) {
+            bf_reclaim_scan(&c);
+            c.next_scan = g_get_monotonic_time() + e->tun.scan_period_ms * 1000;
+        }
+        if (c.restore_pending && c.channel) {
+            c.restore_pending = !bf_reclaim_restore_all(&c);
+        }
+        bf_reclaim_evict_to_target(&c);
+    }
+    /* Leaving: the session's pages at the node are no use to anyone now. */
+    bf_channel_close(c.channel, true);
+    g_free(c.req);
+    g_free(c.bounce);
+    return NULL;
+}
