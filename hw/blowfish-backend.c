@@ -22,14 +22,15 @@
 #include "migration/postcopy-ram.h"
 #include "blowfish.h"
 #include "trace.h"
-#include "../backend/bf-engine.h"
 
 struct HostMemoryBackendBlowfish {
     HostMemoryBackend parent_obj;
 
     char *pool;
     uint64_t local_limit;          /* 0 until set: the backend's size */
+    BfEngineTunables tunables;
 
+    char *engine_id;               /* the engine's event opaque: outlives the engine */
     BfEngine *engine;
     bool discard_required;         /* holds ram_block_discard_require(true) */
     Error *cpr_blocker;
@@ -120,6 +121,8 @@ static bool blowfish_memory_alloc(HostMemoryBackend *backend, Error **errp)
         .size = backend->size,
         .local_limit = bf->local_limit,
         .pool = bf->pool,
+        .tunables = bf->tunables,
+        .events = &blowfish_engine_events,
     };
     GError *gerr = NULL;
     void *ram;
@@ -140,6 +143,8 @@ static bool blowfish_memory_alloc(HostMemoryBackend *backend, Error **errp)
     }
     bf->discard_required = true;
 
+    bf->engine_id = g_strdup(config.name);
+    config.events_opaque = bf->engine_id;
     bf->engine = bf_engine_new(&config, &gerr);
     if (!bf->engine) {
         blowfish_set_engine_error(bf, gerr, errp);
@@ -223,6 +228,33 @@ static void blowfish_set_local_limit(Object *obj, Visitor *v, const char *name,
     bf->local_limit = value;
 }
 
+/* The engine tunables: uint32 properties fixed at creation; opaque is their offset. */
+static void blowfish_get_tunable(Object *obj, Visitor *v, const char *name, void *opaque,
+                                 Error **errp)
+{
+    HostMemoryBackendBlowfish *bf = MEMORY_BACKEND_BLOWFISH(obj);
+    uint32_t *field = (uint32_t *)((char *)&bf->tunables + (uintptr_t)opaque);
+
+    visit_type_uint32(v, name, field, errp);
+}
+
+static void blowfish_set_tunable(Object *obj, Visitor *v, const char *name, void *opaque,
+                                 Error **errp)
+{
+    HostMemoryBackendBlowfish *bf = MEMORY_BACKEND_BLOWFISH(obj);
+    uint32_t *field = (uint32_t *)((char *)&bf->tunables + (uintptr_t)opaque);
+    uint32_t value;
+
+    if (host_memory_backend_mr_inited(MEMORY_BACKEND(obj))) {
+        error_setg(errp, "cannot change property '%s' of memory-backend-blowfish '%s' "
+                   "after creation", name, blowfish_id(bf));
+        return;
+    }
+    if (visit_type_uint32(v, name, &value, errp)) {
+        *field = value;     /* checked by the engine at creation */
+    }
+}
+
 bool blowfish_backend_set_local_limit(HostMemoryBackendBlowfish *bf, uint64_t local_limit,
                                       Error **errp)
 {
@@ -241,12 +273,22 @@ bool blowfish_backend_set_local_limit(HostMemoryBackendBlowfish *bf, uint64_t lo
     return true;
 }
 
-static const BlowfishPoolState blowfish_pool_states[] = {
-    [BF_POOL_NONE] = BLOWFISH_POOL_STATE_NONE,
-    [BF_POOL_CONNECTING] = BLOWFISH_POOL_STATE_CONNECTING,
-    [BF_POOL_CONNECTED] = BLOWFISH_POOL_STATE_CONNECTED,
-    [BF_POOL_UNREACHABLE] = BLOWFISH_POOL_STATE_UNREACHABLE,
-};
+bool blowfish_backend_restore(HostMemoryBackendBlowfish *bf, Error **errp)
+{
+    GError *gerr = NULL;
+
+    if (!bf->engine) {
+        error_setg(errp, "memory-backend-blowfish '%s' is not created yet", blowfish_id(bf));
+        return false;
+    }
+    if (!bf_engine_restore_all(bf->engine, &gerr)) {
+        blowfish_set_engine_error(bf, gerr, errp);
+        return false;
+    }
+    bf->local_limit = MEMORY_BACKEND(bf)->size;
+    trace_blowfish_restore(blowfish_id(bf));
+    return true;
+}
 
 BlowfishInfo *blowfish_backend_query(HostMemoryBackendBlowfish *bf)
 {
@@ -264,13 +306,26 @@ BlowfishInfo *blowfish_backend_query(HostMemoryBackendBlowfish *bf)
     info->local_limit = stats.local_limit;
     info->resident = stats.resident;
     info->remote = stats.remote;
+    info->zero = stats.zero;
     info->free = stats.free;
     info->faults = g_new0(BlowfishFaultCounts, 1);
     info->faults->missing = stats.faults_missing;
     info->faults->minor = stats.faults_minor;
     info->faults->write_protect = stats.faults_wp;
+    info->fault_latency = g_new0(BlowfishLatency, 1);
+    info->fault_latency->p50_ns = stats.fault_latency_p50_ns;
+    info->fault_latency->p99_ns = stats.fault_latency_p99_ns;
+    info->pages_evicted = stats.pages_evicted;
+    info->pages_restored = stats.pages_restored;
+    info->clean_evictions = stats.clean_evictions;
+    info->readahead_pages = stats.readahead_pages;
+    info->pool_bytes_sent = stats.pool_bytes_sent;
+    info->pool_bytes_received = stats.pool_bytes_received;
+    info->scan_time_ns = stats.scan_ns;
+    info->scan_samples = stats.scan_samples;
     info->pool = g_strdup(bf_engine_pool(bf->engine));
-    info->pool_state = blowfish_pool_states[stats.pool_state];
+    info->pool_state = blowfish_pool_state(stats.pool_state);
+    info->restoring = stats.restoring;
     return info;
 }
 
@@ -285,11 +340,38 @@ static void blowfish_instance_finalize(Object *obj)
     migrate_del_blocker(&bf->cpr_blocker);
     /* The RAM block is gone already: QOM deleted the memory region child first. */
     bf_engine_free(bf->engine);
+    g_free(bf->engine_id);
     if (bf->discard_required) {
         ram_block_discard_require(false);
     }
     g_free(bf->pool);
 }
+
+static void blowfish_instance_init(Object *obj)
+{
+    bf_engine_tunables_init(&MEMORY_BACKEND_BLOWFISH(obj)->tunables);
+}
+
+static const struct {
+    const char *name;
+    size_t offset;
+    const char *description;
+} blowfish_tunables[] = {
+    { "scan-period", offsetof(BfEngineTunables, scan_period_ms),
+      "How often, in milliseconds, guest page use is sampled (default: 1000)" },
+    { "scan-budget", offsetof(BfEngineTunables, scan_budget),
+      "Pages sampled per period; each costs the guest a minor fault if in use "
+      "(default: 1024)" },
+    { "cold-age", offsetof(BfEngineTunables, cold_age),
+      "Periods a page must go unused to be cold (default: 2)" },
+    { "evict-batch", offsetof(BfEngineTunables, evict_batch),
+      "Pages per eviction request to the pool, 1 to 256 (default: 256)" },
+    { "readahead", offsetof(BfEngineTunables, readahead),
+      "Most pages fetched ahead of sequential remote faults; 0: none (default: 32)" },
+    { "pool-timeout", offsetof(BfEngineTunables, pool_timeout_ms),
+      "Milliseconds after which a pool request or connection counts as failed "
+      "(default: 5000)" },
+};
 
 static void blowfish_class_init(ObjectClass *oc, void *data)
 {
@@ -306,11 +388,19 @@ static void blowfish_class_init(ObjectClass *oc, void *data)
     object_class_property_set_description(oc, "local-limit",
         "Most guest RAM kept in host memory, in bytes: a multiple of 4 KiB, at least "
         "4 MiB; below size it needs a pool (default: size)");
+    for (size_t i = 0; i < ARRAY_SIZE(blowfish_tunables); i++) {
+        object_class_property_add(oc, blowfish_tunables[i].name, "uint32",
+                                  blowfish_get_tunable, blowfish_set_tunable, NULL,
+                                  (void *)(uintptr_t)blowfish_tunables[i].offset);
+        object_class_property_set_description(oc, blowfish_tunables[i].name,
+                                              blowfish_tunables[i].description);
+    }
 }
 
 static const TypeInfo blowfish_backend_info = {
     .name = TYPE_MEMORY_BACKEND_BLOWFISH,
     .parent = TYPE_MEMORY_BACKEND,
+    .instance_init = blowfish_instance_init,
     .instance_finalize = blowfish_instance_finalize,
     .class_init = blowfish_class_init,
     .instance_size = sizeof(HostMemoryBackendBlowfish),

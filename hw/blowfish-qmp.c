@@ -34,22 +34,39 @@ BlowfishInfoList *qmp_query_blowfish(Error **errp)
     return list;
 }
 
-void qmp_blowfish_set_target(const char *id, uint64_t local_limit, Error **errp)
+static HostMemoryBackendBlowfish *blowfish_find(const char *id, Error **errp)
 {
     Object *obj = object_resolve_path_component(object_get_objects_root(), id);
     HostMemoryBackendBlowfish *bf;
 
     if (!obj) {
         error_setg(errp, "no object with id '%s'", id);
-        return;
+        return NULL;
     }
     bf = (HostMemoryBackendBlowfish *)object_dynamic_cast(obj, TYPE_MEMORY_BACKEND_BLOWFISH);
     if (!bf) {
         error_setg(errp, "object '%s' is a %s, not a memory-backend-blowfish", id,
                    object_get_typename(obj));
-        return;
     }
-    blowfish_backend_set_local_limit(bf, local_limit, errp);
+    return bf;
+}
+
+void qmp_blowfish_set_target(const char *id, uint64_t local_limit, Error **errp)
+{
+    HostMemoryBackendBlowfish *bf = blowfish_find(id, errp);
+
+    if (bf) {
+        blowfish_backend_set_local_limit(bf, local_limit, errp);
+    }
+}
+
+void qmp_blowfish_restore(const char *id, Error **errp)
+{
+    HostMemoryBackendBlowfish *bf = blowfish_find(id, errp);
+
+    if (bf) {
+        blowfish_backend_restore(bf, errp);
+    }
 }
 
 static void hmp_print_bytes(Monitor *mon, const char *what, uint64_t bytes)
@@ -75,11 +92,22 @@ void hmp_info_blowfish(Monitor *mon, const QDict *qdict)
         hmp_print_bytes(mon, "local-limit:", info->local_limit);
         hmp_print_bytes(mon, "resident:", info->resident);
         hmp_print_bytes(mon, "remote:", info->remote);
+        hmp_print_bytes(mon, "zero:", info->zero);
         hmp_print_bytes(mon, "free:", info->free);
         monitor_printf(mon, "  %-12s missing %" PRIu64 ", minor %" PRIu64
                        ", write-protect %" PRIu64 "\n", "faults:", info->faults->missing,
                        info->faults->minor, info->faults->write_protect);
-        monitor_printf(mon, "  %-12s %s (%s)\n", "pool:", info->pool ? info->pool : "none",
-                       BlowfishPoolState_str(info->pool_state));
+        monitor_printf(mon, "  %-12s p50 %" PRIu64 " ns, p99 %" PRIu64 " ns\n", "latency:",
+                       info->fault_latency->p50_ns, info->fault_latency->p99_ns);
+        monitor_printf(mon, "  %-12s evicted %" PRIu64 " (clean %" PRIu64 "), restored %"
+                       PRIu64 " (readahead %" PRIu64 ")\n", "pages:", info->pages_evicted,
+                       info->clean_evictions, info->pages_restored, info->readahead_pages);
+        monitor_printf(mon, "  %-12s sent %" PRIu64 ", received %" PRIu64 " bytes\n",
+                       "transfers:", info->pool_bytes_sent, info->pool_bytes_received);
+        monitor_printf(mon, "  %-12s %" PRIu64 " samples, %" PRIu64 " ms\n", "scanner:",
+                       info->scan_samples, info->scan_time_ns / 1000000);
+        monitor_printf(mon, "  %-12s %s (%s)%s\n", "pool:", info->pool ? info->pool : "none",
+                       BlowfishPoolState_str(info->pool_state),
+                       info->restoring ? ", restoring" : "");
     }
 }

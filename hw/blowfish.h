@@ -1,5 +1,6 @@
 /*
- * memory-backend-blowfish: what the QMP/HMP handlers need from the backend object.
+ * memory-backend-blowfish: what its parts share (the QOM object, the QMP/HMP handlers, the
+ * engine event glue).
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -8,6 +9,7 @@
 
 #include "system/hostmem.h"
 #include "qapi/qapi-types-blowfish.h"
+#include "../backend/bf-engine.h"
 
 #define TYPE_MEMORY_BACKEND_BLOWFISH "memory-backend-blowfish"
 OBJECT_DECLARE_SIMPLE_TYPE(HostMemoryBackendBlowfish, MEMORY_BACKEND_BLOWFISH)
@@ -17,5 +19,11 @@ BlowfishInfo *blowfish_backend_query(HostMemoryBackendBlowfish *bf);
 
 bool blowfish_backend_set_local_limit(HostMemoryBackendBlowfish *bf,
                                       uint64_t local_limit, Error **errp);
+
+bool blowfish_backend_restore(HostMemoryBackendBlowfish *bf, Error **errp);
+
+/* blowfish-events.c: engine events as QMP events and trace points; opaque: the id. */
+extern const BfEngineEvents blowfish_engine_events;
+BlowfishPoolState blowfish_pool_state(BfPoolState state);
 
 #endif

@@ -20,7 +20,8 @@ export GIT_COMMITTER_NAME=Blowfish GIT_COMMITTER_EMAIL=blowfish@localhost
 
 git -C "$src" worktree add -q --detach "$tmp/tree" debian-base
 "$top/scripts/link-sources.sh" --copy "$tmp/tree"
-git -C "$tmp/tree" add -f blowfish qapi/blowfish.json tests/qtest/blowfish-test.c
+git -C "$tmp/tree" add -f blowfish qapi/blowfish.json tests/qtest/blowfish-test.c \
+    tests/qtest/blowfish-memnode-process.c tests/qtest/memnode-process.h
 git -C "$tmp/tree" commit -q \
     -m "blowfish: add the Blowfish engine, QEMU glue, QAPI module and qtest" \
     -m "memory-backend-blowfish keeps part of guest RAM in a remote memory pool.

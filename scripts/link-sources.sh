@@ -5,6 +5,7 @@
 #   blowfish/hw               -> hw/        the QOM object, QMP/HMP handlers, trace-events
 #   qapi/blowfish.json        -> qapi/blowfish.json
 #   tests/qtest/blowfish-test.c -> tests/qtest/blowfish-test.c
+#   tests/qtest/blowfish-memnode-process.c, memnode-process.h -> tests/common/ (its helper)
 # With --copy, copies instead (scripts/export-patches.sh uses that to commit them).
 set -eu
 
@@ -33,3 +34,5 @@ place backend blowfish/backend
 place hw blowfish/hw
 place qapi/blowfish.json qapi/blowfish.json
 place tests/qtest/blowfish-test.c tests/qtest/blowfish-test.c
+place tests/common/memnode-process.c tests/qtest/blowfish-memnode-process.c
+place tests/common/memnode-process.h tests/qtest/memnode-process.h

@@ -1,9 +1,11 @@
 /*
  * QTest for memory-backend-blowfish: guest RAM written and read back through QEMU with the
  * backend as machine RAM, NUMA node memory and pc-dimm; its properties and their errors;
- * query-blowfish, blowfish-set-target and "info blowfish"; and every refusal this machine
- * can provoke (prealloc, share, mem-lock, postcopy, background-snapshot, CPR, no
- * userfaultfd permission).
+ * query-blowfish, blowfish-set-target and "info blowfish"; every refusal this machine can
+ * provoke (prealloc, share, mem-lock, vhost-user, postcopy, background-snapshot, CPR, no
+ * userfaultfd permission); and, with a real blowfish-memnode, eviction and restoration
+ * checked byte for byte, zero and clean pages that cost no transfer, blowfish-restore, and a
+ * pool that stops answering and comes back.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -14,6 +16,7 @@
 #include "qobject/qjson.h"
 #include "qobject/qlist.h"
 #include "qapi/error.h"
+#include "memnode-process.h"
 
 #define MiB (1024 * 1024)
 #define PAGE 4096
@@ -24,27 +27,40 @@ static uint8_t pattern_byte(uint64_t addr, uint8_t seed)
     return (uint8_t)((addr >> 12) * 131 + (addr & 0xfff) * 7 + seed);
 }
 
+/* qtest handles a huge buffer in quadratic time: move guest RAM a chunk at a time. */
+#define CHUNK (1 * MiB)
+
 static void write_pattern(QTestState *qts, uint64_t base, size_t len, uint8_t seed)
 {
-    g_autofree uint8_t *buf = g_malloc(len);
+    g_autofree uint8_t *buf = g_malloc(CHUNK);
 
-    for (size_t i = 0; i < len; i++) {
-        buf[i] = pattern_byte(base + i, seed);
+    for (size_t done = 0; done < len; done += CHUNK) {
+        size_t n = MIN(CHUNK, len - done);
+
+        for (size_t i = 0; i < n; i++) {
+            buf[i] = pattern_byte(base + done + i, seed);
+        }
+        qtest_bufwrite(qts, base + done, buf, n);
     }
-    qtest_bufwrite(qts, base, buf, len);
 }
 
 /* Reads [base, base + len) back and compares every byte. */
 static void check_pattern(QTestState *qts, uint64_t base, size_t len, uint8_t seed)
 {
-    g_autofree uint8_t *buf = g_malloc(len);
+    g_autofree uint8_t *buf = g_malloc(CHUNK);
 
-    qtest_bufread(qts, base, buf, len);
-    for (size_t i = 0; i < len; i++) {
-        if (buf[i] != pattern_byte(base + i, seed)) {
-            g_test_message("guest RAM at 0x%" PRIx64 " reads 0x%02x, wrote 0x%02x",
-                           base + i, buf[i], pattern_byte(base + i, seed));
-            g_assert_not_reached();
+    for (size_t done = 0; done < len; done += CHUNK) {
+        size_t n = MIN(CHUNK, len - done);
+
+        qtest_bufread(qts, base + done, buf, n);
+        for (size_t i = 0; i < n; i++) {
+            uint64_t addr = base + done + i;
+
+            if (buf[i] != pattern_byte(addr, seed)) {
+                g_test_message("guest RAM at 0x%" PRIx64 " reads 0x%02x, wrote 0x%02x",
+                               addr, buf[i], pattern_byte(addr, seed));
+                g_assert_not_reached();
+            }
         }
     }
 }
@@ -624,6 +640,220 @@ static void test_refuse_cpr(void)
     unlink(path);
 }
 
+/* Polls query-blowfish for @id until @cond holds on its entry (a QDict *info), or 60 s. */
+#define WAIT_FOR_INFO(qts, id, cond) do {                                   \
+        int tries_ = 0;                                                     \
+        for (;;) {                                                          \
+            QDict *info = query_backend((qts), (id));                       \
+            bool done_ = (cond);                                            \
+                                                                            \
+            qobject_unref(info);                                            \
+            if (done_) {                                                    \
+                break;                                                      \
+            }                                                               \
+            g_assert_cmpint(++tries_, <, 3000);                             \
+            g_usleep(20 * 1000);                                            \
+        }                                                                   \
+    } while (0)
+
+static uint64_t info_u64(QDict *info, const char *member)
+{
+    return qdict_get_int(info, member);
+}
+
+/* A memory node, or NULL after marking the test skipped. */
+static MemnodeProcess *memnode_or_skip(void)
+{
+    g_autofree char *why = NULL;
+    MemnodeProcess *node = memnode_start("1G", &why);
+
+    if (!node) {
+        g_test_skip(why);
+    }
+    return node;
+}
+
+static QTestState *start_with_pool(MemnodeProcess *node, const char *extra)
+{
+    return qtest_initf("-machine pc,memory-backend=mem0 -m 64M "
+                       "-object memory-backend-blowfish,id=mem0,size=64M,pool=%s,"
+                       "scan-period=50%s", node->address, extra);
+}
+
+/*
+ * Lower the limit under guest data: it moves to the pool and reads back byte for byte, in
+ * several rounds of writes; pages read back and not written go out again for free.
+ */
+static void test_pool_evict_restore(void)
+{
+    MemnodeProcess *node = memnode_or_skip();
+    QTestState *qts;
+    QDict *now;
+    uint64_t sent, clean, resident;
+
+    if (!node) {
+        return;
+    }
+    qts = start_with_pool(node, "");
+    WAIT_FOR_INFO(qts, "mem0",
+                  !strcmp(qdict_get_str(info, "pool-state"), "connected"));
+    write_pattern(qts, 8 * MiB, 48 * MiB, 51);
+
+    for (int round = 0; round < 3; round++) {
+        qtest_qmp_assert_success(qts, "{'execute': 'blowfish-set-target', 'arguments':"
+                                 " {'id': 'mem0', 'local-limit': %d}}", 16 * MiB);
+        WAIT_FOR_INFO(qts, "mem0", info_u64(info, "resident") <= 16 * MiB);
+        now = query_backend(qts, "mem0");
+        g_assert_cmpuint(info_u64(now, "remote"), >=, 30 * MiB);
+        g_assert_cmpuint(info_u64(now, "pool-bytes-sent"), >=, info_u64(now, "remote"));
+        qobject_unref(now);
+
+        /* Every byte comes back (the limit holds meanwhile), then a new pattern goes out. */
+        check_pattern(qts, 8 * MiB, 48 * MiB, 51 + round);
+        now = query_backend(qts, "mem0");
+        g_assert_cmpuint(info_u64(now, "resident"), <=, 16 * MiB + 256 * PAGE);
+        g_assert_cmpuint(info_u64(now, "pages-restored"), >=, 20 * MiB / PAGE);
+        qobject_unref(now);
+        write_pattern(qts, 8 * MiB, 48 * MiB, 52 + round);
+    }
+
+    /*
+     * Read-only passes: restored pages are clean and go back to the pool with no transfer;
+     * only pages still resident (dirty) from the last writes may be sent.
+     */
+    check_pattern(qts, 8 * MiB, 48 * MiB, 54);
+    now = query_backend(qts, "mem0");
+    sent = info_u64(now, "pool-bytes-sent");
+    clean = info_u64(now, "clean-evictions");
+    resident = info_u64(now, "resident");
+    qobject_unref(now);
+    check_pattern(qts, 8 * MiB, 48 * MiB, 54);
+    now = query_backend(qts, "mem0");
+    g_assert_cmpuint(info_u64(now, "clean-evictions") - clean, >=, 16 * MiB / PAGE);
+    g_assert_cmpuint(info_u64(now, "pool-bytes-sent") - sent, <=, resident);
+    g_assert_cmpuint(info_u64(qdict_get_qdict(now, "fault-latency"), "p50-ns"), >, 0);
+    qobject_unref(now);
+    qtest_quit(qts);
+    memnode_stop(node);
+}
+
+/* Pages that are all zero are reclaimed without a transfer, and read back as zero. */
+static void test_pool_zero_pages(void)
+{
+    MemnodeProcess *node = memnode_or_skip();
+    g_autofree uint8_t *zeroes = g_malloc0(CHUNK);
+    g_autofree uint8_t *buf = g_malloc(CHUNK);
+    QTestState *qts;
+    QDict *now;
+
+    if (!node) {
+        return;
+    }
+    qts = start_with_pool(node, "");
+    WAIT_FOR_INFO(qts, "mem0",
+                  !strcmp(qdict_get_str(info, "pool-state"), "connected"));
+    for (uint64_t off = 0; off < 32 * MiB; off += CHUNK) {
+        qtest_bufwrite(qts, 16 * MiB + off, zeroes, CHUNK);   /* written, but zero */
+    }
+    qtest_qmp_assert_success(qts, "{'execute': 'blowfish-set-target', 'arguments':"
+                             " {'id': 'mem0', 'local-limit': %d}}", 8 * MiB);
+    WAIT_FOR_INFO(qts, "mem0", info_u64(info, "resident") <= 8 * MiB);
+    now = query_backend(qts, "mem0");
+    g_assert_cmpuint(info_u64(now, "zero"), >=, 24 * MiB);
+    g_assert_cmpuint(info_u64(now, "pool-bytes-sent"), ==, 0);
+    g_assert_cmpuint(info_u64(now, "remote"), ==, 0);
+    qobject_unref(now);
+    for (uint64_t off = 0; off < 32 * MiB; off += CHUNK) {
+        qtest_bufread(qts, 16 * MiB + off, buf, CHUNK);
+        g_assert_cmpmem(buf, CHUNK, zeroes, CHUNK);
+    }
+    qtest_quit(qts);
+    memnode_stop(node);
+}
+
+/* blowfish-restore brings every page back and says so with an event. */
+static void test_pool_restore_all(void)
+{
+    MemnodeProcess *node = memnode_or_skip();
+    QTestState *qts;
+    QDict *now, *event;
+
+    if (!node) {
+        return;
+    }
+    qts = start_with_pool(node, ",local-limit=16M");
+    WAIT_FOR_INFO(qts, "mem0",
+                  !strcmp(qdict_get_str(info, "pool-state"), "connected"));
+    write_pattern(qts, 8 * MiB, 48 * MiB, 61);
+    WAIT_FOR_INFO(qts, "mem0", info_u64(info, "resident") <= 16 * MiB);
+
+    qtest_qmp_assert_success(qts, "{'execute': 'blowfish-restore', 'arguments':"
+                             " {'id': 'mem0'}}");
+    event = qtest_qmp_eventwait_ref(qts, "BLOWFISH_RESTORE_COMPLETED");
+    g_assert_cmpstr(qdict_get_str(qdict_get_qdict(event, "data"), "id"), ==, "mem0");
+    g_assert_cmpuint(qdict_get_int(qdict_get_qdict(event, "data"), "bytes"), >=, 30 * MiB);
+    qobject_unref(event);
+    now = query_backend(qts, "mem0");
+    g_assert_cmpuint(info_u64(now, "remote"), ==, 0);
+    g_assert_cmpuint(info_u64(now, "local-limit"), ==, 64 * MiB);
+    g_assert_false(qdict_get_bool(now, "restoring"));
+    g_assert_cmpuint(info_u64(now, "resident"), >=, 48 * MiB);
+    qobject_unref(now);
+    check_pattern(qts, 8 * MiB, 48 * MiB, 61);
+    /* Without a pool there is nothing to restore. */
+    qtest_qmp_assert_success(qts, "{'execute': 'object-add', 'arguments': {'qom-type': "
+                             "'memory-backend-blowfish', 'id': 'nopool', 'size': %d}}", 8 * MiB);
+    assert_qmp_error(qts, "nothing to restore: no memory pool", "{'execute': "
+                     "'blowfish-restore', 'arguments': {'id': 'nopool'}}");
+    assert_qmp_error(qts, "no object with id 'nosuch'", "{'execute': "
+                     "'blowfish-restore', 'arguments': {'id': 'nosuch'}}");
+    qtest_quit(qts);
+    memnode_stop(node);
+}
+
+/*
+ * The pool stops answering: the state turns unreachable (with an event), the monitor stays
+ * responsive, eviction stops; when the pool answers again everything resumes, nothing lost.
+ */
+static void test_pool_unreachable(void)
+{
+    MemnodeProcess *node = memnode_or_skip();
+    QTestState *qts;
+    QDict *event, *now;
+
+    if (!node) {
+        return;
+    }
+    qts = start_with_pool(node, ",pool-timeout=500");
+    /* It may connect before QMP is ready for events: ask. */
+    WAIT_FOR_INFO(qts, "mem0",
+                  !strcmp(qdict_get_str(info, "pool-state"), "connected"));
+    write_pattern(qts, 8 * MiB, 48 * MiB, 71);
+    qtest_qmp_assert_success(qts, "{'execute': 'blowfish-set-target', 'arguments':"
+                             " {'id': 'mem0', 'local-limit': %d}}", 32 * MiB);
+    WAIT_FOR_INFO(qts, "mem0", info_u64(info, "resident") <= 32 * MiB);
+
+    kill(node->pid, SIGSTOP);
+    qtest_qmp_assert_success(qts, "{'execute': 'blowfish-set-target', 'arguments':"
+                             " {'id': 'mem0', 'local-limit': %d}}", 8 * MiB);
+    event = qtest_qmp_eventwait_ref(qts, "BLOWFISH_POOL_STATE_CHANGED");
+    g_assert_cmpstr(qdict_get_str(qdict_get_qdict(event, "data"), "state"), ==,
+                    "unreachable");
+    qobject_unref(event);
+    now = query_backend(qts, "mem0");
+    g_assert_cmpstr(qdict_get_str(now, "pool-state"), ==, "unreachable");
+    qobject_unref(now);
+
+    kill(node->pid, SIGCONT);
+    event = qtest_qmp_eventwait_ref(qts, "BLOWFISH_POOL_STATE_CHANGED");
+    g_assert_cmpstr(qdict_get_str(qdict_get_qdict(event, "data"), "state"), ==, "connected");
+    qobject_unref(event);
+    WAIT_FOR_INFO(qts, "mem0", info_u64(info, "resident") <= 8 * MiB);
+    check_pattern(qts, 8 * MiB, 48 * MiB, 71);
+    qtest_quit(qts);
+    memnode_stop(node);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -644,6 +874,10 @@ int main(int argc, char **argv)
     qtest_add_func("/blowfish/refuse/postcopy", test_refuse_postcopy);
     qtest_add_func("/blowfish/refuse/background-snapshot", test_refuse_background_snapshot);
     qtest_add_func("/blowfish/refuse/cpr", test_refuse_cpr);
+    qtest_add_func("/blowfish/pool/evict-restore", test_pool_evict_restore);
+    qtest_add_func("/blowfish/pool/zero-pages", test_pool_zero_pages);
+    qtest_add_func("/blowfish/pool/restore-all", test_pool_restore_all);
+    qtest_add_func("/blowfish/pool/unreachable", test_pool_unreachable);
 
     return g_test_run();
 }
