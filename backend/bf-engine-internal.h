@@ -128,6 +128,9 @@ void bf_engine_wake_fault_thread(BfEngine *e);
 /* Maps a page the caller holds BUSY back into the guest: UFFDIO_CONTINUE (write-protected
  * if @wp) and wakes whoever waits on it. */
 void bf_engine_map_back(BfEngine *e, uint64_t page, bool wp);
+/* Places @npages consecutive pages from @data (consecutive too), with as few calls as can. */
+void bf_engine_place_run(BfEngine *e, uint64_t page, const uint8_t *data, uint64_t npages,
+                         bool wp);
 /* Zero-fills @page (absent from the memfd) with UFFDIO_ZEROPAGE and wakes its waiters. */
 void bf_engine_zero_fill(BfEngine *e, uint64_t page);
 /* Places @data as @page (absent from the memfd) with UFFDIO_COPY and wakes its waiters. */

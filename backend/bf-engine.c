@@ -23,7 +23,7 @@ void bf_engine_tunables_init(BfEngineTunables *t)
 {
     *t = (BfEngineTunables) {
         .scan_period_ms = 1000,
-        .scan_budget = 1024,
+        .scan_budget = 256,
         .cold_age = 2,
         .evict_batch = BF_PROTO_MAX_PAGES,
         .readahead = 32,
@@ -142,6 +142,19 @@ void bf_engine_place(BfEngine *e, uint64_t page, const void *data, bool wp)
 {
     bf_engine_resolved(e, page, bf_uffd_copy(e->uffd, bf_page_addr(e, page), data,
                                              BF_PAGE_SIZE, wp), "UFFDIO_COPY");
+}
+
+void bf_engine_place_run(BfEngine *e, uint64_t page, const uint8_t *data, uint64_t npages,
+                         bool wp)
+{
+    if (npages > 1 && bf_uffd_copy(e->uffd, bf_page_addr(e, page), data,
+                                   npages * BF_PAGE_SIZE, wp) == 0) {
+        return;
+    }
+    /* One page, or the run stopped partway (a page was there already): page by page. */
+    for (uint64_t i = 0; i < npages; i++) {
+        bf_engine_place(e, page + i, data + i * BF_PAGE_SIZE, wp);
+    }
 }
 
 void bf_engine_wake_if_wanted(BfEngine *e, uint64_t page, uint16_t old)

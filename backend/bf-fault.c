@@ -193,14 +193,27 @@ static BfFaultAction bf_fault_serve(BfFaultCtx *c, uint64_t page, uint64_t flags
     }
 }
 
-/* The fetched @page is at @data: place it and publish it resident and clean. */
-static void bf_fault_fetched(BfFaultCtx *c, const BfPending *p, const void *data)
+/* The pages of @req arrived: place them (a run of consecutive pages per call). */
+static void bf_fault_place(BfFaultCtx *c, BfRequest *req)
+{
+    for (uint32_t i = 0; i < req->count;) {
+        uint32_t j = i + 1;
+
+        while (j < req->count && req->pages[j] == req->pages[j - 1] + 1) {
+            j++;
+        }
+        bf_engine_place_run(c->e, req->pages[i], req->data[i], j - i, true);
+        i = j;
+    }
+}
+
+/* The fetched page is placed: publish it resident and clean. */
+static void bf_fault_fetched(BfFaultCtx *c, const BfPending *p)
 {
     BfEngine *e = c->e;
     BfPageMeta *meta = &e->pages[p->page];
     uint16_t m = bf_page_load(meta);
 
-    bf_engine_place(e, p->page, data, true);
     while (!bf_page_cas(meta, &m, BF_PAGE_RESIDENT | BF_PAGE_CLEAN | BF_PAGE_POOL_COPY |
                         ((m & BF_PAGE_WANTED) ? BF_PAGE_ACCESSED : 0))) {
     }
@@ -265,9 +278,9 @@ static void bf_fault_fetch(BfFaultCtx *c)
                 bf_fault_lose_channel(c, req->pool_message);
                 break;
             }
+            bf_fault_place(c, req);
             for (uint32_t i = 0; i < req->count; i++) {
-                bf_fault_fetched(c, &g_array_index(c->fetch, BfPending, done + i),
-                                 req->data[i]);
+                bf_fault_fetched(c, &g_array_index(c->fetch, BfPending, done + i));
             }
             done += req->count;
         }

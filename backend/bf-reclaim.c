@@ -33,6 +33,23 @@
 #define BF_CONNECT_BACKOFF_MIN_MS 100
 #define BF_CONNECT_BACKOFF_MAX_MS 2000
 
+/* One eviction batch, from claiming its pages to publishing them remote. */
+typedef struct {
+    uint32_t n;                     /* pages claimed (EVICTING) */
+    uint64_t victims[BF_PROTO_MAX_PAGES];
+    bool zero[BF_PROTO_MAX_PAGES];
+    bool sent[BF_PROTO_MAX_PAGES];
+    bool punched[BF_PROTO_MAX_PAGES];
+    uint32_t zeros;
+    bool submitted;                 /* req is in flight on the channel */
+    gint64 start;
+    BfRequest req;
+    uint8_t *bounce;                /* BF_PROTO_MAX_PAGES pages */
+} BfEvictBatch;
+
+/* Batches in flight at once: the next is prepared while the pool stores the previous. */
+#define BF_EVICT_INFLIGHT 2
+
 typedef struct {
     BfEngine *e;
     BfChannel *channel;
@@ -42,13 +59,7 @@ typedef struct {
     gint64 evict_pause_until;       /* after the pool refused a write for lack of room */
     bool restore_pending;
     uint64_t evict_cursor;          /* the region the victim search resumes at */
-
-    uint64_t victims[BF_PROTO_MAX_PAGES];
-    bool zero[BF_PROTO_MAX_PAGES];
-    bool sent[BF_PROTO_MAX_PAGES];
-    bool punched[BF_PROTO_MAX_PAGES];
-    BfRequest *req;
-    uint8_t *bounce;                /* BF_PROTO_MAX_PAGES pages */
+    BfEvictBatch *batches;          /* BF_EVICT_INFLIGHT */
 } BfReclaimCtx;
 
 void bf_reclaim_init(BfEngine *e)
@@ -162,12 +173,12 @@ static void bf_reclaim_scan(BfReclaimCtx *c)
 }
 
 /*
- * Picks up to @want eviction candidates into c->victims: pages of the oldest regions first
+ * Picks up to @want eviction candidates into @victims: pages of the oldest regions first
  * (by descending age thresholds), skipping pages faulted in this period; in a last, forced
  * pass, those too. Each pass visits only the regions the previous passes did not, so no page
  * is picked twice.
  */
-static uint32_t bf_reclaim_pick(BfReclaimCtx *c, uint32_t want)
+static uint32_t bf_reclaim_pick(BfReclaimCtx *c, uint64_t *victims, uint32_t want)
 {
     BfEngine *e = c->e;
     int oldest = 0, thresholds[5], nthresholds = 0, above = 256;
@@ -203,7 +214,7 @@ static uint32_t bf_reclaim_pick(BfReclaimCtx *c, uint32_t want)
 
                 if (bf_page_state(m) == BF_PAGE_RESIDENT && !(m & BF_PAGE_BUSY) &&
                     !!(m & BF_PAGE_ACCESSED) == forced) {
-                    c->victims[n++] = p;
+                    victims[n++] = p;
                 }
             }
             if (n >= want) {
@@ -242,12 +253,10 @@ static void bf_reclaim_give_back(BfEngine *e, uint64_t page, bool punched, bool 
 }
 
 /* The eviction failed: the claimed pages stay resident (and dirty). */
-static void bf_reclaim_cancel(BfReclaimCtx *c, uint32_t n)
+static void bf_reclaim_cancel(BfEngine *e, BfEvictBatch *b)
 {
-    BfEngine *e = c->e;
-
-    for (uint32_t i = 0; i < n; i++) {
-        uint64_t p = c->victims[i];
+    for (uint32_t i = 0; i < b->n; i++) {
+        uint64_t p = b->victims[i];
         uint16_t m = bf_page_load(&e->pages[p]);
 
         while (!bf_page_cas(&e->pages[p], &m, bf_page_with_state(m, BF_PAGE_RESIDENT) |
@@ -258,6 +267,8 @@ static void bf_reclaim_cancel(BfReclaimCtx *c, uint32_t n)
         }
         bf_engine_release(e, p);
     }
+    b->n = 0;
+    b->submitted = false;
 }
 
 static void bf_reclaim_lose_channel(BfReclaimCtx *c, const char *why)
@@ -267,101 +278,150 @@ static void bf_reclaim_lose_channel(BfReclaimCtx *c, const char *why)
     bf_engine_set_pool_state(c->e, BF_POOL_UNREACHABLE, why);
 }
 
-/* Evicts the first @n pages of c->victims; FALSE if the pool failed or refused. */
-static bool bf_reclaim_evict(BfReclaimCtx *c, uint32_t n)
+/*
+ * First half of an eviction: claims the @n candidates in b->victims (from now on no access
+ * to them succeeds without us), drops their mappings, copies them out through the memfd,
+ * and sends those the pool needs. FALSE if nothing was claimed or the pool failed.
+ */
+static bool bf_reclaim_evict_begin(BfReclaimCtx *c, BfEvictBatch *b, uint32_t n)
 {
     BfEngine *e = c->e;
-    BfRequest *req = c->req;
+    BfRequest *req = &b->req;
     g_autoptr(GError) err = NULL;
-    uint32_t claimed = 0, zeros = 0;
-    gint64 start = g_get_monotonic_time();
 
-    /* Claim: from now on no access succeeds without us. */
+    b->start = g_get_monotonic_time();
+    b->n = b->zeros = 0;
+    b->submitted = false;
     for (uint32_t i = 0; i < n; i++) {
-        uint64_t p = c->victims[i];
+        uint64_t p = b->victims[i];
         uint16_t m = bf_page_load(&e->pages[p]);
 
         if (bf_page_state(m) == BF_PAGE_RESIDENT && !(m & BF_PAGE_BUSY) &&
             bf_page_cas(&e->pages[p], &m,
                         (m & (BF_PAGE_CLEAN | BF_PAGE_POOL_COPY)) | BF_PAGE_EVICTING)) {
-            c->victims[claimed++] = p;
+            b->victims[b->n++] = p;
         }
     }
-    bf_reclaim_zap(e, c->victims, claimed);
+    if (!b->n) {
+        return false;
+    }
+    bf_reclaim_zap(e, b->victims, b->n);
 
-    /* Copy out through the memfd (not the registered mapping) and sort the pages. */
-    req->type = BF_MSG_WRITE;
-    req->count = 0;
-    for (uint32_t i = 0; i < claimed; i++) {
-        uint64_t p = c->victims[i];
-        uint8_t *copy = c->bounce + (uint64_t)i * BF_PAGE_SIZE;
-        uint16_t m = bf_page_load(&e->pages[p]);
+    /* Copy out through the memfd (not the registered mapping), a run per call. */
+    for (uint32_t i = 0; i < b->n;) {
+        uint32_t j = i + 1;
+        ssize_t len;
 
-        if (pread(e->memfd, copy, BF_PAGE_SIZE, p * BF_PAGE_SIZE) != BF_PAGE_SIZE) {
+        while (j < b->n && b->victims[j] == b->victims[j - 1] + 1) {
+            j++;
+        }
+        len = (j - i) * BF_PAGE_SIZE;
+        if (pread(e->memfd, b->bounce + (uint64_t)i * BF_PAGE_SIZE, len,
+                  b->victims[i] * BF_PAGE_SIZE) != len) {
             g_critical("blowfish %s: cannot read page %" G_GUINT64_FORMAT ": %s", e->name,
-                       (guint64)p, g_strerror(errno));
-            bf_reclaim_cancel(c, claimed);
+                       (guint64)b->victims[i], g_strerror(errno));
+            bf_reclaim_cancel(e, b);
             return false;
         }
-        c->zero[i] = bf_page_is_zero(copy);
-        zeros += c->zero[i];
-        c->sent[i] = !c->zero[i] && !((m & BF_PAGE_CLEAN) && (m & BF_PAGE_POOL_COPY));
-        if (c->sent[i]) {
+        i = j;
+    }
+
+    req->type = BF_MSG_WRITE;
+    req->count = 0;
+    for (uint32_t i = 0; i < b->n; i++) {
+        uint64_t p = b->victims[i];
+        uint8_t *copy = b->bounce + (uint64_t)i * BF_PAGE_SIZE;
+        uint16_t m = bf_page_load(&e->pages[p]);
+
+        b->zero[i] = bf_page_is_zero(copy);
+        b->zeros += b->zero[i];
+        b->sent[i] = !b->zero[i] && !((m & BF_PAGE_CLEAN) && (m & BF_PAGE_POOL_COPY));
+        if (b->sent[i]) {
             req->pages[req->count] = p;
             req->data[req->count++] = copy;
         }
     }
     if (req->count) {
         if (!c->channel) {
-            bf_reclaim_cancel(c, claimed);
+            bf_reclaim_cancel(e, b);
             return false;
         }
-        if (!bf_channel_call(c->channel, req, e->tun.pool_timeout_ms, &err)) {
-            if (req->pool_error) {
-                g_warning("blowfish %s: eviction paused: %s", e->name, err->message);
-                c->evict_pause_until = g_get_monotonic_time() +
-                                       e->tun.scan_period_ms * 1000;
-            } else {
+        if (!bf_channel_submit(c->channel, req, &err)) {
+            bf_reclaim_lose_channel(c, err->message);
+            bf_reclaim_cancel(e, b);
+            return false;
+        }
+        b->submitted = true;
+    }
+    return true;
+}
+
+/*
+ * Second half: once the pool has the pages, each goes back to a fault that wants it, or is
+ * punched out of the memfd and published remote (zero pages: held nowhere). FALSE if the
+ * pool failed or refused (the pages stay resident).
+ */
+static bool bf_reclaim_evict_finish(BfReclaimCtx *c, BfEvictBatch *b)
+{
+    BfEngine *e = c->e;
+    BfRequest *req = &b->req;
+    g_autoptr(GError) err = NULL;
+
+    if (b->submitted) {
+        BfRequest *done = c->channel ? bf_channel_complete(c->channel, e->tun.pool_timeout_ms,
+                                                           &err) : NULL;
+
+        b->submitted = false;
+        if (!done) {
+            if (c->channel) {
                 bf_reclaim_lose_channel(c, err->message);
             }
-            bf_reclaim_cancel(c, claimed);
+            bf_reclaim_cancel(e, b);
+            return false;
+        }
+        g_assert(done == req);
+        if (req->pool_error) {
+            g_warning("blowfish %s: eviction paused: the memory node refused %u pages: %s",
+                      e->name, req->count, req->pool_message);
+            c->evict_pause_until = g_get_monotonic_time() + e->tun.scan_period_ms * 1000;
+            bf_reclaim_cancel(e, b);
             return false;
         }
         bf_count(&e->pool_bytes_sent, (uint64_t)req->count * BF_PAGE_SIZE);
     }
 
     /* Decide each page: back to a waiting fault, or out of the memfd. */
-    for (uint32_t i = 0; i < claimed; i++) {
-        uint64_t p = c->victims[i];
+    for (uint32_t i = 0; i < b->n; i++) {
+        uint64_t p = b->victims[i];
         uint16_t m = bf_page_load(&e->pages[p]), keep;
 
-        c->punched[i] = false;
+        b->punched[i] = false;
         for (;;) {
-            keep = c->zero[i] ? (m & BF_PAGE_POOL_COPY) : BF_PAGE_POOL_COPY;
+            keep = b->zero[i] ? (m & BF_PAGE_POOL_COPY) : BF_PAGE_POOL_COPY;
             if (m & BF_PAGE_WANTED) {
                 if (bf_page_cas(&e->pages[p], &m, BF_PAGE_RESIDENT | BF_PAGE_BUSY |
                                 BF_PAGE_ACCESSED | keep |
-                                (c->zero[i] ? 0 : BF_PAGE_CLEAN))) {
-                    bf_reclaim_give_back(e, p, false, c->zero[i], NULL);
+                                (b->zero[i] ? 0 : BF_PAGE_CLEAN))) {
+                    bf_reclaim_give_back(e, p, false, b->zero[i], NULL);
                     break;
                 }
             } else if (bf_page_cas(&e->pages[p], &m, BF_PAGE_PUNCHING | keep)) {
-                c->punched[i] = true;
+                b->punched[i] = true;
                 break;
             }
         }
     }
-    for (uint32_t i = 0; i < claimed; i++) {
+    for (uint32_t i = 0; i < b->n; i++) {
         uint32_t j = i;
 
-        if (!c->punched[i]) {
+        if (!b->punched[i]) {
             continue;
         }
-        while (j + 1 < claimed && c->punched[j + 1] && c->victims[j + 1] == c->victims[j] + 1) {
+        while (j + 1 < b->n && b->punched[j + 1] && b->victims[j + 1] == b->victims[j] + 1) {
             j++;
         }
         if (fallocate(e->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                      c->victims[i] * BF_PAGE_SIZE, (j - i + 1) * BF_PAGE_SIZE) < 0) {
+                      b->victims[i] * BF_PAGE_SIZE, (j - i + 1) * BF_PAGE_SIZE) < 0) {
             g_error("blowfish %s: cannot punch guest RAM out of its memfd: %s", e->name,
                     g_strerror(errno));
         }
@@ -369,12 +429,12 @@ static bool bf_reclaim_evict(BfReclaimCtx *c, uint32_t n)
     }
 
     /* Publish: remote (or zero), unless a fault came while we punched. */
-    for (uint32_t i = 0; i < claimed; i++) {
-        uint64_t p = c->victims[i];
+    for (uint32_t i = 0; i < b->n; i++) {
+        uint64_t p = b->victims[i];
         uint16_t m = bf_page_load(&e->pages[p]);
-        bool clean = !c->zero[i] && (m & BF_PAGE_POOL_COPY);
+        bool clean = !b->zero[i] && (m & BF_PAGE_POOL_COPY);
 
-        if (!c->punched[i]) {
+        if (!b->punched[i]) {
             continue;
         }
         for (;;) {
@@ -383,69 +443,95 @@ static bool bf_reclaim_evict(BfReclaimCtx *c, uint32_t n)
             if (m & BF_PAGE_WANTED) {
                 if (bf_page_cas(&e->pages[p], &m, BF_PAGE_RESIDENT | BF_PAGE_BUSY |
                                 BF_PAGE_ACCESSED | keep | (clean ? BF_PAGE_CLEAN : 0))) {
-                    bf_reclaim_give_back(e, p, true, c->zero[i],
-                                         c->bounce + (uint64_t)i * BF_PAGE_SIZE);
+                    bf_reclaim_give_back(e, p, true, b->zero[i],
+                                         b->bounce + (uint64_t)i * BF_PAGE_SIZE);
                     break;
                 }
             } else if (bf_page_cas(&e->pages[p], &m, keep |
-                                   (c->zero[i] ? BF_PAGE_ZERO : BF_PAGE_REMOTE))) {
+                                   (b->zero[i] ? BF_PAGE_ZERO : BF_PAGE_REMOTE))) {
                 bf_count(&e->nr_resident, -1);
-                bf_count(c->zero[i] ? &e->nr_zero : &e->nr_remote, 1);
+                bf_count(b->zero[i] ? &e->nr_zero : &e->nr_remote, 1);
                 bf_count(&e->pages_evicted, 1);
                 /* Neither sent nor zero: it was clean, evicted with no transfer at all. */
-                bf_count(&e->clean_evictions, !c->zero[i] && !c->sent[i]);
+                bf_count(&e->clean_evictions, !b->zero[i] && !b->sent[i]);
                 break;
             }
         }
     }
-    BF_EVENT(e, trace_evict, claimed, req->count, zeros,
-             (g_get_monotonic_time() - start) * 1000);
+    BF_EVENT(e, trace_evict, b->n, req->count, b->zeros,
+             (g_get_monotonic_time() - b->start) * 1000);
+    b->n = 0;
     return true;
 }
 
+static bool bf_reclaim_stopping(BfEngine *e)
+{
+    bool stopping;
+
+    g_mutex_lock(&e->lock);
+    stopping = e->stopping;
+    g_mutex_unlock(&e->lock);
+    return stopping;
+}
+
+/* Evicts until the resident pages fit under the limit less the headroom. */
 static void bf_reclaim_evict_to_target(BfReclaimCtx *c)
 {
     BfEngine *e = c->e;
     uint64_t limit = atomic_load(&e->local_limit) / BF_PAGE_SIZE;
     uint64_t headroom = MIN(limit / 16, 2 * (uint64_t)e->tun.evict_batch);
     uint64_t target = limit - headroom;
+    BfEvictBatch *pending = NULL;
+    unsigned next = 0;
 
     if (!c->channel || limit >= e->npages ||
         g_get_monotonic_time() < c->evict_pause_until) {
         return;
     }
     for (;;) {
-        uint64_t resident = bf_counter(&e->nr_resident);
+        uint64_t resident = bf_counter(&e->nr_resident) - (pending ? pending->n : 0);
+        BfEvictBatch *b = &c->batches[next];
         uint32_t n;
 
-        if (resident <= target) {
-            return;
+        if (resident <= target || bf_reclaim_stopping(e)) {
+            break;
         }
-        g_mutex_lock(&e->lock);
-        n = e->stopping;
-        g_mutex_unlock(&e->lock);
-        if (n) {
-            return;
+        n = bf_reclaim_pick(c, b->victims, MIN(resident - target, e->tun.evict_batch));
+        if (!n || !bf_reclaim_evict_begin(c, b, n)) {
+            break;
         }
-        n = bf_reclaim_pick(c, MIN(resident - target, e->tun.evict_batch));
-        if (!n) {
-            return;
-        }
-        if (!bf_reclaim_evict(c, n)) {
-            return;
+        /* Two batches in flight: finish the older while the pool takes the newer. */
+        if (pending && !bf_reclaim_evict_finish(c, pending)) {
+            pending = b;
+            break;
         }
         bf_engine_wake_fault_thread(e);     /* room for faults that waited */
+        pending = b;
+        next = (next + 1) % BF_EVICT_INFLIGHT;
+    }
+    if (pending) {
+        bf_reclaim_evict_finish(c, pending);
+        bf_engine_wake_fault_thread(e);
     }
 }
 
-/* Places a restored batch: clean and resident from now on. */
+/* Places a restored batch (its pages ascending, their data consecutive): clean and resident
+ * from now on. */
 static void bf_reclaim_restored(BfEngine *e, BfRequest *req)
 {
+    for (uint32_t i = 0; i < req->count;) {
+        uint32_t j = i + 1;
+
+        while (j < req->count && req->pages[j] == req->pages[j - 1] + 1) {
+            j++;
+        }
+        bf_engine_place_run(e, req->pages[i], req->data[i], j - i, true);
+        i = j;
+    }
     for (uint32_t i = 0; i < req->count; i++) {
         uint64_t p = req->pages[i];
         uint16_t m = bf_page_load(&e->pages[p]);
 
-        bf_engine_place(e, p, req->data[i], true);
         while (!bf_page_cas(&e->pages[p], &m, BF_PAGE_RESIDENT | BF_PAGE_CLEAN |
                             BF_PAGE_POOL_COPY |
                             ((m & BF_PAGE_WANTED) ? BF_PAGE_ACCESSED : 0))) {
@@ -601,10 +687,12 @@ gpointer bf_reclaim_thread(gpointer opaque)
     BfEngine *e = opaque;
     BfReclaimCtx c = {
         .e = e,
-        .req = g_new0(BfRequest, 1),
-        .bounce = g_malloc((uint64_t)BF_PROTO_MAX_PAGES * BF_PAGE_SIZE),
+        .batches = g_new0(BfEvictBatch, BF_EVICT_INFLIGHT),
     };
 
+    for (unsigned i = 0; i < BF_EVICT_INFLIGHT; i++) {
+        c.batches[i].bounce = g_malloc((uint64_t)BF_PROTO_MAX_PAGES * BF_PAGE_SIZE);
+    }
     c.next_scan = g_get_monotonic_time() + e->tun.scan_period_ms * 1000;
     for (;;) {
         gint64 wake = c.next_scan;
@@ -640,7 +728,9 @@ gpointer bf_reclaim_thread(gpointer opaque)
     }
     /* Leaving: the session's pages at the node are no use to anyone now. */
     bf_channel_close(c.channel, true);
-    g_free(c.req);
-    g_free(c.bounce);
+    for (unsigned i = 0; i < BF_EVICT_INFLIGHT; i++) {
+        g_free(c.batches[i].bounce);
+    }
+    g_free(c.batches);
     return NULL;
 }
