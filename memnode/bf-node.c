@@ -7,6 +7,12 @@
 #include "bf-error.h"
 #include "bf-socket.h"
 
+/*
+ * How long a connection polls for the next request before it sleeps: a client faulting
+ * page after page then gets its answer without waiting for this thread to wake up.
+ */
+#define BF_NODE_SPIN_US 50
+
 typedef struct {
     BfStore *store;
     int fd;
@@ -176,7 +182,7 @@ void bf_node_serve(BfStore *store, int fd, const char *peer)
         g_autoptr(GError) err = NULL;
         BfMsgHeader h = { 0 };
 
-        if (!bf_socket_recv(fd, raw, sizeof(raw), -1, 0, &err)) {
+        if (!bf_socket_recv(fd, raw, sizeof(raw), -1, BF_NODE_SPIN_US, &err)) {
             g_info("%s: %s", peer, err->message);
             break;
         }
