@@ -3,13 +3,15 @@
  *
  * A session's page table has two levels: a directory of leaves, each mapping 1024 page
  * numbers to slot numbers (0: not stored), allocated when a page in its range is first
- * stored. Slots are numbered from 1 and live in 2 MiB chunks mapped on demand; a freed slot
- * goes back on a free list and its memory back to the host (MADV_DONTNEED).
+ * stored. Slots are numbered from 1 and live in 2 MiB chunks mapped on demand, or in a store
+ * file (bf-store-file.c) that outlives the process; a freed slot goes back on a free list
+ * and its memory back to the host.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #include "bf-store.h"
 #include "bf-error.h"
+#include "bf-store-file.h"
 
 #include <sys/mman.h>
 
@@ -25,6 +27,7 @@ struct BfStoreSession {
     uint32_t **leaves;          /* DIV_ROUND_UP(pages, BF_LEAF_PAGES) */
     guint refs;                 /* connections attached */
     gboolean dropped;           /* its pages are gone; freed at the last detach */
+    int file_index;             /* its entry in the store file */
 };
 
 struct BfStore {
@@ -36,6 +39,7 @@ struct BfStore {
     uint8_t **chunks;           /* fixed size: entries are published once, under @lock */
     GArray *free_slots;         /* uint32_t, a stack */
     GHashTable *sessions;       /* key -> BfStoreSession */
+    BfStoreFile *file;          /* NULL: slots in anonymous memory chunks */
 };
 
 static void bf_store_session_free_leaves(BfStoreSession *s)
@@ -81,6 +85,7 @@ void bf_store_free(BfStore *store)
         return;
     }
     g_hash_table_destroy(store->sessions);
+    bf_store_file_close(store->file);
     for (uint32_t i = 0; i < store->nr_chunks; i++) {
         munmap(store->chunks[i], BF_CHUNK_SIZE);
     }
@@ -92,6 +97,9 @@ void bf_store_free(BfStore *store)
 
 static uint8_t *bf_store_slot(BfStore *store, uint32_t slot)
 {
+    if (store->file) {
+        return bf_store_file_slot(store->file, slot);
+    }
     return store->chunks[(slot - 1) / BF_CHUNK_SLOTS] +
            (uint64_t)((slot - 1) % BF_CHUNK_SLOTS) * BF_PROTO_PAGE_SIZE;
 }
@@ -106,6 +114,8 @@ static uint32_t bf_store_alloc_slot(BfStore *store)
     }
     if (store->free_slots->len == 0) {
         void *chunk;
+
+        g_assert(!store->file);     /* its free list holds every free slot */
 
         g_assert(store->nr_chunks < store->max_chunks);
         /*
@@ -135,9 +145,14 @@ static uint32_t bf_store_alloc_slot(BfStore *store)
     return slot;
 }
 
-/* Called with @lock held; the slot's memory is released by the caller. */
+/* Frees @slot and gives its memory back to the host. Called with @lock held. */
 static void bf_store_release_slot(BfStore *store, uint32_t slot)
 {
+    if (store->file) {
+        bf_store_file_clear_slot(store->file, slot);
+    } else {
+        madvise(bf_store_slot(store, slot), BF_PROTO_PAGE_SIZE, MADV_DONTNEED);
+    }
     g_array_append_val(store->free_slots, slot);
     store->used_slots--;
 }
@@ -180,6 +195,21 @@ static char *bf_store_key(const uint8_t id[BF_PROTO_SESSION_SIZE])
     return g_string_free(key, FALSE);
 }
 
+/* A session with no pages, in the session table. Called with @lock held. */
+static BfStoreSession *bf_store_session_new(BfStore *store, const BfHello *hello,
+                                            int file_index)
+{
+    BfStoreSession *s = g_new0(BfStoreSession, 1);
+
+    s->key = bf_store_key(hello->session);
+    s->name = g_strdup(hello->name);
+    s->pages = hello->pages;
+    s->leaves = g_new0(uint32_t *, (s->pages + BF_LEAF_PAGES - 1) / BF_LEAF_PAGES);
+    s->file_index = file_index;
+    g_hash_table_insert(store->sessions, s->key, s);
+    return s;
+}
+
 BfStoreSession *bf_store_attach(BfStore *store, const BfHello *hello, uint64_t *stored,
                                 BfProtoError *code, GError **errp)
 {
@@ -196,12 +226,15 @@ BfStoreSession *bf_store_attach(BfStore *store, const BfHello *hello, uint64_t *
         return NULL;
     }
     if (!s) {
-        s = g_new0(BfStoreSession, 1);
-        s->key = g_steal_pointer(&key);
-        s->name = g_strdup(hello->name);
-        s->pages = hello->pages;
-        s->leaves = g_new0(uint32_t *, (s->pages + BF_LEAF_PAGES - 1) / BF_LEAF_PAGES);
-        g_hash_table_insert(store->sessions, s->key, s);
+        int file_index = store->file ? bf_store_file_add_session(store->file, hello) : -1;
+
+        if (store->file && file_index < 0) {
+            *code = BF_PROTO_ERR_NO_SPACE;
+            g_set_error(errp, BF_ERROR, BF_ERROR_POOL, "the store holds %d sessions, its "
+                        "most", BF_STORE_FILE_MAX_SESSIONS);
+            return NULL;
+        }
+        s = bf_store_session_new(store, hello, file_index);
     }
     s->refs++;
     *stored = s->stored;
@@ -234,12 +267,14 @@ void bf_store_drop(BfStore *store, BfStoreSession *s)
                 uint32_t slot = s->leaves[i][j];
 
                 if (slot) {
-                    madvise(bf_store_slot(store, slot), BF_PROTO_PAGE_SIZE, MADV_DONTNEED);
                     bf_store_release_slot(store, slot);
                 }
             }
         }
         bf_store_session_free_leaves(s);
+        if (store->file) {
+            bf_store_file_remove_session(store->file, s->file_index);
+        }
         s->stored = 0;
         s->dropped = TRUE;
         g_hash_table_steal(store->sessions, s->key);
@@ -307,6 +342,17 @@ gboolean bf_store_write(BfStore *store, BfStoreSession *s, uint32_t count,
         memcpy(bf_store_slot(store, *bf_store_entry(s, pages[i], FALSE)), data[i],
                BF_PROTO_PAGE_SIZE);
     }
+    /* The data first, then what names it: a crash between leaves the slot free. */
+    for (uint32_t i = 0; store->file && i < count; i++) {
+        uint32_t slot = *bf_store_entry(s, pages[i], FALSE);
+
+        for (uint32_t k = 0; k < nr_fresh; k++) {
+            if (fresh[k] == slot) {
+                bf_store_file_set_slot(store->file, slot, s->file_index, pages[i]);
+                fresh[k] = 0;
+            }
+        }
+    }
     return TRUE;
 }
 
@@ -349,7 +395,6 @@ void bf_store_free_pages(BfStore *store, BfStoreSession *s, uint32_t count,
         uint32_t *entry = pages[i] < s->pages ? bf_store_entry(s, pages[i], FALSE) : NULL;
 
         if (entry && *entry) {
-            madvise(bf_store_slot(store, *entry), BF_PROTO_PAGE_SIZE, MADV_DONTNEED);
             bf_store_release_slot(store, *entry);
             *entry = 0;
             s->stored--;
@@ -378,4 +423,55 @@ void bf_store_get_stats(BfStore *store, BfStoreStats *stats)
     while (g_hash_table_iter_next(&iter, NULL, &value)) {
         stats->attached_sessions += ((BfStoreSession *)value)->refs > 0;
     }
+}
+
+typedef struct {
+    BfStore *store;
+    GPtrArray *by_index;        /* file index -> BfStoreSession */
+} BfStoreRecovery;
+
+static void bf_store_recover_session(void *opaque, int index, const BfHello *hello)
+{
+    BfStoreRecovery *r = opaque;
+
+    g_ptr_array_set_size(r->by_index, MAX(r->by_index->len, (guint)index + 1));
+    r->by_index->pdata[index] = bf_store_session_new(r->store, hello, index);
+}
+
+static void bf_store_recover_slot(void *opaque, uint32_t slot, int index, uint64_t page)
+{
+    BfStoreRecovery *r = opaque;
+    BfStoreSession *s = r->by_index->pdata[index];
+
+    *bf_store_entry(s, page, TRUE) = slot;
+    s->stored++;
+    r->store->used_slots++;
+}
+
+static void bf_store_recover_free_slot(void *opaque, uint32_t slot)
+{
+    BfStoreRecovery *r = opaque;
+
+    g_array_append_val(r->store->free_slots, slot);
+}
+
+BfStore *bf_store_open(const char *path, uint64_t capacity_bytes, GError **errp)
+{
+    static const BfStoreFileVisitor visitor = {
+        .session = bf_store_recover_session,
+        .slot = bf_store_recover_slot,
+        .free_slot = bf_store_recover_free_slot,
+    };
+    BfStore *store = bf_store_new(capacity_bytes);
+    BfStoreRecovery recovery = { .store = store, .by_index = g_ptr_array_new() };
+
+    store->file = bf_store_file_open(path, store->capacity_slots, errp);
+    if (!store->file) {
+        bf_store_free(store);
+        g_ptr_array_free(recovery.by_index, TRUE);
+        return NULL;
+    }
+    bf_store_file_recover(store->file, &visitor, &recovery);
+    g_ptr_array_free(recovery.by_index, TRUE);
+    return store;
 }

@@ -26,7 +26,10 @@ typedef struct BfStoreStats {
     uint64_t attached_sessions;
 } BfStoreStats;
 
+/* A store in anonymous memory: its pages go with the process. */
 BfStore *bf_store_new(uint64_t capacity_bytes);
+/* A store in the file at @path (see bf-store-file.h), with what it held last time. */
+BfStore *bf_store_open(const char *path, uint64_t capacity_bytes, GError **errp);
 void bf_store_free(BfStore *store);
 
 /*

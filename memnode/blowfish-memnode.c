@@ -3,7 +3,10 @@
  * for any number of VMs at once (a session each), in memory that grows with the pages stored
  * up to --capacity. Serves each client connection on its own thread (bf-node.c).
  *
- *   blowfish-memnode --listen tcp:HOST:PORT --capacity SIZE [--verbose]
+ *   blowfish-memnode --listen tcp:HOST:PORT --capacity SIZE [--store FILE] [--verbose]
+ *
+ * With --store, pages live in FILE (put it on tmpfs, e.g. /dev/shm): restarted on the same
+ * file, the node still holds every page it acknowledged before it stopped or was killed.
  *
  * With port 0 the system picks one; the daemon prints "listening on tcp:HOST:PORT" on stdout
  * once it accepts connections. SIGINT and SIGTERM stop it.
@@ -111,13 +114,15 @@ static GInetAddress *resolve_listen_host(const char *host, GError **errp)
 
 int main(int argc, char **argv)
 {
-    g_autofree char *listen = NULL, *capacity_text = NULL;
+    g_autofree char *listen = NULL, *capacity_text = NULL, *store_path = NULL;
     gboolean verbose = FALSE;
     GOptionEntry entries[] = {
         { "listen", 'l', 0, G_OPTION_ARG_STRING, &listen,
           "Where to accept clients: tcp:HOST:PORT (port 0: any free port)", "ADDRESS" },
         { "capacity", 'c', 0, G_OPTION_ARG_STRING, &capacity_text,
           "Most guest memory to hold, all VMs together (e.g. 16G)", "SIZE" },
+        { "store", 's', 0, G_OPTION_ARG_FILENAME, &store_path,
+          "Keep pages in FILE (on tmpfs), to survive a restart", "FILE" },
         { "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose,
           "Log every connection event", NULL },
         { NULL },
@@ -176,7 +181,15 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    node.store = bf_store_new(capacity);
+    if (store_path) {
+        node.store = bf_store_open(store_path, capacity, &err);
+        if (!node.store) {
+            g_printerr("blowfish-memnode: --store: %s\n", err->message);
+            return 1;
+        }
+    } else {
+        node.store = bf_store_new(capacity);
+    }
     node.loop = g_main_loop_new(NULL, FALSE);
     g_signal_connect(service, "run", G_CALLBACK(on_connection), &node);
     g_unix_signal_add(SIGINT, on_signal, &node);

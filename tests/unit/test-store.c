@@ -7,6 +7,8 @@
 #include "bf-error.h"
 #include "bf-store.h"
 
+#include <unistd.h>
+
 #define PAGE BF_PROTO_PAGE_SIZE
 
 static BfHello make_hello(uint8_t id, uint64_t pages, const char *name)
@@ -191,11 +193,63 @@ static void test_sessions(void)
     bf_store_detach(store, sb);
 }
 
+/* A store file keeps what was acknowledged: sessions, pages, frees and drops. */
+static void test_persistent(void)
+{
+    g_autofree char *path = g_strdup_printf("%s/blowfish-store-%d", g_get_tmp_dir(),
+                                            getpid());
+    BfHello a = make_hello(0xa, 5000, "a"), b = make_hello(0xb, 100, "b");
+    g_autoptr(GError) err = NULL;
+    BfProtoError code = 0;
+    BfStoreStats stats;
+    uint64_t stored, freed[2] = { 1000, 1001 };
+    BfStore *store = bf_store_open(path, 4096 * PAGE, &err);
+    BfStoreSession *sa, *sb;
+
+    g_assert_no_error(err);
+    sa = bf_store_attach(store, &a, &stored, &code, &err);
+    sb = bf_store_attach(store, &b, &stored, &code, &err);
+    g_assert_true(write_pages(store, sa, 900, 300, 5, &code));
+    g_assert_true(write_pages(store, sb, 0, 50, 6, &code));
+    bf_store_free_pages(store, sa, 2, freed);
+    bf_store_drop(store, sb);
+    bf_store_detach(store, sa);
+    bf_store_free(store);       /* as if killed: nothing more is written */
+
+    store = bf_store_open(path, 4096 * PAGE, &err);
+    g_assert_no_error(err);
+    bf_store_get_stats(store, &stats);
+    g_assert_cmpuint(stats.sessions, ==, 1);
+    g_assert_cmpuint(stats.stored_pages, ==, 298);
+    sa = bf_store_attach(store, &a, &stored, &code, &err);
+    g_assert_cmpuint(stored, ==, 298);
+    check_pages(store, sa, 900, 100, 5);
+    check_pages(store, sa, 1002, 198, 5);
+    sb = bf_store_attach(store, &b, &stored, &code, &err);
+    g_assert_cmpuint(stored, ==, 0);
+    /* The slots freed before the restart are usable again: fill the store up. */
+    g_assert_true(write_pages(store, sb, 0, 100, 7, &code));
+    g_assert_true(write_pages(store, sa, 1200, 4096 - 298 - 100, 8, &code));
+    g_assert_false(write_pages(store, sa, 4950, 1, 8, &code));
+    g_assert_cmpint(code, ==, BF_PROTO_ERR_NO_SPACE);
+    check_pages(store, sa, 900, 100, 5);
+    bf_store_detach(store, sa);
+    bf_store_detach(store, sb);
+    bf_store_free(store);
+
+    /* Reopening with another capacity is refused, not misread. */
+    g_assert_null(bf_store_open(path, 8192 * PAGE, &err));
+    g_assert_error(err, BF_ERROR, BF_ERROR_INVALID);
+    g_assert_nonnull(strstr(err->message, "capacity"));
+    unlink(path);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/store/write-read-free", test_write_read_free);
     g_test_add_func("/store/capacity", test_capacity);
     g_test_add_func("/store/sessions", test_sessions);
+    g_test_add_func("/store/persistent", test_persistent);
     return g_test_run();
 }
