@@ -310,19 +310,25 @@ BfEngine *bf_engine_new(const BfEngineConfig *config, GError **errp)
     return g_steal_pointer(&e);
 }
 
-void bf_engine_free(BfEngine *e)
+void bf_engine_leave_pool(BfEngine *e)
 {
-    if (!e) {
-        return;
-    }
-    /* The reclaim thread first: it drops the pool session on its way out. */
+    /* The reclaim thread drops the pool session on its way out. */
     if (e->reclaim_thread) {
         g_mutex_lock(&e->lock);
         e->stopping = true;
         g_cond_signal(&e->cond);
         g_mutex_unlock(&e->lock);
         g_thread_join(e->reclaim_thread);
+        e->reclaim_thread = NULL;
     }
+}
+
+void bf_engine_free(BfEngine *e)
+{
+    if (!e) {
+        return;
+    }
+    bf_engine_leave_pool(e);
     if (e->fault_thread) {
         atomic_store(&e->fault_stop, true);
         bf_engine_wake_fault_thread(e);

@@ -122,6 +122,13 @@ BfEngine *bf_engine_new(const BfEngineConfig *config, GError **errp);
  */
 void bf_engine_free(BfEngine *engine);
 
+/*
+ * For a process about to exit without freeing the engine: stops evicting and drops the pool
+ * session, so that the memory node frees this region's pages. Nothing may touch a remote
+ * page after.
+ */
+void bf_engine_leave_pool(BfEngine *engine);
+
 /* The guest's view of its RAM: config->size bytes, page aligned. */
 void *bf_engine_guest_ram(BfEngine *engine);
 

@@ -36,6 +36,7 @@ struct HostMemoryBackendBlowfish {
     Error *cpr_blocker;
     NotifierWithReturn postcopy_notifier;
     NotifierWithReturn migration_notifier;
+    Notifier exit_notifier;
 };
 
 static const char *blowfish_id(HostMemoryBackendBlowfish *bf)
@@ -79,6 +80,18 @@ static int blowfish_migration_notify(NotifierWithReturn *notifier, MigrationEven
         return -EBUSY;
     }
     return 0;
+}
+
+/*
+ * QEMU does not finalize the objects in use when it exits: tell the memory node now that
+ * this region's pages can go.
+ */
+static void blowfish_exit_notify(Notifier *notifier, void *data)
+{
+    HostMemoryBackendBlowfish *bf = container_of(notifier, HostMemoryBackendBlowfish,
+                                                 exit_notifier);
+
+    bf_engine_leave_pool(bf->engine);
 }
 
 /* Everything that cannot work with an engine-managed RAM, named in the error. */
@@ -172,6 +185,8 @@ static bool blowfish_memory_alloc(HostMemoryBackend *backend, Error **errp)
     bf->postcopy_notifier.notify = blowfish_postcopy_notify;
     postcopy_add_notifier(&bf->postcopy_notifier);
     migration_add_notifier(&bf->migration_notifier, blowfish_migration_notify);
+    bf->exit_notifier.notify = blowfish_exit_notify;
+    qemu_add_exit_notifier(&bf->exit_notifier);
 
     trace_blowfish_backend_created(config.name, backend->size,
                                    bf->local_limit ? bf->local_limit : backend->size,
@@ -333,6 +348,9 @@ static void blowfish_instance_finalize(Object *obj)
 {
     HostMemoryBackendBlowfish *bf = MEMORY_BACKEND_BLOWFISH(obj);
 
+    if (bf->exit_notifier.notify) {
+        qemu_remove_exit_notifier(&bf->exit_notifier);
+    }
     migration_remove_notifier(&bf->migration_notifier);
     if (bf->postcopy_notifier.notify) {
         postcopy_remove_notifier(&bf->postcopy_notifier);

@@ -5,31 +5,49 @@
  */
 #include "memnode-process.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <sys/prctl.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* The node must not outlive a test that crashes. */
-static void memnode_child_setup(gpointer unused)
+/* The node must not outlive a test that crashes; its messages go to its log. */
+static void memnode_child_setup(gpointer opaque)
 {
+    MemnodeProcess *node = opaque;
+    int log = open(node->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (log >= 0) {
+        dup2(log, STDERR_FILENO);
+    }
+}
+
+bool memnode_log_contains(MemnodeProcess *node, const char *needle)
+{
+    g_autofree char *text = NULL;
+
+    return g_file_get_contents(node->log, &text, NULL, NULL) && strstr(text, needle);
 }
 
 /* Spawns the node listening on @listen; returns the address it printed. */
 static char *memnode_spawn(MemnodeProcess *node, const char *listen)
 {
     const char *binary = g_getenv("BLOWFISH_MEMNODE");
-    const char *argv[] = { binary, "--listen", listen, "--capacity", node->capacity, NULL };
+    const char *argv[] = {
+        binary, "--listen", listen, "--capacity", node->capacity,
+        node->store ? "--store" : NULL, node->store, NULL
+    };
     g_autoptr(GError) err = NULL;
     char line[256], *at;
     int out_fd;
     FILE *out;
 
     if (!g_spawn_async_with_pipes(NULL, (char **)argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD,
-                                  memnode_child_setup, NULL, &node->pid, NULL, &out_fd, NULL,
+                                  memnode_child_setup, node, &node->pid, NULL, &out_fd, NULL,
                                   &err)) {
         g_error("cannot start %s: %s", binary, err->message);
     }
@@ -42,7 +60,7 @@ static char *memnode_spawn(MemnodeProcess *node, const char *listen)
     return g_strndup(at, strcspn(at, ","));
 }
 
-MemnodeProcess *memnode_start(const char *capacity, char **why)
+static MemnodeProcess *memnode_start_with(const char *capacity, bool persistent, char **why)
 {
     MemnodeProcess *node;
 
@@ -52,8 +70,23 @@ MemnodeProcess *memnode_start(const char *capacity, char **why)
     }
     node = g_new0(MemnodeProcess, 1);
     node->capacity = g_strdup(capacity);
+    node->log = g_strdup_printf("%s/blowfish-memnode-%d-%p.log", g_get_tmp_dir(), getpid(),
+                                node);
+    if (persistent) {
+        node->store = g_strdup_printf("/dev/shm/blowfish-test-store-%d-%p", getpid(), node);
+    }
     node->address = memnode_spawn(node, "tcp:127.0.0.1:0");
     return node;
+}
+
+MemnodeProcess *memnode_start(const char *capacity, char **why)
+{
+    return memnode_start_with(capacity, false, why);
+}
+
+MemnodeProcess *memnode_start_persistent(const char *capacity, char **why)
+{
+    return memnode_start_with(capacity, true, why);
 }
 
 void memnode_restart(MemnodeProcess *node)
@@ -81,7 +114,13 @@ void memnode_stop(MemnodeProcess *node)
     if (node->pid) {
         memnode_kill(node);
     }
+    if (node->store) {
+        unlink(node->store);
+    }
+    unlink(node->log);
+    g_free(node->log);
     g_free(node->address);
     g_free(node->capacity);
+    g_free(node->store);
     g_free(node);
 }

@@ -8,20 +8,27 @@
 #define MEMNODE_PROCESS_H
 
 #include <glib.h>
+#include <stdbool.h>
 #include <sys/types.h>
 
 typedef struct {
     GPid pid;
     char *address;      /* tcp:127.0.0.1:PORT */
     char *capacity;
+    char *store;        /* --store FILE, or NULL */
+    char *log;          /* its standard error */
 } MemnodeProcess;
 
 /* Starts a memnode; NULL (and a message in *why) when $BLOWFISH_MEMNODE is not set. */
 MemnodeProcess *memnode_start(const char *capacity, char **why);
+/* The same, keeping its pages in a fresh store file (removed by memnode_stop). */
+MemnodeProcess *memnode_start_persistent(const char *capacity, char **why);
 /* Starts it again on the same port (after memnode_kill). */
 void memnode_restart(MemnodeProcess *node);
 /* SIGKILL, and reap. */
 void memnode_kill(MemnodeProcess *node);
 void memnode_stop(MemnodeProcess *node);
+/* Has the node logged @needle (e.g. "session 'mem0' dropped")? */
+bool memnode_log_contains(MemnodeProcess *node, const char *needle);
 
 #endif

@@ -812,16 +812,20 @@ static void test_pool_restore_all(void)
 }
 
 /*
- * The pool stops answering: the state turns unreachable (with an event), the monitor stays
- * responsive, eviction stops; when the pool answers again everything resumes, nothing lost.
+ * The pool goes away (stopped, or killed and restarted on its store): the state turns
+ * unreachable (with an event), the monitor stays responsive, eviction stops; when the pool is
+ * back everything resumes by itself, nothing lost.
  */
-static void test_pool_unreachable(void)
+static void pool_outage(bool kill_it)
 {
-    MemnodeProcess *node = memnode_or_skip();
+    g_autofree char *why = NULL;
+    MemnodeProcess *node = kill_it ? memnode_start_persistent("1G", &why) :
+                                     memnode_start("1G", &why);
     QTestState *qts;
     QDict *event, *now;
 
     if (!node) {
+        g_test_skip(why);
         return;
     }
     qts = start_with_pool(node, ",pool-timeout=500");
@@ -833,7 +837,11 @@ static void test_pool_unreachable(void)
                              " {'id': 'mem0', 'local-limit': %d}}", 32 * MiB);
     WAIT_FOR_INFO(qts, "mem0", info_u64(info, "resident") <= 32 * MiB);
 
-    kill(node->pid, SIGSTOP);
+    if (kill_it) {
+        memnode_kill(node);
+    } else {
+        kill(node->pid, SIGSTOP);
+    }
     qtest_qmp_assert_success(qts, "{'execute': 'blowfish-set-target', 'arguments':"
                              " {'id': 'mem0', 'local-limit': %d}}", 8 * MiB);
     event = qtest_qmp_eventwait_ref(qts, "BLOWFISH_POOL_STATE_CHANGED");
@@ -844,7 +852,11 @@ static void test_pool_unreachable(void)
     g_assert_cmpstr(qdict_get_str(now, "pool-state"), ==, "unreachable");
     qobject_unref(now);
 
-    kill(node->pid, SIGCONT);
+    if (kill_it) {
+        memnode_restart(node);
+    } else {
+        kill(node->pid, SIGCONT);
+    }
     event = qtest_qmp_eventwait_ref(qts, "BLOWFISH_POOL_STATE_CHANGED");
     g_assert_cmpstr(qdict_get_str(qdict_get_qdict(event, "data"), "state"), ==, "connected");
     qobject_unref(event);
@@ -852,6 +864,75 @@ static void test_pool_unreachable(void)
     check_pattern(qts, 8 * MiB, 48 * MiB, 71);
     qtest_quit(qts);
     memnode_stop(node);
+}
+
+static size_t count_fds(pid_t pid)
+{
+    g_autofree char *path = g_strdup_printf("/proc/%d/fd", pid);
+    g_autoptr(GDir) dir = g_dir_open(path, 0, NULL);
+    size_t n = 0;
+
+    while (g_dir_read_name(dir)) {
+        n++;
+    }
+    return n;
+}
+
+/*
+ * object-del and QEMU's exit leave nothing behind: not the backend's threads, not its file
+ * descriptors, and not its pages at the memory node (the session is dropped).
+ */
+static void test_pool_teardown(void)
+{
+    MemnodeProcess *node = memnode_or_skip();
+    QTestState *qts;
+    pid_t pid;
+    size_t fds;
+
+    if (!node) {
+        return;
+    }
+    qts = start_with_pool(node, "");
+    pid = qtest_pid(qts);
+    WAIT_FOR_INFO(qts, "mem0",
+                  !strcmp(qdict_get_str(info, "pool-state"), "connected"));
+    write_pattern(qts, 8 * MiB, 16 * MiB, 81);
+    qtest_qmp_assert_success(qts, "{'execute': 'blowfish-set-target', 'arguments':"
+                             " {'id': 'mem0', 'local-limit': %d}}", 8 * MiB);
+    WAIT_FOR_INFO(qts, "mem0", info_u64(info, "remote") > 0);
+
+    fds = count_fds(pid);
+    qtest_qmp_assert_success(qts, "{'execute': 'object-add', 'arguments': {'qom-type': "
+                             "'memory-backend-blowfish', 'id': 'hot', 'size': %d, "
+                             "'pool': %s}}", 8 * MiB, node->address);
+    WAIT_FOR_INFO(qts, "hot", !strcmp(qdict_get_str(info, "pool-state"), "connected"));
+    g_assert_true(thread_appears(pid, "bf-reclaim-hot"));
+    g_assert_cmpuint(count_fds(pid), >, fds);
+    qtest_qmp_assert_success(qts, "{'execute': 'object-del', 'arguments': {'id': 'hot'}}");
+    g_assert_false(has_thread(pid, "bf-fault-hot"));
+    g_assert_false(has_thread(pid, "bf-reclaim-hot"));
+    g_assert_cmpuint(count_fds(pid), ==, fds);
+    for (int i = 0; i < 500 && !memnode_log_contains(node, "session 'hot' dropped"); i++) {
+        g_usleep(10 * 1000);
+    }
+    g_assert_true(memnode_log_contains(node, "session 'hot' dropped"));
+
+    qtest_quit(qts);
+    for (int i = 0; i < 500 && !memnode_log_contains(node, "session 'mem0' dropped"); i++) {
+        g_usleep(10 * 1000);
+    }
+    g_assert_true(memnode_log_contains(node, "session 'mem0' dropped"));
+    memnode_stop(node);
+}
+
+static void test_pool_stopped(void)
+{
+    pool_outage(false);
+}
+
+static void test_pool_killed(void)
+{
+    pool_outage(true);
 }
 
 int main(int argc, char **argv)
@@ -877,7 +958,9 @@ int main(int argc, char **argv)
     qtest_add_func("/blowfish/pool/evict-restore", test_pool_evict_restore);
     qtest_add_func("/blowfish/pool/zero-pages", test_pool_zero_pages);
     qtest_add_func("/blowfish/pool/restore-all", test_pool_restore_all);
-    qtest_add_func("/blowfish/pool/unreachable", test_pool_unreachable);
+    qtest_add_func("/blowfish/pool/teardown", test_pool_teardown);
+    qtest_add_func("/blowfish/pool/stopped", test_pool_stopped);
+    qtest_add_func("/blowfish/pool/killed", test_pool_killed);
 
     return g_test_run();
 }

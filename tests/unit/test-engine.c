@@ -479,6 +479,48 @@ static void test_pool_unreachable(void)
     memnode_stop(node);
 }
 
+/*
+ * The memory node is killed with pages of ours: a fault on one waits, the state says so, and
+ * when a node comes back on the same store everything resumes, every byte intact.
+ */
+static void test_pool_killed(void)
+{
+    g_autofree char *why = NULL;
+    MemnodeProcess *node = memnode_start_persistent("256M", &why);
+    BfEngineConfig config = make_config("killed", 32 * MiB, 8 * MiB, NULL);
+    g_autoptr(BfEngine) e = NULL;
+    WriterJob job;
+    GThread *reader;
+    uint8_t *ram;
+
+    if (!node) {
+        g_test_skip(why);
+        return;
+    }
+    config.pool = node->address;
+    config.tunables.pool_timeout_ms = 300;
+    e = engine_or_skip(&config);
+    if (!e) {
+        memnode_stop(node);
+        return;
+    }
+    ram = bf_engine_guest_ram(e);
+    WAIT_FOR(e, st, st.pool_state == BF_POOL_CONNECTED);
+    fill(ram, 0, 32 * MiB, 43);
+    WAIT_FOR(e, st, st.resident <= 8 * MiB);
+
+    memnode_kill(node);
+    job = (WriterJob) { .ram = ram, .start = 0, .len = 32 * MiB, .seed = 43 };
+    reader = g_thread_new("reader", check_thread, &job);
+    WAIT_FOR(e, st, st.pool_state == BF_POOL_UNREACHABLE);
+    memnode_restart(node);
+    WAIT_FOR(e, st, st.pool_state == BF_POOL_CONNECTED);
+    g_thread_join(reader);
+    check(ram, 0, 32 * MiB, 43);
+    g_clear_pointer(&e, bf_engine_free);
+    memnode_stop(node);
+}
+
 /* Without the permission, the error names what to grant. */
 static void test_permission_error(void)
 {
@@ -538,5 +580,6 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/evict/stress-writers", test_stress_writers);
     g_test_add_func("/engine/evict/readahead", test_readahead);
     g_test_add_func("/engine/pool/unreachable", test_pool_unreachable);
+    g_test_add_func("/engine/pool/killed", test_pool_killed);
     return g_test_run();
 }
