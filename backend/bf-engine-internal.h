@@ -55,12 +55,21 @@ struct BfEngine {
     GThread *reclaim_thread;
     int fault_wake_fd;              /* eventfd: wakes the fault thread (stop, channel, room) */
 
+    /*
+     * The engine's own MADV_DONTNEED (one at a time): the fault thread tells its REMOVE event
+     * from a discard by QEMU (free page reporting, balloon), which frees the pages.
+     */
+    GMutex zap_lock;
+    _Atomic uint64_t zap_start, zap_end;
+    _Atomic bool zap_seen;          /* the fault thread has recognized the zap's event */
+
     GMutex lock;                    /* protects the fields up to @cond */
     bool stopping;
     bool reclaim_kicked;
     bool restore_requested;
     BfChannel *fault_channel;       /* a connected channel offered to the fault thread */
     GArray *refetch;                /* pages the fault thread must fetch (uint64_t) */
+    GArray *pool_free;              /* pages whose pool copy the reclaim thread frees */
     GCond cond;                     /* the reclaim thread sleeps on it */
 
     _Atomic bool fault_stop;
@@ -85,7 +94,9 @@ struct BfEngine {
     _Atomic uint64_t pool_bytes_received;
     _Atomic uint64_t scan_ns;
     _Atomic uint64_t scan_samples;
+    _Atomic uint64_t free_reports;  /* discards by QEMU (free page reporting, balloon) */
     BfLatency fault_latency;
+    BfLatency free_latency;         /* time to free a discarded range */
 };
 
 static inline uint64_t bf_counter(_Atomic uint64_t *c)
@@ -131,6 +142,8 @@ void bf_engine_map_back(BfEngine *e, uint64_t page, bool wp);
 /* Places @npages consecutive pages from @data (consecutive too), with as few calls as can. */
 void bf_engine_place_run(BfEngine *e, uint64_t page, const uint8_t *data, uint64_t npages,
                          bool wp);
+/* Write-enables @page (a clean page's first write) and wakes its waiters. */
+void bf_engine_unprotect(BfEngine *e, uint64_t page);
 /* Zero-fills @page (absent from the memfd) with UFFDIO_ZEROPAGE and wakes its waiters. */
 void bf_engine_zero_fill(BfEngine *e, uint64_t page);
 /* Places @data as @page (absent from the memfd) with UFFDIO_COPY and wakes its waiters. */
@@ -145,9 +158,20 @@ void bf_engine_wake_if_wanted(BfEngine *e, uint64_t page, uint16_t old);
 /* Clears BUSY and WANTED, waking the waiters if WANTED was set. */
 void bf_engine_release(BfEngine *e, uint64_t page);
 BfChannel *bf_engine_connect_channel(BfEngine *e, GError **errp);
+/* Drops the guest mappings of @npages pages from @page (they stay in the memfd). */
+void bf_engine_zap(BfEngine *e, uint64_t page, uint64_t npages);
+/* Drops @npages pages from @page out of the memfd (their memory goes back to the host). */
+void bf_engine_punch(BfEngine *e, uint64_t page, uint64_t npages);
+/* Is [start, end) the engine's own zap in progress? If so, tells the zap it was seen. */
+bool bf_engine_is_own_zap(BfEngine *e, uint64_t start, uint64_t end);
+/* Queues @page's pool copy to be freed by the reclaim thread. */
+void bf_engine_free_pool_copy(BfEngine *e, uint64_t page);
 
 /* bf-fault.c */
 gpointer bf_fault_thread(gpointer opaque);
+/* On the fault thread: reads pending userfaultfd messages (queued for later), so that a
+ * pending event no longer blocks ioctls, and returns TRUE. Elsewhere: FALSE. */
+bool bf_fault_thread_unblock(void);
 
 /* bf-reclaim.c */
 void bf_reclaim_init(BfEngine *e);

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -114,6 +115,26 @@ void bf_engine_wake_fault_thread(BfEngine *e)
     }
 }
 
+/*
+ * -EAGAIN from a resolving ioctl: an event (a REMOVE, from a MADV_DONTNEED) is pending, and
+ * the userfaultfd refuses changes until it is read. The fault thread reads it (and queues
+ * it); any other thread waits for the fault thread to.
+ */
+static void bf_engine_unblock(BfEngine *e)
+{
+    if (!bf_fault_thread_unblock()) {
+        g_usleep(20);
+    }
+}
+
+#define BF_RETRY(e, call) ({                                        \
+        int ret_;                                                   \
+        while ((ret_ = (call)) == -EAGAIN) {                        \
+            bf_engine_unblock(e);                                   \
+        }                                                           \
+        ret_;                                                       \
+    })
+
 static void bf_engine_resolved(BfEngine *e, uint64_t page, int ret, const char *what)
 {
     if (ret == -EEXIST) {
@@ -128,20 +149,31 @@ static void bf_engine_resolved(BfEngine *e, uint64_t page, int ret, const char *
 
 void bf_engine_map_back(BfEngine *e, uint64_t page, bool wp)
 {
-    bf_engine_resolved(e, page, bf_uffd_continue(e->uffd, bf_page_addr(e, page),
-                                                 BF_PAGE_SIZE, wp), "UFFDIO_CONTINUE");
+    bf_engine_resolved(e, page, BF_RETRY(e, bf_uffd_continue(e->uffd, bf_page_addr(e, page),
+                                                             BF_PAGE_SIZE, wp)),
+                       "UFFDIO_CONTINUE");
 }
 
 void bf_engine_zero_fill(BfEngine *e, uint64_t page)
 {
-    bf_engine_resolved(e, page, bf_uffd_zeropage(e->uffd, bf_page_addr(e, page),
-                                                 BF_PAGE_SIZE), "UFFDIO_ZEROPAGE");
+    bf_engine_resolved(e, page, BF_RETRY(e, bf_uffd_zeropage(e->uffd, bf_page_addr(e, page),
+                                                             BF_PAGE_SIZE)),
+                       "UFFDIO_ZEROPAGE");
 }
 
 void bf_engine_place(BfEngine *e, uint64_t page, const void *data, bool wp)
 {
-    bf_engine_resolved(e, page, bf_uffd_copy(e->uffd, bf_page_addr(e, page), data,
-                                             BF_PAGE_SIZE, wp), "UFFDIO_COPY");
+    bf_engine_resolved(e, page, BF_RETRY(e, bf_uffd_copy(e->uffd, bf_page_addr(e, page), data,
+                                                         BF_PAGE_SIZE, wp)),
+                       "UFFDIO_COPY");
+}
+
+void bf_engine_unprotect(BfEngine *e, uint64_t page)
+{
+    bf_engine_resolved(e, page, BF_RETRY(e, bf_uffd_writeprotect(e->uffd,
+                                                                 bf_page_addr(e, page),
+                                                                 BF_PAGE_SIZE, false)),
+                       "UFFDIO_WRITEPROTECT");
 }
 
 void bf_engine_place_run(BfEngine *e, uint64_t page, const uint8_t *data, uint64_t npages,
@@ -171,6 +203,52 @@ void bf_engine_release(BfEngine *e, uint64_t page)
                                              memory_order_acq_rel);
 
     bf_engine_wake_if_wanted(e, page, old);
+}
+
+void bf_engine_zap(BfEngine *e, uint64_t page, uint64_t npages)
+{
+    uint64_t start = bf_page_addr(e, page), len = npages * BF_PAGE_SIZE;
+
+    g_mutex_lock(&e->zap_lock);
+    atomic_store(&e->zap_seen, false);
+    atomic_store(&e->zap_start, start);
+    atomic_store(&e->zap_end, start + len);
+    /*
+     * The REMOVE event this raises completes as soon as the fault thread's read() takes it,
+     * which may be before that thread looks at it: keep the marker until it has.
+     */
+    madvise((void *)(uintptr_t)start, len, MADV_DONTNEED);
+    while (!atomic_load(&e->zap_seen)) {
+        sched_yield();
+    }
+    atomic_store(&e->zap_end, 0);
+    atomic_store(&e->zap_start, 0);
+    g_mutex_unlock(&e->zap_lock);
+}
+
+void bf_engine_punch(BfEngine *e, uint64_t page, uint64_t npages)
+{
+    if (fallocate(e->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, page * BF_PAGE_SIZE,
+                  npages * BF_PAGE_SIZE) < 0) {
+        g_error("blowfish %s: cannot punch guest RAM out of its memfd: %s", e->name,
+                g_strerror(errno));
+    }
+}
+
+bool bf_engine_is_own_zap(BfEngine *e, uint64_t start, uint64_t end)
+{
+    if (start == atomic_load(&e->zap_start) && end == atomic_load(&e->zap_end)) {
+        atomic_store(&e->zap_seen, true);
+        return true;
+    }
+    return false;
+}
+
+void bf_engine_free_pool_copy(BfEngine *e, uint64_t page)
+{
+    g_mutex_lock(&e->lock);
+    g_array_append_val(e->pool_free, page);
+    g_mutex_unlock(&e->lock);
 }
 
 BfChannel *bf_engine_connect_channel(BfEngine *e, GError **errp)
@@ -250,8 +328,10 @@ BfEngine *bf_engine_new(const BfEngineConfig *config, GError **errp)
     }
     e->events_opaque = config->events_opaque;
     g_mutex_init(&e->lock);
+    g_mutex_init(&e->zap_lock);
     g_cond_init(&e->cond);
     e->refetch = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+    e->pool_free = g_array_new(FALSE, FALSE, sizeof(uint64_t));
 
     if (sysconf(_SC_PAGESIZE) != BF_PAGE_SIZE) {
         g_set_error(errp, BF_ERROR, BF_ERROR_UNSUPPORTED,
@@ -349,7 +429,9 @@ void bf_engine_free(BfEngine *e)
         close(e->fault_wake_fd);
     }
     g_array_free(e->refetch, TRUE);
+    g_array_free(e->pool_free, TRUE);
     g_cond_clear(&e->cond);
+    g_mutex_clear(&e->zap_lock);
     g_mutex_clear(&e->lock);
     g_free(e->pages);
     bf_endpoint_free(e->pool);
@@ -376,6 +458,19 @@ gboolean bf_engine_set_local_limit(BfEngine *e, uint64_t local_limit, GError **e
     atomic_store(&e->local_limit, local_limit);
     bf_engine_kick_reclaim(e);
     bf_engine_wake_fault_thread(e);     /* faults waiting for room may go on */
+    return TRUE;
+}
+
+gboolean bf_engine_drop_mappings(BfEngine *e, uint64_t offset, uint64_t len, GError **errp)
+{
+    if (offset % BF_PAGE_SIZE || len % BF_PAGE_SIZE || offset > e->size ||
+        len > e->size - offset) {
+        g_set_error(errp, BF_ERROR, BF_ERROR_INVALID, "range 0x%" G_GINT64_MODIFIER "x+0x%"
+                    G_GINT64_MODIFIER "x is not page aligned inside guest RAM",
+                    (guint64)offset, (guint64)len);
+        return FALSE;
+    }
+    bf_engine_zap(e, offset / BF_PAGE_SIZE, len / BF_PAGE_SIZE);
     return TRUE;
 }
 
@@ -423,6 +518,9 @@ void bf_engine_get_stats(BfEngine *e, BfEngineStats *stats)
     stats->fault_latency_p99_ns = bf_latency_percentile(&e->fault_latency, 99);
     stats->scan_ns = bf_counter(&e->scan_ns);
     stats->scan_samples = bf_counter(&e->scan_samples);
+    stats->free_reports = bf_counter(&e->free_reports);
+    stats->free_latency_p50_ns = bf_latency_percentile(&e->free_latency, 50);
+    stats->free_latency_p99_ns = bf_latency_percentile(&e->free_latency, 99);
     stats->pool_state = atomic_load(&e->pool_state);
     stats->restoring = atomic_load(&e->restoring);
 }

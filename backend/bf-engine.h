@@ -98,6 +98,9 @@ typedef struct BfEngineStats {
     uint64_t fault_latency_p99_ns;
     uint64_t scan_ns;              /* time the scanner spent */
     uint64_t scan_samples;         /* mappings it dropped to sample use */
+    uint64_t free_reports;         /* ranges QEMU discarded (free page reporting, balloon) */
+    uint64_t free_latency_p50_ns;  /* time to free a discarded range */
+    uint64_t free_latency_p99_ns;
     BfPoolState pool_state;
     gboolean restoring;            /* a bf_engine_restore_all() is in progress */
 } BfEngineStats;
@@ -121,6 +124,15 @@ BfEngine *bf_engine_new(const BfEngineConfig *config, GError **errp);
  * touch guest RAM after.
  */
 void bf_engine_free(BfEngine *engine);
+
+/*
+ * Drops the guest's mappings of [offset, offset + len) while keeping the pages: the next
+ * touch of each is a minor fault (tests and benchmarks use it; the scanner does the same).
+ * Any other MADV_DONTNEED of guest RAM (QEMU discarding reported free pages, a balloon
+ * inflating) frees the pages: they read as zero from then on.
+ */
+gboolean bf_engine_drop_mappings(BfEngine *engine, uint64_t offset, uint64_t len,
+                                 GError **errp);
 
 /*
  * For a process about to exit without freeing the engine: stops evicting and drops the pool

@@ -28,7 +28,13 @@ typedef struct {
 } BfPending;
 
 typedef struct {
+    struct uffd_msg msg;
+    gint64 t0;                  /* when it was read (ns) */
+} BfMessage;
+
+typedef struct {
     BfEngine *e;
+    GArray *queue;              /* BfMessage: read, not yet handled, in order */
     BfChannel *channel;
     BfReadahead ra;
     GArray *deferred;           /* BfPending: faults waiting for room under the limit */
@@ -127,7 +133,7 @@ static BfFaultAction bf_fault_serve(BfFaultCtx *c, uint64_t page, uint64_t flags
                                  BF_PAGE_ACCESSED)) {
                     continue;
                 }
-                bf_uffd_writeprotect(e->uffd, bf_page_addr(e, page), BF_PAGE_SIZE, false);
+                bf_engine_unprotect(e, page);
                 bf_engine_release(e, page);
                 bf_fault_done(c, t0);
                 return BF_FAULT_UNPROTECT;
@@ -191,6 +197,69 @@ static BfFaultAction bf_fault_serve(BfFaultCtx *c, uint64_t page, uint64_t flags
         }
         g_assert_not_reached();
     }
+}
+
+/*
+ * QEMU discarded [start, end) of guest RAM (the guest reported it free, or a balloon took
+ * it): its mappings are already gone. Every idle page becomes FREE: punched out of the memfd,
+ * its pool copy freed, and zero on its next touch. Faults on these pages are read after this
+ * event, so they find them FREE. A page being evicted is marked DISCARDED and ends FREE; one
+ * being mapped or fetched is kept (harmlessly: the guest does not use it).
+ */
+static void bf_fault_discarded(BfFaultCtx *c, uint64_t start, uint64_t end, gint64 t0)
+{
+    BfEngine *e = c->e;
+    uint64_t first = (start - (uintptr_t)e->guest) / BF_PAGE_SIZE;
+    uint64_t last = MIN((end - (uintptr_t)e->guest) / BF_PAGE_SIZE, e->npages);
+    uint64_t run_start = 0, run_len = 0;
+
+    for (uint64_t p = first; p <= last; p++) {
+        uint16_t m = p < last ? bf_page_load(&e->pages[p]) : 0;
+        bool punch = false;
+
+        while (p < last) {
+            BfPageState state = bf_page_state(m);
+
+            if (state == BF_PAGE_EVICTING || state == BF_PAGE_PUNCHING) {
+                /* The eviction finishes it as FREE. */
+                if ((m & BF_PAGE_DISCARDED) ||
+                    bf_page_cas(&e->pages[p], &m, m | BF_PAGE_DISCARDED)) {
+                    break;
+                }
+                continue;
+            }
+            if ((state != BF_PAGE_RESIDENT || (m & BF_PAGE_BUSY)) && state != BF_PAGE_REMOTE &&
+                state != BF_PAGE_ZERO && state != BF_PAGE_NEVER) {
+                break;      /* free already, or being mapped or fetched: kept, harmlessly */
+            }
+            if (!bf_page_cas(&e->pages[p], &m, BF_PAGE_FREE)) {
+                continue;
+            }
+            if (m & BF_PAGE_POOL_COPY) {
+                bf_engine_free_pool_copy(e, p);
+            }
+            punch = state == BF_PAGE_RESIDENT;
+            bf_count(state == BF_PAGE_RESIDENT ? &e->nr_resident :
+                     state == BF_PAGE_REMOTE ? &e->nr_remote :
+                     state == BF_PAGE_ZERO ? &e->nr_zero : &e->nr_free,
+                     state == BF_PAGE_NEVER ? 0 : -1);
+            bf_count(&e->nr_free, 1);
+            break;
+        }
+        /* Punch the resident ones, a run per call. */
+        if (punch && run_len && run_start + run_len == p) {
+            run_len++;
+            continue;
+        }
+        if (run_len) {
+            bf_engine_punch(e, run_start, run_len);
+        }
+        run_start = p;
+        run_len = punch;
+    }
+    bf_count(&e->free_reports, 1);
+    bf_latency_record(&e->free_latency, bf_now_ns() - t0);
+    bf_engine_kick_reclaim(e);      /* pool copies to free */
 }
 
 /* The pages of @req arrived: place them (a run of consecutive pages per call). */
@@ -291,45 +360,95 @@ static void bf_fault_fetch(BfFaultCtx *c)
     }
 }
 
-static void bf_fault_read_messages(BfFaultCtx *c)
+/* Reads what the userfaultfd has into the message queue; FALSE if it had nothing. */
+static bool bf_fault_read_into_queue(BfFaultCtx *c)
 {
     BfEngine *e = c->e;
     struct uffd_msg msgs[64];
+    ssize_t n = read(e->uffd, msgs, sizeof(msgs));
+    gint64 t0 = bf_now_ns();
+
+    if (n <= 0) {
+        if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            g_error("blowfish %s: fault thread: read: %s", e->name, g_strerror(errno));
+        }
+        return false;
+    }
+    for (size_t i = 0; i < n / sizeof(msgs[0]); i++) {
+        BfMessage m = { msgs[i], t0 };
+
+        /*
+         * The engine's own zaps are told apart now, while the zap that raised the event is
+         * still waiting for this read: later, its marker would be gone.
+         */
+        if (msgs[i].event == UFFD_EVENT_REMOVE &&
+            bf_engine_is_own_zap(e, msgs[i].arg.remove.start, msgs[i].arg.remove.end)) {
+            continue;
+        }
+        g_array_append_val(c->queue, m);
+    }
+    return true;
+}
+
+/* The fault thread's way out of an -EAGAIN (see bf_engine_unblock()). */
+static __thread BfFaultCtx *bf_fault_current;
+
+bool bf_fault_thread_unblock(void)
+{
+    if (!bf_fault_current) {
+        return false;
+    }
+    /* Reading the pending event completes it; its turn in the queue comes later. */
+    bf_fault_read_into_queue(bf_fault_current);
+    return true;
+}
+
+static void bf_fault_handle(BfFaultCtx *c, const BfMessage *m)
+{
+    BfEngine *e = c->e;
+    uint64_t flags, page;
+
+    if (m->msg.event == UFFD_EVENT_REMOVE) {
+        bf_fault_discarded(c, m->msg.arg.remove.start, m->msg.arg.remove.end, m->t0);
+        return;
+    }
+    if (m->msg.event != UFFD_EVENT_PAGEFAULT) {
+        return;
+    }
+    flags = m->msg.arg.pagefault.flags;
+    page = (m->msg.arg.pagefault.address - (uintptr_t)e->guest) / BF_PAGE_SIZE;
+    if (flags & UFFD_PAGEFAULT_FLAG_WP) {
+        bf_count(&e->faults_wp, 1);
+    } else if (flags & UFFD_PAGEFAULT_FLAG_MINOR) {
+        bf_count(&e->faults_minor, 1);
+    } else {
+        bf_count(&e->faults_missing, 1);
+    }
+    bf_fault_dispatch(c, page, flags, m->t0);
+}
+
+/* Serves messages in order until none came for a little while. */
+static void bf_fault_serve_messages(BfFaultCtx *c)
+{
     gint64 spin_end = bf_now_ns() + BF_FAULT_SPIN_NS;
 
     for (;;) {
-        ssize_t n = read(e->uffd, msgs, sizeof(msgs));
-        gint64 t0 = bf_now_ns();
-
-        if (n <= 0) {
-            if (n < 0 && errno != EAGAIN && errno != EINTR) {
-                g_error("blowfish %s: fault thread: read: %s", e->name, g_strerror(errno));
-            }
+        if (!c->queue->len && !bf_fault_read_into_queue(c)) {
             if (c->fetch->len) {
                 bf_fault_fetch(c);
             }
-            if (t0 >= spin_end) {
+            if (bf_now_ns() >= spin_end) {
                 return;
             }
             continue;
         }
-        for (size_t i = 0; i < n / sizeof(msgs[0]); i++) {
-            uint64_t flags, page;
+        /* One round: what was read so far (handling may read more), then its fetches. */
+        for (guint i = 0; i < c->queue->len; i++) {
+            BfMessage m = g_array_index(c->queue, BfMessage, i);
 
-            if (msgs[i].event != UFFD_EVENT_PAGEFAULT) {
-                continue;
-            }
-            flags = msgs[i].arg.pagefault.flags;
-            page = (msgs[i].arg.pagefault.address - (uintptr_t)e->guest) / BF_PAGE_SIZE;
-            if (flags & UFFD_PAGEFAULT_FLAG_WP) {
-                bf_count(&e->faults_wp, 1);
-            } else if (flags & UFFD_PAGEFAULT_FLAG_MINOR) {
-                bf_count(&e->faults_minor, 1);
-            } else {
-                bf_count(&e->faults_missing, 1);
-            }
-            bf_fault_dispatch(c, page, flags, t0);
+            bf_fault_handle(c, &m);
         }
+        g_array_set_size(c->queue, 0);
         bf_fault_fetch(c);
         spin_end = bf_now_ns() + BF_FAULT_SPIN_NS;
     }
@@ -375,6 +494,7 @@ gpointer bf_fault_thread(gpointer opaque)
     BfEngine *e = opaque;
     BfFaultCtx c = {
         .e = e,
+        .queue = g_array_new(FALSE, FALSE, sizeof(BfMessage)),
         .deferred = g_array_new(FALSE, FALSE, sizeof(BfPending)),
         .fetch = g_array_new(FALSE, FALSE, sizeof(BfPending)),
         .reqs = g_new0(BfRequest, BF_FAULT_MAX_FETCH_REQUESTS),
@@ -387,6 +507,7 @@ gpointer bf_fault_thread(gpointer opaque)
     };
 
     bf_readahead_init(&c.ra, e->tun.readahead);
+    bf_fault_current = &c;
     while (!atomic_load(&e->fault_stop)) {
         /* Waiting work is retried now and then even if no wake-up comes. */
         int timeout = c.deferred->len || c.fetch->len ? 100 : -1;
@@ -399,10 +520,12 @@ gpointer bf_fault_thread(gpointer opaque)
             bf_fault_woken(&c);
         }
         if (fds[0].revents) {
-            bf_fault_read_messages(&c);
+            bf_fault_serve_messages(&c);
         }
     }
+    bf_fault_current = NULL;
     bf_channel_close(c.channel, false);
+    g_array_free(c.queue, TRUE);
     g_array_free(c.deferred, TRUE);
     g_array_free(c.fetch, TRUE);
     g_free(c.reqs);

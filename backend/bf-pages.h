@@ -8,6 +8,7 @@
  *   bit  6     CLEAN     the pool holds an identical copy (mapped write-protected)
  *   bit  7     WANTED    a fault waits for the page while it is being evicted
  *   bit  8     POOL_COPY the pool holds a copy (maybe stale): free it when the page dies
+ *   bit  9     DISCARDED the guest freed it while it was being evicted: it ends FREE
  *
  * States and who moves a page between them (see docs/design.md for the diagram):
  *
@@ -16,7 +17,9 @@
  *   RESIDENT -> EVICTING   reclaim thread claims it (not BUSY), drops its mapping, copies it
  *   EVICTING -> RESIDENT   reclaim thread, if the eviction failed or a fault WANTED it
  *   EVICTING -> PUNCHING   reclaim thread, pool copy acknowledged, nobody waiting
- *   PUNCHING -> REMOTE     reclaim thread, hole punched in the memfd (ZERO if all zero)
+ *   PUNCHING -> REMOTE     reclaim thread, hole punched in the memfd (ZERO if all zero,
+ *                          FREE if DISCARDED)
+ *   any idle -> FREE       fault thread, when QEMU discards the page (free page reporting)
  *   REMOTE   -> FETCHING   fault thread (on a fault or readahead) or restore-all
  *   FETCHING -> RESIDENT   whoever fetched it, after UFFDIO_COPY placed it (CLEAN)
  *
@@ -51,6 +54,7 @@ typedef enum {
 #define BF_PAGE_CLEAN       0x0040u
 #define BF_PAGE_WANTED      0x0080u
 #define BF_PAGE_POOL_COPY   0x0100u
+#define BF_PAGE_DISCARDED   0x0200u
 
 typedef _Atomic uint16_t BfPageMeta;
 

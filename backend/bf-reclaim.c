@@ -103,7 +103,7 @@ static void bf_reclaim_zap(BfEngine *e, const uint64_t *pages, uint32_t n)
         while (j < n && pages[j] == pages[j - 1] + 1) {
             j++;
         }
-        madvise(e->guest + pages[i] * BF_PAGE_SIZE, (j - i) * BF_PAGE_SIZE, MADV_DONTNEED);
+        bf_engine_zap(e, pages[i], j - i);
         i = j;
     }
 }
@@ -259,8 +259,9 @@ static void bf_reclaim_cancel(BfEngine *e, BfEvictBatch *b)
         uint64_t p = b->victims[i];
         uint16_t m = bf_page_load(&e->pages[p]);
 
-        while (!bf_page_cas(&e->pages[p], &m, bf_page_with_state(m, BF_PAGE_RESIDENT) |
-                            BF_PAGE_BUSY)) {
+        /* A page the guest freed meanwhile just stays: keeping it is harmless. */
+        while (!bf_page_cas(&e->pages[p], &m, (bf_page_with_state(m, BF_PAGE_RESIDENT) |
+                                               BF_PAGE_BUSY) & ~BF_PAGE_DISCARDED)) {
         }
         if (m & BF_PAGE_WANTED) {
             bf_engine_map_back(e, p, m & BF_PAGE_CLEAN);
@@ -398,14 +399,15 @@ static bool bf_reclaim_evict_finish(BfReclaimCtx *c, BfEvictBatch *b)
         b->punched[i] = false;
         for (;;) {
             keep = b->zero[i] ? (m & BF_PAGE_POOL_COPY) : BF_PAGE_POOL_COPY;
-            if (m & BF_PAGE_WANTED) {
+            if ((m & BF_PAGE_WANTED) && !(m & BF_PAGE_DISCARDED)) {
                 if (bf_page_cas(&e->pages[p], &m, BF_PAGE_RESIDENT | BF_PAGE_BUSY |
                                 BF_PAGE_ACCESSED | keep |
                                 (b->zero[i] ? 0 : BF_PAGE_CLEAN))) {
                     bf_reclaim_give_back(e, p, false, b->zero[i], NULL);
                     break;
                 }
-            } else if (bf_page_cas(&e->pages[p], &m, BF_PAGE_PUNCHING | keep)) {
+            } else if (bf_page_cas(&e->pages[p], &m, BF_PAGE_PUNCHING | keep |
+                                   (m & (BF_PAGE_WANTED | BF_PAGE_DISCARDED)))) {
                 b->punched[i] = true;
                 break;
             }
@@ -420,11 +422,7 @@ static bool bf_reclaim_evict_finish(BfReclaimCtx *c, BfEvictBatch *b)
         while (j + 1 < b->n && b->punched[j + 1] && b->victims[j + 1] == b->victims[j] + 1) {
             j++;
         }
-        if (fallocate(e->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                      b->victims[i] * BF_PAGE_SIZE, (j - i + 1) * BF_PAGE_SIZE) < 0) {
-            g_error("blowfish %s: cannot punch guest RAM out of its memfd: %s", e->name,
-                    g_strerror(errno));
-        }
+        bf_engine_punch(e, b->victims[i], j - i + 1);
         i = j;
     }
 
@@ -439,7 +437,26 @@ static bool bf_reclaim_evict_finish(BfReclaimCtx *c, BfEvictBatch *b)
         }
         for (;;) {
             uint16_t keep = m & BF_PAGE_POOL_COPY;
+            bool discarded = m & BF_PAGE_DISCARDED;
 
+            if (discarded) {
+                /* Freed by the guest meanwhile: FREE, or a fresh zero page if touched since. */
+                if (!bf_page_cas(&e->pages[p], &m, (m & BF_PAGE_WANTED) ?
+                                 BF_PAGE_RESIDENT | BF_PAGE_BUSY | BF_PAGE_ACCESSED :
+                                 BF_PAGE_FREE)) {
+                    continue;
+                }
+                if (keep) {
+                    bf_engine_free_pool_copy(e, p);
+                }
+                if (m & BF_PAGE_WANTED) {
+                    bf_reclaim_give_back(e, p, true, true, NULL);
+                } else {
+                    bf_count(&e->nr_resident, -1);
+                    bf_count(&e->nr_free, 1);
+                }
+                break;
+            }
             if (m & BF_PAGE_WANTED) {
                 if (bf_page_cas(&e->pages[p], &m, BF_PAGE_RESIDENT | BF_PAGE_BUSY |
                                 BF_PAGE_ACCESSED | keep | (clean ? BF_PAGE_CLEAN : 0))) {
@@ -641,6 +658,47 @@ static bool bf_reclaim_restore_all(BfReclaimCtx *c)
     return ok;
 }
 
+/* Frees at the pool the copies of pages the guest freed. */
+static void bf_reclaim_free_pool_copies(BfReclaimCtx *c)
+{
+    BfEngine *e = c->e;
+    g_autoptr(GArray) pages = NULL;
+    g_autofree BfRequest *req = NULL;
+    guint done = 0;
+
+    g_mutex_lock(&e->lock);
+    if (e->pool_free->len && c->channel) {
+        pages = e->pool_free;
+        e->pool_free = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+    }
+    g_mutex_unlock(&e->lock);
+    if (!pages) {
+        return;
+    }
+    req = g_new0(BfRequest, 1);
+    while (done < pages->len) {
+        g_autoptr(GError) err = NULL;
+
+        req->type = BF_MSG_FREE;
+        req->count = MIN(pages->len - done, BF_PROTO_MAX_PAGES);
+        memcpy(req->pages, &g_array_index(pages, uint64_t, done), req->count * 8);
+        if (!bf_channel_call(c->channel, req, e->tun.pool_timeout_ms, &err)) {
+            if (!req->pool_error) {
+                bf_reclaim_lose_channel(c, err->message);
+            }
+            break;
+        }
+        done += req->count;
+    }
+    if (done < pages->len) {
+        /* Try again once the pool is back. */
+        g_mutex_lock(&e->lock);
+        g_array_append_vals(e->pool_free, &g_array_index(pages, uint64_t, done),
+                            pages->len - done);
+        g_mutex_unlock(&e->lock);
+    }
+}
+
 /* Connects both channels (ours and the fault thread's) if the pool is not connected. */
 static void bf_reclaim_connect(BfReclaimCtx *c)
 {
@@ -724,6 +782,7 @@ gpointer bf_reclaim_thread(gpointer opaque)
         if (c.restore_pending && c.channel) {
             c.restore_pending = !bf_reclaim_restore_all(&c);
         }
+        bf_reclaim_free_pool_copies(&c);
         bf_reclaim_evict_to_target(&c);
     }
     /* Leaving: the session's pages at the node are no use to anyone now. */

@@ -173,7 +173,7 @@ static Percentiles minor_latency(uint64_t size, size_t n)
     Percentiles p;
 
     fill(ram, size);
-    madvise(ram, size, MADV_DONTNEED);
+    bf_engine_drop_mappings(e, 0, size, NULL);
     touch_random(ram, size, lat, n, rand);
     p = summarize(lat, n);
     g_free(lat);
