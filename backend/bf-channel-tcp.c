@@ -148,6 +148,35 @@ static BfRequest *bf_tcp_complete(BfChannel *channel, int timeout_ms, GError **e
     return req;
 }
 
+static gboolean bf_tcp_stats(BfChannel *channel, int timeout_ms, BfPoolStats *stats,
+                             GError **errp)
+{
+    BfChannelTcp *ch = (BfChannelTcp *)channel;
+    uint8_t msg[BF_PROTO_HEADER_SIZE], payload[24];
+    gint64 deadline = bf_deadline(timeout_ms);
+    uint32_t tag = ch->next_tag++;
+    BfMsgHeader header;
+    BfProtoError code;
+    char message[BF_PROTO_MAX_MESSAGE + 1];
+
+    bf_proto_put_header(msg, BF_MSG_STATS, 0, tag);
+    if (!bf_socket_send(ch->fd, msg, sizeof(msg), errp) ||
+        !bf_tcp_recv_reply(ch, tag, deadline, &header, &code, message, errp)) {
+        return FALSE;
+    }
+    if (code) {
+        g_set_error(errp, BF_ERROR, BF_ERROR_POOL, "the memory node refused STATS: %s",
+                    message);
+        return FALSE;
+    }
+    if (header.type != BF_MSG_STATS_OK) {
+        return bf_tcp_protocol_error(errp, "%s in reply to STATS",
+                                     bf_msg_type_name(header.type));
+    }
+    return bf_socket_recv(ch->fd, payload, header.length, deadline, 0, errp) &&
+           bf_proto_parse_stats(payload, header.length, stats, errp);
+}
+
 static void bf_tcp_close(BfChannel *channel, gboolean drop_session)
 {
     BfChannelTcp *ch = (BfChannelTcp *)channel;
@@ -172,6 +201,7 @@ static void bf_tcp_close(BfChannel *channel, gboolean drop_session)
 static const BfChannelOps bf_channel_tcp_ops = {
     .submit = bf_tcp_submit,
     .complete = bf_tcp_complete,
+    .stats = bf_tcp_stats,
     .close = bf_tcp_close,
 };
 

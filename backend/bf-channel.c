@@ -62,6 +62,13 @@ gboolean bf_channel_call(BfChannel *channel, BfRequest *req, int timeout_ms, GEr
     return TRUE;
 }
 
+gboolean bf_channel_stats(BfChannel *channel, int timeout_ms, BfPoolStats *stats,
+                          GError **errp)
+{
+    g_assert(g_queue_is_empty(&channel->inflight));
+    return channel->ops->stats(channel, timeout_ms, stats, errp);
+}
+
 guint bf_channel_inflight(BfChannel *channel)
 {
     return g_queue_get_length(&channel->inflight);

@@ -33,6 +33,7 @@ typedef struct BfChannel BfChannel;
 typedef struct BfChannelOps {
     gboolean (*submit)(BfChannel *channel, BfRequest *req, GError **errp);
     BfRequest *(*complete)(BfChannel *channel, int timeout_ms, GError **errp);
+    gboolean (*stats)(BfChannel *channel, int timeout_ms, BfPoolStats *stats, GError **errp);
     void (*close)(BfChannel *channel, gboolean drop_session);
 } BfChannelOps;
 
@@ -63,6 +64,10 @@ BfRequest *bf_channel_complete(BfChannel *channel, int timeout_ms, GError **errp
 gboolean bf_channel_call(BfChannel *channel, BfRequest *req, int timeout_ms, GError **errp);
 
 guint bf_channel_inflight(BfChannel *channel);
+
+/* What the node holds, for this session and in all. Only with nothing in flight. */
+gboolean bf_channel_stats(BfChannel *channel, int timeout_ms, BfPoolStats *stats,
+                          GError **errp);
 
 /* Closes the channel; with @drop_session, first tells the node to free the session (BYE). */
 void bf_channel_close(BfChannel *channel, gboolean drop_session);

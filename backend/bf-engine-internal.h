@@ -95,6 +95,7 @@ struct BfEngine {
     _Atomic uint64_t scan_ns;
     _Atomic uint64_t scan_samples;
     _Atomic uint64_t free_reports;  /* discards by QEMU (free page reporting, balloon) */
+    _Atomic uint64_t pool_stored;   /* pages the node says it holds for us (each period) */
     BfLatency fault_latency;
     BfLatency free_latency;         /* time to free a discarded range */
 };

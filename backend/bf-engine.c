@@ -514,6 +514,7 @@ void bf_engine_get_stats(BfEngine *e, BfEngineStats *stats)
     stats->readahead_pages = bf_counter(&e->readahead_pages);
     stats->pool_bytes_sent = bf_counter(&e->pool_bytes_sent);
     stats->pool_bytes_received = bf_counter(&e->pool_bytes_received);
+    stats->pool_stored = bf_counter(&e->pool_stored) * BF_PAGE_SIZE;
     stats->fault_latency_p50_ns = bf_latency_percentile(&e->fault_latency, 50);
     stats->fault_latency_p99_ns = bf_latency_percentile(&e->fault_latency, 99);
     stats->scan_ns = bf_counter(&e->scan_ns);

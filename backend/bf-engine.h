@@ -94,6 +94,7 @@ typedef struct BfEngineStats {
     uint64_t readahead_pages;      /* restored ahead of a fault */
     uint64_t pool_bytes_sent;
     uint64_t pool_bytes_received;
+    uint64_t pool_stored;          /* bytes the node holds for this region (as it last said) */
     uint64_t fault_latency_p50_ns; /* time to serve a fault, from reading it to resolving it */
     uint64_t fault_latency_p99_ns;
     uint64_t scan_ns;              /* time the scanner spent */

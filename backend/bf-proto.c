@@ -18,6 +18,8 @@ static const char *const bf_msg_type_names[BF_MSG_TYPE_MAX] = {
     [BF_MSG_BYE] = "BYE",
     [BF_MSG_BYE_OK] = "BYE_OK",
     [BF_MSG_ERROR] = "ERROR",
+    [BF_MSG_STATS] = "STATS",
+    [BF_MSG_STATS_OK] = "STATS_OK",
 };
 
 #define BF_HELLO_FIXED (BF_PROTO_SESSION_SIZE + 8 + 4 + 2 + 2)
@@ -37,6 +39,8 @@ static const struct {
     [BF_MSG_BYE] = { 0, 0 },
     [BF_MSG_BYE_OK] = { 0, 0 },
     [BF_MSG_ERROR] = { 8, 8 + BF_PROTO_MAX_MESSAGE },
+    [BF_MSG_STATS] = { 0, 0 },
+    [BF_MSG_STATS_OK] = { 24, 24 },
 };
 
 static gboolean bf_proto_fail(GError **errp, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
@@ -275,6 +279,26 @@ gboolean bf_proto_parse_count(const uint8_t *payload, uint32_t length, uint32_t 
     if (count != expected) {
         return bf_proto_fail(errp, "reply for %u pages, expected %u", count, expected);
     }
+    return TRUE;
+}
+
+uint32_t bf_proto_put_stats(uint8_t *out, const BfPoolStats *stats)
+{
+    bf_put_u64(out, stats->session_pages);
+    bf_put_u64(out + 8, stats->stored_pages);
+    bf_put_u64(out + 16, stats->capacity_pages);
+    return 24;
+}
+
+gboolean bf_proto_parse_stats(const uint8_t *payload, uint32_t length, BfPoolStats *stats,
+                              GError **errp)
+{
+    if (length != 24) {
+        return bf_proto_fail(errp, "STATS_OK of %u bytes", length);
+    }
+    stats->session_pages = bf_get_u64(payload);
+    stats->stored_pages = bf_get_u64(payload + 8);
+    stats->capacity_pages = bf_get_u64(payload + 16);
     return TRUE;
 }
 

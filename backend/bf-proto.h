@@ -14,6 +14,8 @@
  *   WRITE_OK, FREE_OK   count u32 | 0 u32
  *   READ_OK    count u32 | 0 u32 | data [count][4096]
  *   BYE        (empty: drop the session's pages)     BYE_OK (empty)
+ *   STATS      (empty)
+ *   STATS_OK   session u64 (pages held for the session) | stored u64 | capacity u64 (node)
  *   ERROR      code u32 | message_len u16 | 0 u16 | message
  *
  * A session is a guest RAM region: it names its pages 0 .. pages-1. A page-list message
@@ -51,6 +53,8 @@ typedef enum {
     BF_MSG_BYE,
     BF_MSG_BYE_OK,
     BF_MSG_ERROR,
+    BF_MSG_STATS,
+    BF_MSG_STATS_OK,
     BF_MSG_TYPE_MAX,
 } BfMsgType;
 
@@ -95,6 +99,14 @@ uint32_t bf_proto_put_count(uint8_t *out, uint32_t count);     /* count | 0 */
 uint32_t bf_proto_put_u64s(uint8_t *out, const uint64_t *values, uint32_t count);
 uint32_t bf_proto_put_error(uint8_t *out, BfProtoError code, const char *message);
 
+typedef struct {
+    uint64_t session_pages;     /* held for this session */
+    uint64_t stored_pages;      /* held for all sessions */
+    uint64_t capacity_pages;
+} BfPoolStats;
+
+uint32_t bf_proto_put_stats(uint8_t *out, const BfPoolStats *stats);
+
 /* Payload parsers: check the exact length and every field. */
 gboolean bf_proto_parse_hello(const uint8_t *payload, uint32_t length, BfHello *hello,
                               GError **errp);
@@ -105,6 +117,8 @@ gboolean bf_proto_parse_page_list(BfMsgType type, const uint8_t *payload, uint32
                                   uint64_t pages, BfPageList *list, GError **errp);
 /* WRITE_OK, FREE_OK and READ_OK's count, which must be @expected. */
 gboolean bf_proto_parse_count(const uint8_t *payload, uint32_t length, uint32_t expected,
+                              GError **errp);
+gboolean bf_proto_parse_stats(const uint8_t *payload, uint32_t length, BfPoolStats *stats,
                               GError **errp);
 gboolean bf_proto_parse_error(const uint8_t *payload, uint32_t length, BfProtoError *code,
                               char **message, GError **errp);

@@ -658,6 +658,22 @@ static bool bf_reclaim_restore_all(BfReclaimCtx *c)
     return ok;
 }
 
+/* Asks the node how much it holds for us. */
+static void bf_reclaim_pool_stats(BfReclaimCtx *c)
+{
+    g_autoptr(GError) err = NULL;
+    BfPoolStats stats;
+
+    if (!c->channel) {
+        return;
+    }
+    if (!bf_channel_stats(c->channel, c->e->tun.pool_timeout_ms, &stats, &err)) {
+        bf_reclaim_lose_channel(c, err->message);
+        return;
+    }
+    atomic_store(&c->e->pool_stored, stats.session_pages);
+}
+
 /* Frees at the pool the copies of pages the guest freed. */
 static void bf_reclaim_free_pool_copies(BfReclaimCtx *c)
 {
@@ -777,6 +793,7 @@ gpointer bf_reclaim_thread(gpointer opaque)
         }
         if (g_get_monotonic_time() >= c.next_scan) {
             bf_reclaim_scan(&c);
+            bf_reclaim_pool_stats(&c);
             c.next_scan = g_get_monotonic_time() + e->tun.scan_period_ms * 1000;
         }
         if (c.restore_pending && c.channel) {

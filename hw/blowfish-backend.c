@@ -323,6 +323,10 @@ BlowfishInfo *blowfish_backend_query(HostMemoryBackendBlowfish *bf)
     info->remote = stats.remote;
     info->zero = stats.zero;
     info->free = stats.free;
+    info->free_reports = stats.free_reports;
+    info->free_latency = g_new0(BlowfishLatency, 1);
+    info->free_latency->p50_ns = stats.free_latency_p50_ns;
+    info->free_latency->p99_ns = stats.free_latency_p99_ns;
     info->faults = g_new0(BlowfishFaultCounts, 1);
     info->faults->missing = stats.faults_missing;
     info->faults->minor = stats.faults_minor;
@@ -336,6 +340,7 @@ BlowfishInfo *blowfish_backend_query(HostMemoryBackendBlowfish *bf)
     info->readahead_pages = stats.readahead_pages;
     info->pool_bytes_sent = stats.pool_bytes_sent;
     info->pool_bytes_received = stats.pool_bytes_received;
+    info->pool_stored = stats.pool_stored;
     info->scan_time_ns = stats.scan_ns;
     info->scan_samples = stats.scan_samples;
     info->pool = g_strdup(bf_engine_pool(bf->engine));

@@ -94,6 +94,9 @@ void hmp_info_blowfish(Monitor *mon, const QDict *qdict)
         hmp_print_bytes(mon, "remote:", info->remote);
         hmp_print_bytes(mon, "zero:", info->zero);
         hmp_print_bytes(mon, "free:", info->free);
+        monitor_printf(mon, "  %-12s %" PRIu64 " ranges, p50 %" PRIu64 " ns, p99 %" PRIu64
+                       " ns\n", "freed:", info->free_reports, info->free_latency->p50_ns,
+                       info->free_latency->p99_ns);
         monitor_printf(mon, "  %-12s missing %" PRIu64 ", minor %" PRIu64
                        ", write-protect %" PRIu64 "\n", "faults:", info->faults->missing,
                        info->faults->minor, info->faults->write_protect);
@@ -102,8 +105,9 @@ void hmp_info_blowfish(Monitor *mon, const QDict *qdict)
         monitor_printf(mon, "  %-12s evicted %" PRIu64 " (clean %" PRIu64 "), restored %"
                        PRIu64 " (readahead %" PRIu64 ")\n", "pages:", info->pages_evicted,
                        info->clean_evictions, info->pages_restored, info->readahead_pages);
-        monitor_printf(mon, "  %-12s sent %" PRIu64 ", received %" PRIu64 " bytes\n",
-                       "transfers:", info->pool_bytes_sent, info->pool_bytes_received);
+        monitor_printf(mon, "  %-12s sent %" PRIu64 ", received %" PRIu64 " bytes, pool "
+                       "holds %" PRIu64 "\n", "transfers:", info->pool_bytes_sent,
+                       info->pool_bytes_received, info->pool_stored);
         monitor_printf(mon, "  %-12s %" PRIu64 " samples, %" PRIu64 " ms\n", "scanner:",
                        info->scan_samples, info->scan_time_ns / 1000000);
         monitor_printf(mon, "  %-12s %s (%s)%s\n", "pool:", info->pool ? info->pool : "none",

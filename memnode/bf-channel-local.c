@@ -46,6 +46,19 @@ static BfRequest *bf_local_complete(BfChannel *channel, int timeout_ms, GError *
     return g_queue_peek_head(&channel->inflight);
 }
 
+static gboolean bf_local_stats(BfChannel *channel, int timeout_ms, BfPoolStats *stats,
+                               GError **errp)
+{
+    BfChannelLocal *ch = (BfChannelLocal *)channel;
+    BfStoreStats store;
+
+    bf_store_get_stats(ch->store, &store);
+    stats->session_pages = bf_store_session_pages(ch->store, ch->session);
+    stats->stored_pages = store.stored_pages;
+    stats->capacity_pages = store.capacity_pages;
+    return TRUE;
+}
+
 static void bf_local_close(BfChannel *channel, gboolean drop_session)
 {
     BfChannelLocal *ch = (BfChannelLocal *)channel;
@@ -61,6 +74,7 @@ static void bf_local_close(BfChannel *channel, gboolean drop_session)
 static const BfChannelOps bf_channel_local_ops = {
     .submit = bf_local_submit,
     .complete = bf_local_complete,
+    .stats = bf_local_stats,
     .close = bf_local_close,
 };
 

@@ -155,6 +155,18 @@ static gboolean bf_node_handle(BfNodeConn *c, const BfMsgHeader *h, GError **err
     case BF_MSG_READ:
     case BF_MSG_FREE:
         return bf_node_pages(c, h, errp);
+    case BF_MSG_STATS: {
+        uint8_t payload[24];
+        BfStoreStats store;
+        BfPoolStats stats = { 0 };
+
+        bf_store_get_stats(c->store, &store);
+        stats.session_pages = c->session ? bf_store_session_pages(c->store, c->session) : 0;
+        stats.stored_pages = store.stored_pages;
+        stats.capacity_pages = store.capacity_pages;
+        bf_proto_put_stats(payload, &stats);
+        return bf_node_reply(c, BF_MSG_STATS_OK, h->tag, payload, sizeof(payload), NULL, 0);
+    }
     case BF_MSG_BYE:
         if (c->session) {
             g_message("%s: session '%s' dropped", c->peer, c->hello.name);

@@ -120,8 +120,16 @@ static void test_roundtrip(gconstpointer opaque)
     BfHello hello = make_hello(1, 100000);
     BfChannel *ch = connect_ok(t, &hello);
 
+    BfPoolStats stats;
+    g_autoptr(GError) err = NULL;
+
     g_assert_cmpuint(ch->stored_at_hello, ==, 0);
     write_range(ch, 50000, 1000, 1);
+    g_assert_true(bf_channel_stats(ch, TIMEOUT_MS, &stats, &err));
+    g_assert_no_error(err);
+    g_assert_cmpuint(stats.session_pages, ==, 1000);
+    g_assert_cmpuint(stats.stored_pages, >=, 1000);
+    g_assert_cmpuint(stats.capacity_pages, ==, (64 << 20) / PAGE);
     check_range(ch, 50000, 1000, 256, 1);
     check_range(ch, 50100, 77, 7, 1);
     check_range(ch, 50999, 1, 1, 1);
