@@ -147,6 +147,8 @@ void bf_engine_place_run(BfEngine *e, uint64_t page, const uint8_t *data, uint64
 void bf_engine_unprotect(BfEngine *e, uint64_t page);
 /* Zero-fills @page (absent from the memfd) with UFFDIO_ZEROPAGE and wakes its waiters. */
 void bf_engine_zero_fill(BfEngine *e, uint64_t page);
+/* Zero-fills @npages consecutive pages (absent from the memfd) with as few calls as can. */
+void bf_engine_zero_fill_run(BfEngine *e, uint64_t page, uint64_t npages);
 /* Places @data as @page (absent from the memfd) with UFFDIO_COPY and wakes its waiters. */
 void bf_engine_place(BfEngine *e, uint64_t page, const void *data, bool wp);
 /*

@@ -161,6 +161,17 @@ void bf_engine_zero_fill(BfEngine *e, uint64_t page)
                        "UFFDIO_ZEROPAGE");
 }
 
+void bf_engine_zero_fill_run(BfEngine *e, uint64_t page, uint64_t npages)
+{
+    if (npages > 1 && BF_RETRY(e, bf_uffd_zeropage(e->uffd, bf_page_addr(e, page),
+                                                   npages * BF_PAGE_SIZE)) == 0) {
+        return;
+    }
+    for (uint64_t i = 0; i < npages; i++) {
+        bf_engine_zero_fill(e, page + i);
+    }
+}
+
 void bf_engine_place(BfEngine *e, uint64_t page, const void *data, bool wp)
 {
     bf_engine_resolved(e, page, BF_RETRY(e, bf_uffd_copy(e->uffd, bf_page_addr(e, page), data,

@@ -21,6 +21,8 @@
 /* How long the thread polls the userfaultfd after a fault before it sleeps. */
 #define BF_FAULT_SPIN_NS 20000
 #define BF_FAULT_MAX_FETCH_REQUESTS 4
+/* First touches are served in aligned blocks of this many pages. */
+#define BF_FAULT_ZERO_AROUND 16
 
 typedef struct {
     uint64_t page;
@@ -101,6 +103,68 @@ static void bf_fault_readahead(BfFaultCtx *c, uint64_t page)
     }
 }
 
+/*
+ * Claims a page held nowhere (NEVER, ZERO, FREE) for zero-filling: RESIDENT and BUSY from
+ * now on. FALSE if it changed first (*m then holds its new metadata).
+ */
+static bool bf_fault_claim_empty(BfFaultCtx *c, uint64_t page, uint16_t *m, uint16_t flags)
+{
+    BfEngine *e = c->e;
+    BfPageState state = bf_page_state(*m);
+
+    if (!bf_page_cas(&e->pages[page], m, BF_PAGE_RESIDENT | BF_PAGE_BUSY | flags |
+                     (*m & BF_PAGE_POOL_COPY))) {
+        return false;
+    }
+    bf_count(&e->nr_resident, 1);
+    if (state == BF_PAGE_ZERO) {
+        bf_count(&e->nr_zero, -1);
+    } else if (state == BF_PAGE_FREE) {
+        bf_count(&e->nr_free, -1);
+    }
+    return true;
+}
+
+/*
+ * Zero-fills the claimed @page, and with it the pages around it (its aligned block of
+ * BF_FAULT_ZERO_AROUND) that were never touched or freed: memory is first touched in runs,
+ * and one fault then serves a run. Pages found zero by eviction are not included: they
+ * went out for being cold.
+ */
+static void bf_fault_zero_fill_around(BfFaultCtx *c, uint64_t page)
+{
+    BfEngine *e = c->e;
+    uint64_t first = page & ~(uint64_t)(BF_FAULT_ZERO_AROUND - 1);
+    uint64_t end = MIN(first + BF_FAULT_ZERO_AROUND, e->npages);
+    bool claimed[BF_FAULT_ZERO_AROUND] = { false };
+
+    claimed[page - first] = true;
+    for (uint64_t p = first; p < end; p++) {
+        uint16_t m = bf_page_load(&e->pages[p]);
+        BfPageState state = bf_page_state(m);
+
+        if (p != page && (state == BF_PAGE_NEVER || state == BF_PAGE_FREE) &&
+            !bf_fault_over_ceiling(e)) {
+            claimed[p - first] = bf_fault_claim_empty(c, p, &m, 0);
+        }
+    }
+    for (uint64_t p = first; p < end;) {
+        uint64_t run = p;
+
+        if (!claimed[p - first]) {
+            p++;
+            continue;
+        }
+        while (p < end && claimed[p - first]) {
+            p++;
+        }
+        bf_engine_zero_fill_run(e, run, p - run);
+        for (uint64_t q = run; q < p; q++) {
+            bf_engine_release(e, q);
+        }
+    }
+}
+
 static BfFaultAction bf_fault_serve(BfFaultCtx *c, uint64_t page, uint64_t flags, gint64 t0);
 
 /* Serves a fault on @page (@flags: UFFD_PAGEFAULT_FLAG_*), read at @t0. */
@@ -157,19 +221,10 @@ static BfFaultAction bf_fault_serve(BfFaultCtx *c, uint64_t page, uint64_t flags
                 bf_fault_defer(c, page, t0);
                 return BF_FAULT_DEFER;
             }
-            new = BF_PAGE_RESIDENT | BF_PAGE_BUSY | BF_PAGE_ACCESSED |
-                  (m & BF_PAGE_POOL_COPY);
-            if (!bf_page_cas(meta, &m, new)) {
+            if (!bf_fault_claim_empty(c, page, &m, BF_PAGE_ACCESSED)) {
                 continue;
             }
-            bf_count(&e->nr_resident, 1);
-            if (bf_page_state(m) == BF_PAGE_ZERO) {
-                bf_count(&e->nr_zero, -1);
-            } else if (bf_page_state(m) == BF_PAGE_FREE) {
-                bf_count(&e->nr_free, -1);
-            }
-            bf_engine_zero_fill(e, page);
-            bf_engine_release(e, page);
+            bf_fault_zero_fill_around(c, page);
             bf_fault_done(c, t0);
             return BF_FAULT_ZERO_FILL;
 

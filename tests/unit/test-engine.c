@@ -163,9 +163,16 @@ static void test_missing_faults(void)
     fill(ram, 0, 4 * MiB, 7);
     check(ram, 0, 4 * MiB, 7);
 
+    /* One fault per aligned 64 KiB block: first touches are served a block at a time. */
     stats = stats_of(e);
-    g_assert_cmpuint(stats.faults_missing, ==, 4 * MiB / PAGE);
+    g_assert_cmpuint(stats.faults_missing, ==, 4 * MiB / (16 * PAGE));
     g_assert_cmpuint(stats.resident, ==, 4 * MiB);
+
+    /* A lone page touched far away brings in its block, and only that. */
+    ram[12 * MiB + 5 * PAGE] = 1;
+    stats = stats_of(e);
+    g_assert_cmpuint(stats.faults_missing, ==, 4 * MiB / (16 * PAGE) + 1);
+    g_assert_cmpuint(stats.resident, ==, 4 * MiB + 16 * PAGE);
     g_assert_cmpuint(stats.size, ==, 16 * MiB);
     g_assert_cmpuint(stats.local_limit, ==, 16 * MiB);
     g_assert_cmpuint(stats.fault_latency_p50_ns, >, 0);
