@@ -10,6 +10,9 @@
  *   bfwork random-writer THREADS MB SECS  threads write random 4 KiB blocks with checksums
  *   bfwork free-and-wait MB PAUSE         fill MB, free it, print "freed", pause PAUSE s, then
  *                                         allocate MB again and check it reads as zero
+ *   bfwork hold-and-free MB               fill MB and print "filled"; on a line from the host
+ *                                         (the console) free it and print "freed"; on another
+ *                                         allocate MB again, check it reads as zero, write it
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -298,6 +301,47 @@ static int free_and_wait(size_t mb, int pause)
     return 0;
 }
 
+/* Waits for a line on the console: the host's go-ahead. */
+static void wait_for_host(void)
+{
+    char line[64];
+
+    if (!fgets(line, sizeof(line), stdin)) {
+        say("FAIL: the console closed");
+        exit(1);
+    }
+}
+
+static int hold_and_free(size_t mb)
+{
+    size_t len = mb * MiB;
+    uint8_t *p = map(len);
+
+    fill(p, len, 57);
+    if (verify(p, len, 57, "hold-and-free")) {
+        return 1;
+    }
+    say("filled %zu MiB", mb);
+    wait_for_host();
+    if (verify(p, len, 57, "hold-and-free before freeing")) {
+        return 1;
+    }
+    munmap(p, len);
+    say("freed %zu MiB", mb);
+    wait_for_host();
+    p = map(len);
+    if (check_zero(p, len, "hold-and-free")) {
+        return 1;
+    }
+    fill(p, len, 58);
+    if (verify(p, len, 58, "hold-and-free again")) {
+        return 1;
+    }
+    say("reallocated %zu MiB: zero, then written and verified", mb);
+    munmap(p, len);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int ret;
@@ -313,6 +357,8 @@ int main(int argc, char **argv)
         ret = random_writer(atoi(argv[2]), atol(argv[3]), atoi(argv[4]));
     } else if (argc == 4 && !strcmp(argv[1], "free-and-wait")) {
         ret = free_and_wait(atol(argv[2]), atoi(argv[3]));
+    } else if (argc == 3 && !strcmp(argv[1], "hold-and-free")) {
+        ret = hold_and_free(atol(argv[2]));
     } else {
         say("FAIL: usage: see the comment at the top of bfwork.c");
         return 2;
