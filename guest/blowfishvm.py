@@ -232,6 +232,9 @@ class Guest:
         if code & 1 == 0:
             raise GuestError(f"QEMU exited with {code}, not through the guest's report:\n" +
                              self.console()[-2000:])
+        failures = [line for line in self.lines if "bfwork: FAIL" in line]
+        if failures:
+            raise GuestError("the guest failed: " + failures[0])
         return code >> 1
 
     def stop(self):
