@@ -267,6 +267,7 @@ static void bf_fault_discarded(BfFaultCtx *c, uint64_t start, uint64_t end, gint
     uint64_t first = (start - (uintptr_t)e->guest) / BF_PAGE_SIZE;
     uint64_t last = MIN((end - (uintptr_t)e->guest) / BF_PAGE_SIZE, e->npages);
     uint64_t run_start = 0, run_len = 0;
+    bool pool_copies = false;
 
     for (uint64_t p = first; p <= last; p++) {
         uint16_t m = p < last ? bf_page_load(&e->pages[p]) : 0;
@@ -292,6 +293,7 @@ static void bf_fault_discarded(BfFaultCtx *c, uint64_t start, uint64_t end, gint
             }
             if (m & BF_PAGE_POOL_COPY) {
                 bf_engine_free_pool_copy(e, p);
+                pool_copies = true;
             }
             punch = state == BF_PAGE_RESIDENT;
             bf_count(state == BF_PAGE_RESIDENT ? &e->nr_resident :
@@ -314,7 +316,9 @@ static void bf_fault_discarded(BfFaultCtx *c, uint64_t start, uint64_t end, gint
     }
     bf_count(&e->free_reports, 1);
     bf_latency_record(&e->free_latency, bf_now_ns() - t0);
-    bf_engine_kick_reclaim(e);      /* pool copies to free */
+    if (pool_copies) {
+        bf_engine_kick_reclaim(e);
+    }
 }
 
 /* The pages of @req arrived: place them (a run of consecutive pages per call). */

@@ -6,8 +6,8 @@ A 1 GiB test guest fills 768 MiB, then frees it. Measured in the same run:
   blowfish    memory-backend-blowfish, virtio-balloon free page reporting on: from the
               guest's free to the backend's resident memory dropping by 90% of it (the
               guest kernel reports free memory in 2 MiB blocks about 2 s after the free)
-  blowfish    the same with page_reporting.page_reporting_order=5 (128 KiB blocks) on the
-  order=5     guest's command line
+  blowfish    the same with the guest's page_reporting_order at 5 (128 KiB blocks; Linux 6.1
+  order=5     takes it from /sys/module/page_reporting/parameters/ only)
   balloon     memory-backend-memfd, reporting off: from a virtio-balloon inflate by 768 MiB
               to QEMU's resident memory dropping by 90% of it
 
@@ -59,7 +59,7 @@ def blowfish(node, kernel_args=""):
 
 def balloon():
     with Guest(RAM_MB, f"hold-and-free {FREED_MB}", backend="memfd", timeout=300,
-               extra_args=["-global", "virtio-balloon-device.free-page-reporting=off"]) as vm:
+               free_page_reporting=False) as vm:
         vm.wait_line(f"filled {FREED_MB} MiB")
         vm.send_line()
         vm.wait_line(f"freed {FREED_MB} MiB")
@@ -94,8 +94,7 @@ def main():
                "ram_mib": RAM_MB, "freed_mib": FREED_MB}
     with Memnode() as node:
         results["blowfish"] = blowfish(node)
-        results["blowfish_order5"] = blowfish(
-            node, "page_reporting.page_reporting_order=5")
+        results["blowfish_order5"] = blowfish(node, "bfwork.reporting_order=5")
     results["balloon"] = balloon()
     results["blowfish_over_balloon"] = (results["blowfish"]["gib_per_s"] /
                                         results["balloon"]["gib_per_s"])

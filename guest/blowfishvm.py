@@ -85,7 +85,7 @@ class Guest:
 
     def __init__(self, ram_mb, steps, pool=None, local_limit_mb=None, vcpus=1,
                  backend="blowfish", backend_opts="", extra_args=(), kernel_args="",
-                 timeout=600):
+                 free_page_reporting=True, timeout=600):
         self.ram_mb = ram_mb
         self.deadline = time.monotonic() + timeout
         self.lines = []
@@ -111,7 +111,8 @@ class Guest:
                      "-serial", "stdio", "-bios", "/usr/share/qemu/qboot.rom",
                      "-kernel", VMLINUX, "-initrd", INITRAMFS, "-append", append,
                      "-object", opts,
-                     "-device", "virtio-balloon-device,id=balloon0,free-page-reporting=on",
+                     "-device", "virtio-balloon-device,id=balloon0,free-page-reporting=" +
+                     ("on" if free_page_reporting else "off"),
                      "-device", "isa-debug-exit,iobase=0xf4,iosize=4",
                      "-qmp", f"unix:{sock}"] + list(extra_args)
         self.proc = subprocess.Popen(self.args, stdin=subprocess.PIPE,

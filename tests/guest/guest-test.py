@@ -13,6 +13,8 @@ Cases:
   cycles       cold memory is evicted while the hot set keeps running; the guest's checksums
                hold across many evict/restore cycles
   restore      blowfish-restore brings everything back while the guest keeps running
+  balloon      a virtio-balloon inflates (its pages leave host memory) and deflates (the guest
+               uses them again)
 """
 
 import os
@@ -129,11 +131,36 @@ def case_restore():
         assert vm.wait_exit() == 0, vm.console()[-2000:]
 
 
+def case_balloon():
+    """virtio-balloon inflate and deflate on the backend."""
+    with Memnode() as node, Guest(512, "hold-and-free 320", pool=node.address,
+                                  free_page_reporting=False) as vm:
+        vm.wait_line("filled 320 MiB")
+        vm.send_line()
+        vm.wait_line("freed 320 MiB")
+        before = vm.info()
+        vm.cmd("balloon", value=192 * MiB)
+        after, took = vm.wait_info(lambda i: i["free"] >= before["free"] + 250 * MiB,
+                                   timeout=60, what="the balloon inflating")
+        note(f"inflate by 320 MiB: {took:.1f} s; resident {before['resident'] // MiB} -> "
+             f"{after['resident'] // MiB} MiB, free {after['free'] // MiB} MiB")
+        assert after["resident"] <= before["resident"] - 240 * MiB, (before, after)
+        vm.cmd("balloon", value=512 * MiB)
+        end = time.monotonic() + 60
+        while vm.cmd("query-balloon")["actual"] < 512 * MiB:
+            assert time.monotonic() < end, "the balloon did not deflate"
+            time.sleep(0.1)
+        vm.send_line()
+        vm.wait_line("reallocated 320 MiB: zero, then written and verified")
+        assert vm.wait_exit() == 0
+
+
 CASES = {
     "limit": case_limit,
     "free": case_free,
     "cycles": case_cycles,
     "restore": case_restore,
+    "balloon": case_balloon,
 }
 
 
