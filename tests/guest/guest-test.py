@@ -110,8 +110,9 @@ def case_cycles():
              f"evictions {info['clean-evictions']}")
         assert result == 0, vm.console()[-2000:]
         assert cycles >= 6, cycles
-        assert info["pages-evicted"] >= 4 * 200 * MiB // 4096, info
-        assert info["pages-restored"] > 0, info
+        # At least three times most of the cold set out, and twice back in.
+        assert info["pages-evicted"] >= 3 * 200 * MiB // 4096, info
+        assert info["pages-restored"] >= 2 * 200 * MiB // 4096, info
 
 
 def case_restore():

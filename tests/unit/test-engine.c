@@ -392,7 +392,7 @@ static void test_discard_frees(void)
     g_assert_cmpuint(pool_after.stored_pages, <=, 8 * MiB / PAGE);
     g_assert_cmpuint(pool_before.stored_pages, >, pool_after.stored_pages);
     /* ...and says so: the engine asks each scan period. */
-    WAIT_FOR(e, st, st.pool_stored == pool_after.stored_pages * PAGE);
+    WAIT_FOR(e, st, st.pool_stored <= 8 * MiB);
 
     check(ram, 0, 4 * MiB, 91);
     check(ram, 28 * MiB, 4 * MiB, 91);
