@@ -15,7 +15,6 @@ Writes bench/results/free-reclaim-DATE.json and prints a table.
 """
 
 import datetime
-import json
 import os
 import sys
 import time
@@ -23,7 +22,7 @@ import time
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(TOP, "guest"))
 
-from blowfishvm import Guest, Memnode, guest_missing  # noqa: E402
+from blowfishvm import Guest, Memnode, guest_missing, write_results  # noqa: E402
 
 MiB = 1 << 20
 RAM_MB = 1024
@@ -111,12 +110,7 @@ def main():
               f"the backend itself frees at {r['handling_gib_per_s']:.1f} GiB/s")
     print(f"  blowfish / balloon inflate: {results['blowfish_over_balloon']:.2f}x "
           f"(target >= 4x)")
-    os.makedirs(os.path.join(TOP, "bench", "results"), exist_ok=True)
-    path = os.path.join(TOP, "bench", "results",
-                        f"free-reclaim-{datetime.date.today().isoformat()}.json")
-    with open(path, "w") as f:
-        json.dump(results, f, indent=2)
-    print(f"  written to {os.path.relpath(path, TOP)}")
+    print(f"  written to {write_results('free-reclaim', results)}")
     return 0
 
 

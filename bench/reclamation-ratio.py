@@ -19,7 +19,6 @@ Writes bench/results/reclamation-ratio-DATE.json and prints a table.
 """
 
 import datetime
-import json
 import os
 import re
 import sys
@@ -28,7 +27,7 @@ import time
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(TOP, "guest"))
 
-from blowfishvm import Guest, Memnode, guest_missing  # noqa: E402
+from blowfishvm import Guest, Memnode, guest_missing, write_results  # noqa: E402
 
 MiB = 1 << 20
 RAM_MB = 512
@@ -98,12 +97,7 @@ def main():
         print(f"  {name:16} {r['passes_per_s']:9.1f} {r['slowdown']:9.1%} "
               f"{r['reclamation_ratio']:10.1%} {r['mean_held_mib']:7.0f} MiB "
               f"{r['peak_held_mib']:7.0f} MiB")
-    os.makedirs(os.path.join(TOP, "bench", "results"), exist_ok=True)
-    path = os.path.join(TOP, "bench", "results",
-                        f"reclamation-ratio-{datetime.date.today().isoformat()}.json")
-    with open(path, "w") as f:
-        json.dump(results, f, indent=2)
-    print(f"  written to {os.path.relpath(path, TOP)}")
+    print(f"  written to {write_results('reclamation-ratio', results)}")
     return 0
 
 

@@ -10,6 +10,8 @@ library from its source tree.
         assert vm.wait_exit() == 0
 """
 
+import datetime
+import json
 import os
 import re
 import signal
@@ -33,6 +35,16 @@ INITRAMFS = os.path.join(BUILD, "guest", "initramfs.cpio")
 
 class GuestError(Exception):
     pass
+
+
+def write_results(name, results):
+    """Writes @results to bench/results/NAME-DATE.json; returns the path, relative."""
+    directory = os.path.join(TOP, "bench", "results")
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"{name}-{datetime.date.today().isoformat()}.json")
+    with open(path, "w") as f:
+        json.dump(results, f, indent=2)
+    return os.path.relpath(path, TOP)
 
 
 def guest_missing():

@@ -270,13 +270,21 @@ static void blowfish_set_tunable(Object *obj, Visitor *v, const char *name, void
     }
 }
 
+static bool blowfish_check_created(HostMemoryBackendBlowfish *bf, Error **errp)
+{
+    if (!bf->engine) {
+        error_setg(errp, "memory-backend-blowfish '%s' is not created yet", blowfish_id(bf));
+        return false;
+    }
+    return true;
+}
+
 bool blowfish_backend_set_local_limit(HostMemoryBackendBlowfish *bf, uint64_t local_limit,
                                       Error **errp)
 {
     GError *gerr = NULL;
 
-    if (!bf->engine) {
-        error_setg(errp, "memory-backend-blowfish '%s' is not created yet", blowfish_id(bf));
+    if (!blowfish_check_created(bf, errp)) {
         return false;
     }
     if (!bf_engine_set_local_limit(bf->engine, local_limit, &gerr)) {
@@ -292,8 +300,7 @@ bool blowfish_backend_restore(HostMemoryBackendBlowfish *bf, Error **errp)
 {
     GError *gerr = NULL;
 
-    if (!bf->engine) {
-        error_setg(errp, "memory-backend-blowfish '%s' is not created yet", blowfish_id(bf));
+    if (!blowfish_check_created(bf, errp)) {
         return false;
     }
     if (!bf_engine_restore_all(bf->engine, &gerr)) {
