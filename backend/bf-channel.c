@@ -4,6 +4,7 @@
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #include "bf-channel.h"
+#include "bf-channel-rdma.h"
 #include "bf-channel-tcp.h"
 #include "bf-error.h"
 
@@ -14,9 +15,7 @@ BfChannel *bf_channel_connect(const BfEndpoint *endpoint, const BfHello *hello,
     case BF_TRANSPORT_TCP:
         return bf_channel_tcp_connect(endpoint, hello, timeout_ms, errp);
     case BF_TRANSPORT_RDMA:
-        g_set_error(errp, BF_ERROR, BF_ERROR_UNSUPPORTED,
-                    "the RDMA transport is not available yet: use tcp:HOST:PORT");
-        return NULL;
+        return bf_channel_rdma_connect(endpoint, hello, timeout_ms, errp);
     }
     g_assert_not_reached();
 }

@@ -20,6 +20,12 @@ static const char *const bf_msg_type_names[BF_MSG_TYPE_MAX] = {
     [BF_MSG_ERROR] = "ERROR",
     [BF_MSG_STATS] = "STATS",
     [BF_MSG_STATS_OK] = "STATS_OK",
+    [BF_MSG_GRANT] = "GRANT",
+    [BF_MSG_GRANT_OK] = "GRANT_OK",
+    [BF_MSG_COMMIT] = "COMMIT",
+    [BF_MSG_COMMIT_OK] = "COMMIT_OK",
+    [BF_MSG_RELEASE] = "RELEASE",
+    [BF_MSG_RELEASE_OK] = "RELEASE_OK",
 };
 
 #define BF_HELLO_FIXED (BF_PROTO_SESSION_SIZE + 8 + 4 + 2 + 2)
@@ -41,6 +47,12 @@ static const struct {
     [BF_MSG_ERROR] = { 8, 8 + BF_PROTO_MAX_MESSAGE },
     [BF_MSG_STATS] = { 0, 0 },
     [BF_MSG_STATS_OK] = { 24, 24 },
+    [BF_MSG_GRANT] = { 16, 16 },
+    [BF_MSG_GRANT_OK] = { 24, 24 },
+    [BF_MSG_COMMIT] = { 8 + 8, 8 + 8 * BF_PROTO_MAX_PAGES },
+    [BF_MSG_COMMIT_OK] = { 8, 8 },
+    [BF_MSG_RELEASE] = { 8 + 8, 8 + 8 * BF_PROTO_MAX_PAGES },
+    [BF_MSG_RELEASE_OK] = { 8, 8 + 8 * BF_PROTO_MAX_PAGES },
 };
 
 static gboolean bf_proto_fail(GError **errp, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
@@ -236,12 +248,13 @@ gboolean bf_proto_parse_page_list(BfMsgType type, const uint8_t *payload, uint32
 {
     uint32_t count;
 
-    g_assert(type == BF_MSG_WRITE || type == BF_MSG_READ || type == BF_MSG_FREE);
+    g_assert(type == BF_MSG_WRITE || type == BF_MSG_READ || type == BF_MSG_FREE ||
+             type == BF_MSG_COMMIT || type == BF_MSG_RELEASE || type == BF_MSG_RELEASE_OK);
     if (length < 8) {
         return bf_proto_fail(errp, "%s too short", bf_msg_type_names[type]);
     }
     count = bf_get_u32(payload);
-    if (count == 0 || count > BF_PROTO_MAX_PAGES) {
+    if ((count == 0 && type != BF_MSG_RELEASE_OK) || count > BF_PROTO_MAX_PAGES) {
         return bf_proto_fail(errp, "%s of %u pages (must be 1 to %u)",
                              bf_msg_type_names[type], count, BF_PROTO_MAX_PAGES);
     }
@@ -263,6 +276,60 @@ gboolean bf_proto_parse_page_list(BfMsgType type, const uint8_t *payload, uint32
                                  "session's %" G_GUINT64_FORMAT " pages",
                                  bf_msg_type_names[type], (guint64)page, (guint64)pages);
         }
+    }
+    return TRUE;
+}
+
+uint32_t bf_proto_put_grant(uint8_t *out, uint64_t extent, gboolean create)
+{
+    bf_put_u64(out, extent);
+    bf_put_u32(out + 8, create ? 1 : 0);
+    bf_put_u32(out + 12, 0);
+    return 16;
+}
+
+uint32_t bf_proto_put_grant_ok(uint8_t *out, const BfGrant *grant)
+{
+    bf_put_u64(out, grant->extent);
+    bf_put_u64(out + 8, grant->addr);
+    bf_put_u32(out + 16, grant->rkey);
+    bf_put_u32(out + 20, 0);
+    return 24;
+}
+
+gboolean bf_proto_parse_grant(const uint8_t *payload, uint32_t length, uint64_t extents,
+                              uint64_t *extent, gboolean *create, GError **errp)
+{
+    uint32_t flags;
+
+    if (length != 16) {
+        return bf_proto_fail(errp, "GRANT of %u bytes", length);
+    }
+    *extent = bf_get_u64(payload);
+    flags = bf_get_u32(payload + 8);
+    if (*extent >= extents) {
+        return bf_proto_fail(errp, "GRANT of extent %" G_GUINT64_FORMAT ", beyond the "
+                             "session's %" G_GUINT64_FORMAT, (guint64)*extent,
+                             (guint64)extents);
+    }
+    if (flags > 1 || bf_get_u32(payload + 12) != 0) {
+        return bf_proto_fail(errp, "GRANT with unknown flags");
+    }
+    *create = flags == 1;
+    return TRUE;
+}
+
+gboolean bf_proto_parse_grant_ok(const uint8_t *payload, uint32_t length, BfGrant *grant,
+                                 GError **errp)
+{
+    if (length != 24) {
+        return bf_proto_fail(errp, "GRANT_OK of %u bytes", length);
+    }
+    grant->extent = bf_get_u64(payload);
+    grant->addr = bf_get_u64(payload + 8);
+    grant->rkey = bf_get_u32(payload + 16);
+    if (grant->addr % BF_PROTO_PAGE_SIZE || bf_get_u32(payload + 20) != 0) {
+        return bf_proto_fail(errp, "GRANT_OK of a misaligned extent");
     }
     return TRUE;
 }

@@ -18,6 +18,18 @@
  *   STATS_OK   session u64 (pages held for the session) | stored u64 | capacity u64 (node)
  *   ERROR      code u32 | message_len u16 | 0 u16 | message
  *
+ * On the RDMA transport page data never travels in messages: the node lends the client
+ * extents (BF_PROTO_EXTENT_PAGES pages of a session, each registered memory of its own) and
+ * the client moves pages with one-sided RDMA READ and WRITE. Its messages are then:
+ *
+ *   GRANT      extent u64 | create u32 | 0 u32     (create 0: only if it exists)
+ *   GRANT_OK   extent u64 | addr u64 | rkey u32 | 0 u32   (page p at addr + (p % 512) * 4096)
+ *   COMMIT     count u32 | 0 u32 | page u64 [count]  (written by RDMA, now stored)
+ *   COMMIT_OK  count u32 | 0 u32
+ *   RELEASE    count u32 | 0 u32 | extent u64 [count]  (give back those holding no page)
+ *   RELEASE_OK count u32 | 0 u32 | extent u64 [count]  (the ones given back)
+ * and HELLO, FREE, STATS and BYE as above; WRITE and READ are refused.
+ *
  * A session is a guest RAM region: it names its pages 0 .. pages-1. A page-list message
  * carries 1 .. BF_PROTO_MAX_PAGES pages. Parsers check every length, count and page number.
  *
@@ -38,6 +50,7 @@
 #define BF_PROTO_SESSION_SIZE 16u
 #define BF_PROTO_MAX_NAME 64u
 #define BF_PROTO_MAX_MESSAGE 256u
+#define BF_PROTO_EXTENT_PAGES 512u
 /* The largest payload: a full WRITE. */
 #define BF_PROTO_MAX_PAYLOAD (8u + BF_PROTO_MAX_PAGES * (8u + BF_PROTO_PAGE_SIZE))
 
@@ -55,6 +68,12 @@ typedef enum {
     BF_MSG_ERROR,
     BF_MSG_STATS,
     BF_MSG_STATS_OK,
+    BF_MSG_GRANT,
+    BF_MSG_GRANT_OK,
+    BF_MSG_COMMIT,
+    BF_MSG_COMMIT_OK,
+    BF_MSG_RELEASE,
+    BF_MSG_RELEASE_OK,
     BF_MSG_TYPE_MAX,
 } BfMsgType;
 
@@ -107,12 +126,36 @@ typedef struct {
 
 uint32_t bf_proto_put_stats(uint8_t *out, const BfPoolStats *stats);
 
+/* An extent as the node lends it: page p of the session is at addr + (p % 512) * 4096. */
+typedef struct {
+    uint64_t extent;
+    uint64_t addr;
+    uint32_t rkey;
+} BfGrant;
+
+uint32_t bf_proto_put_grant(uint8_t *out, uint64_t extent, gboolean create);
+uint32_t bf_proto_put_grant_ok(uint8_t *out, const BfGrant *grant);
+
+static inline uint64_t bf_proto_extents(uint64_t pages)
+{
+    return (pages + BF_PROTO_EXTENT_PAGES - 1) / BF_PROTO_EXTENT_PAGES;
+}
+
 /* Payload parsers: check the exact length and every field. */
 gboolean bf_proto_parse_hello(const uint8_t *payload, uint32_t length, BfHello *hello,
                               GError **errp);
 gboolean bf_proto_parse_hello_ok(const uint8_t *payload, uint32_t length, uint64_t *stored,
                                  uint64_t *free_pages, GError **errp);
-/* WRITE, READ and FREE: 1 .. BF_PROTO_MAX_PAGES pages, each below @pages. */
+/* GRANT of an extent below @extents. */
+gboolean bf_proto_parse_grant(const uint8_t *payload, uint32_t length, uint64_t extents,
+                              uint64_t *extent, gboolean *create, GError **errp);
+gboolean bf_proto_parse_grant_ok(const uint8_t *payload, uint32_t length, BfGrant *grant,
+                                 GError **errp);
+/*
+ * WRITE, READ, FREE and COMMIT: 1 .. BF_PROTO_MAX_PAGES pages, each below @pages.
+ * RELEASE and RELEASE_OK: extents, each below @pages (pass the session's extents); a
+ * RELEASE_OK may list none.
+ */
 gboolean bf_proto_parse_page_list(BfMsgType type, const uint8_t *payload, uint32_t length,
                                   uint64_t pages, BfPageList *list, GError **errp);
 /* WRITE_OK, FREE_OK and READ_OK's count, which must be @expected. */

@@ -402,6 +402,25 @@ void bf_store_free_pages(BfStore *store, BfStoreSession *s, uint32_t count,
     }
 }
 
+gboolean bf_store_reserve(BfStore *store, uint64_t pages)
+{
+    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&store->lock);
+
+    if (pages > store->capacity_slots - store->used_slots) {
+        return FALSE;
+    }
+    store->used_slots += pages;
+    return TRUE;
+}
+
+void bf_store_unreserve(BfStore *store, uint64_t pages)
+{
+    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&store->lock);
+
+    g_assert(pages <= store->used_slots);
+    store->used_slots -= pages;
+}
+
 uint64_t bf_store_session_pages(BfStore *store, BfStoreSession *session)
 {
     g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&store->lock);

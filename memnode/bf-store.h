@@ -60,6 +60,13 @@ gboolean bf_store_read(BfStore *store, BfStoreSession *session, uint32_t count,
 void bf_store_free_pages(BfStore *store, BfStoreSession *session, uint32_t count,
                          const uint64_t *pages);
 
+/*
+ * Counts @pages of capacity as used, for memory held outside the store (the RDMA transport's
+ * extents); FALSE when the store lacks the room.
+ */
+gboolean bf_store_reserve(BfStore *store, uint64_t pages);
+void bf_store_unreserve(BfStore *store, uint64_t pages);
+
 uint64_t bf_store_session_pages(BfStore *store, BfStoreSession *session);
 void bf_store_get_stats(BfStore *store, BfStoreStats *stats);
 

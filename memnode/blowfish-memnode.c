@@ -1,20 +1,26 @@
 /*
  * blowfish-memnode: the memory node daemon. Holds the pages that Blowfish backends evict,
  * for any number of VMs at once (a session each), in memory that grows with the pages stored
- * up to --capacity. Serves each client connection on its own thread (bf-node.c).
+ * up to --capacity. Serves each TCP client connection on its own thread (bf-node.c), and
+ * RDMA clients from one thread (bf-node-rdma.c).
  *
- *   blowfish-memnode --listen tcp:HOST:PORT --capacity SIZE [--store FILE] [--verbose]
+ *   blowfish-memnode --listen tcp:HOST:PORT|rdma:HOST:PORT [--listen ...] --capacity SIZE
+ *                    [--store FILE] [--verbose]
  *
  * With --store, pages live in FILE (put it on tmpfs, e.g. /dev/shm): restarted on the same
  * file, the node still holds every page it acknowledged before it stopped or was killed.
  *
- * With port 0 the system picks one; the daemon prints "listening on tcp:HOST:PORT" on stdout
- * once it accepts connections. SIGINT and SIGTERM stop it.
+ * RDMA clients' pages live in extents lent to them (registered memory); --store does not
+ * apply to them, and they count against the same --capacity.
+ *
+ * With port 0 the system picks one; the daemon prints "listening on tcp:HOST:PORT" (or
+ * rdma:) on stdout for each address once it accepts connections. SIGINT and SIGTERM stop it.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #include "bf-endpoint.h"
 #include "bf-node.h"
+#include "bf-node-rdma.h"
 #include "bf-store.h"
 
 #include <gio/gio.h>
@@ -27,6 +33,8 @@
 typedef struct {
     BfStore *store;
     GMainLoop *loop;
+    GSocketService *service;    /* TCP, if asked for */
+    GPtrArray *rdma;            /* BfNodeRdma */
 } Memnode;
 
 /* "4G", "512M", "1048576": bytes, with binary K/M/G/T suffixes. */
@@ -112,17 +120,66 @@ static GInetAddress *resolve_listen_host(const char *host, GError **errp)
     return addr;
 }
 
+static char *format_address(const char *transport, const char *host, uint16_t port)
+{
+    gboolean v6 = strchr(host, ':') != NULL;
+
+    return g_strdup_printf("%s:%s%s%s:%u", transport, v6 ? "[" : "", host, v6 ? "]" : "",
+                           port);
+}
+
+/* Starts accepting TCP clients on @endpoint; returns the address bound. */
+static char *listen_tcp(Memnode *node, const BfEndpoint *endpoint, GError **errp)
+{
+    g_autoptr(GInetAddress) host = resolve_listen_host(endpoint->host, errp);
+    g_autoptr(GSocketAddress) wanted = NULL;
+    g_autoptr(GSocketAddress) bound = NULL;
+    g_autofree char *bound_host = NULL;
+
+    if (!host) {
+        return NULL;
+    }
+    wanted = g_inet_socket_address_new(host, endpoint->port);
+    if (!node->service) {
+        node->service = g_threaded_socket_service_new(-1);
+        g_signal_connect(node->service, "run", G_CALLBACK(on_connection), node);
+    }
+    if (!g_socket_listener_add_address(G_SOCKET_LISTENER(node->service), wanted,
+                                       G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, NULL,
+                                       &bound, errp)) {
+        return NULL;
+    }
+    bound_host = g_inet_address_to_string(
+        g_inet_socket_address_get_address(G_INET_SOCKET_ADDRESS(bound)));
+    return format_address("tcp", bound_host,
+                          g_inet_socket_address_get_port(G_INET_SOCKET_ADDRESS(bound)));
+}
+
+/* Starts serving RDMA clients on @endpoint; returns the address bound. */
+static char *listen_rdma(Memnode *node, const BfEndpoint *endpoint, GError **errp)
+{
+    BfNodeRdma *rdma = bf_node_rdma_start(node->store, endpoint, errp);
+
+    if (!rdma) {
+        return NULL;
+    }
+    g_ptr_array_add(node->rdma, rdma);
+    return format_address("rdma", endpoint->host, bf_node_rdma_port(rdma));
+}
+
 int main(int argc, char **argv)
 {
-    g_autofree char *listen = NULL, *capacity_text = NULL, *store_path = NULL;
+    g_auto(GStrv) listens = NULL;
+    g_autofree char *capacity_text = NULL, *store_path = NULL;
     gboolean verbose = FALSE;
     GOptionEntry entries[] = {
-        { "listen", 'l', 0, G_OPTION_ARG_STRING, &listen,
-          "Where to accept clients: tcp:HOST:PORT (port 0: any free port)", "ADDRESS" },
+        { "listen", 'l', 0, G_OPTION_ARG_STRING_ARRAY, &listens,
+          "Where to accept clients: tcp:HOST:PORT or rdma:HOST:PORT (port 0: any free port); "
+          "may be repeated", "ADDRESS" },
         { "capacity", 'c', 0, G_OPTION_ARG_STRING, &capacity_text,
           "Most guest memory to hold, all VMs together (e.g. 16G)", "SIZE" },
         { "store", 's', 0, G_OPTION_ARG_FILENAME, &store_path,
-          "Keep pages in FILE (on tmpfs), to survive a restart", "FILE" },
+          "Keep TCP clients' pages in FILE (on tmpfs), to survive a restart", "FILE" },
         { "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose,
           "Log every connection event", NULL },
         { NULL },
@@ -130,12 +187,9 @@ int main(int argc, char **argv)
     g_autoptr(GOptionContext) context =
         g_option_context_new("- the Blowfish memory node: holds evicted guest pages");
     g_autoptr(GError) err = NULL;
-    g_autoptr(BfEndpoint) endpoint = NULL;
-    g_autoptr(GInetAddress) host = NULL;
-    g_autoptr(GSocketAddress) wanted = NULL;
-    g_autoptr(GSocketAddress) bound = NULL;
-    g_autoptr(GSocketService) service = NULL;
-    g_autofree char *bound_host = NULL;
+    g_autoptr(GPtrArray) endpoints = g_ptr_array_new_with_free_func(
+        (GDestroyNotify)bf_endpoint_free);
+    g_autoptr(GPtrArray) bound = NULL;
     Memnode node = { 0 };
     guint64 capacity;
 
@@ -144,7 +198,7 @@ int main(int argc, char **argv)
         g_printerr("blowfish-memnode: %s\n", err->message);
         return 2;
     }
-    if (!listen || !capacity_text) {
+    if (!listens || !capacity_text) {
         g_printerr("blowfish-memnode: --listen and --capacity are required (see --help)\n");
         return 2;
     }
@@ -153,32 +207,17 @@ int main(int argc, char **argv)
                    capacity_text);
         return 2;
     }
-    endpoint = bf_endpoint_parse_listen(listen, &err);
-    if (!endpoint) {
-        g_printerr("blowfish-memnode: --listen: %s\n", err->message);
-        return 2;
-    }
-    if (endpoint->transport != BF_TRANSPORT_TCP) {
-        g_printerr("blowfish-memnode: --listen %s: only tcp: is available yet\n", listen);
-        return 2;
+    for (char **l = listens; *l; l++) {
+        BfEndpoint *endpoint = bf_endpoint_parse_listen(*l, &err);
+
+        if (!endpoint) {
+            g_printerr("blowfish-memnode: --listen: %s\n", err->message);
+            return 2;
+        }
+        g_ptr_array_add(endpoints, endpoint);
     }
     if (verbose) {
         g_setenv("G_MESSAGES_DEBUG", "all", TRUE);
-    }
-
-    host = resolve_listen_host(endpoint->host, &err);
-    if (!host) {
-        g_printerr("blowfish-memnode: cannot resolve '%s': %s\n", endpoint->host,
-                   err->message);
-        return 1;
-    }
-    wanted = g_inet_socket_address_new(host, endpoint->port);
-    service = g_threaded_socket_service_new(-1);
-    if (!g_socket_listener_add_address(G_SOCKET_LISTENER(service), wanted,
-                                       G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, NULL,
-                                       &bound, &err)) {
-        g_printerr("blowfish-memnode: cannot listen on %s: %s\n", listen, err->message);
-        return 1;
     }
 
     if (store_path) {
@@ -190,26 +229,45 @@ int main(int argc, char **argv)
     } else {
         node.store = bf_store_new(capacity);
     }
+    node.rdma = g_ptr_array_new();
+    bound = g_ptr_array_new_with_free_func(g_free);
+    for (guint i = 0; i < endpoints->len; i++) {
+        BfEndpoint *endpoint = g_ptr_array_index(endpoints, i);
+        char *address = endpoint->transport == BF_TRANSPORT_TCP ?
+            listen_tcp(&node, endpoint, &err) : listen_rdma(&node, endpoint, &err);
+
+        if (!address) {
+            g_printerr("blowfish-memnode: cannot listen on %s: %s\n", listens[i],
+                       err->message);
+            return 1;
+        }
+        g_ptr_array_add(bound, address);
+    }
     node.loop = g_main_loop_new(NULL, FALSE);
-    g_signal_connect(service, "run", G_CALLBACK(on_connection), &node);
     g_unix_signal_add(SIGINT, on_signal, &node);
     g_unix_signal_add(SIGTERM, on_signal, &node);
-    g_socket_service_start(service);
-
-    bound_host = g_inet_address_to_string(
-        g_inet_socket_address_get_address(G_INET_SOCKET_ADDRESS(bound)));
-    printf("blowfish-memnode: listening on tcp:%s%s%s:%u, capacity %" G_GUINT64_FORMAT
-           " bytes\n", strchr(bound_host, ':') ? "[" : "", bound_host,
-           strchr(bound_host, ':') ? "]" : "",
-           g_inet_socket_address_get_port(G_INET_SOCKET_ADDRESS(bound)), capacity);
+    if (node.service) {
+        g_socket_service_start(node.service);
+    }
+    for (guint i = 0; i < bound->len; i++) {
+        printf("blowfish-memnode: listening on %s, capacity %" G_GUINT64_FORMAT " bytes\n",
+               (char *)g_ptr_array_index(bound, i), capacity);
+    }
     fflush(stdout);
 
     g_main_loop_run(node.loop);
 
-    /* Stop accepting; sessions still being served keep their threads until the process
+    /* Stop accepting; TCP sessions still being served keep their threads until the process
      * exits: their pages go with it. */
-    g_socket_service_stop(service);
-    g_socket_listener_close(G_SOCKET_LISTENER(service));
+    if (node.service) {
+        g_socket_service_stop(node.service);
+        g_socket_listener_close(G_SOCKET_LISTENER(node.service));
+        g_object_unref(node.service);
+    }
+    for (guint i = 0; i < node.rdma->len; i++) {
+        bf_node_rdma_stop(g_ptr_array_index(node.rdma, i));
+    }
+    g_ptr_array_free(node.rdma, TRUE);
     g_main_loop_unref(node.loop);
     return 0;
 }

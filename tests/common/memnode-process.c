@@ -60,7 +60,15 @@ static char *memnode_spawn(MemnodeProcess *node, const char *listen)
     return g_strndup(at, strcspn(at, ","));
 }
 
-static MemnodeProcess *memnode_start_with(const char *capacity, bool persistent, char **why)
+const char *memnode_default_listen(void)
+{
+    const char *listen = g_getenv("BLOWFISH_MEMNODE_LISTEN");
+
+    return listen && *listen ? listen : "tcp:127.0.0.1:0";
+}
+
+static MemnodeProcess *memnode_start_with(const char *listen, const char *capacity,
+                                          bool persistent, char **why)
 {
     MemnodeProcess *node;
 
@@ -75,18 +83,23 @@ static MemnodeProcess *memnode_start_with(const char *capacity, bool persistent,
     if (persistent) {
         node->store = g_strdup_printf("/dev/shm/blowfish-test-store-%d-%p", getpid(), node);
     }
-    node->address = memnode_spawn(node, "tcp:127.0.0.1:0");
+    node->address = memnode_spawn(node, listen);
     return node;
 }
 
 MemnodeProcess *memnode_start(const char *capacity, char **why)
 {
-    return memnode_start_with(capacity, false, why);
+    return memnode_start_with(memnode_default_listen(), capacity, false, why);
+}
+
+MemnodeProcess *memnode_start_on(const char *listen, const char *capacity, char **why)
+{
+    return memnode_start_with(listen, capacity, false, why);
 }
 
 MemnodeProcess *memnode_start_persistent(const char *capacity, char **why)
 {
-    return memnode_start_with(capacity, true, why);
+    return memnode_start_with(memnode_default_listen(), capacity, true, why);
 }
 
 void memnode_restart(MemnodeProcess *node)

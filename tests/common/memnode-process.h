@@ -1,6 +1,8 @@
 /*
  * memnode-process: runs blowfish-memnode (the binary named by $BLOWFISH_MEMNODE) as a child
  * process on a free loopback port, for tests and benchmarks that need a real memory node.
+ * $BLOWFISH_MEMNODE_LISTEN replaces the address it listens on (default tcp:127.0.0.1:0), e.g.
+ * with rdma:ADDR:0 to run the same tests over RDMA where there is a device.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -13,7 +15,7 @@
 
 typedef struct {
     GPid pid;
-    char *address;      /* tcp:127.0.0.1:PORT */
+    char *address;      /* tcp:127.0.0.1:PORT, or as $BLOWFISH_MEMNODE_LISTEN says */
     char *capacity;
     char *store;        /* --store FILE, or NULL */
     char *log;          /* its standard error */
@@ -21,6 +23,10 @@ typedef struct {
 
 /* Starts a memnode; NULL (and a message in *why) when $BLOWFISH_MEMNODE is not set. */
 MemnodeProcess *memnode_start(const char *capacity, char **why);
+/* The same, listening on @listen (e.g. "rdma:10.0.2.15:0"). */
+MemnodeProcess *memnode_start_on(const char *listen, const char *capacity, char **why);
+/* The address memnode_start listens on. */
+const char *memnode_default_listen(void);
 /* The same, keeping its pages in a fresh store file (removed by memnode_stop). */
 MemnodeProcess *memnode_start_persistent(const char *capacity, char **why);
 /* Starts it again on the same port (after memnode_kill). */

@@ -1,14 +1,17 @@
 /*
  * The transport suite: the same checks for every channel implementation (an in-process store,
- * and TCP to a real blowfish-memnode): pages read back byte for byte, pipelined requests
+ * TCP to a real blowfish-memnode, and RDMA to one where this host has an RDMA device and
+ * $BLOWFISH_TEST_RDMA names its address): pages read back byte for byte, pipelined requests
  * complete in order, sessions survive reconnection, are shared by a client's connections and
- * isolated from others, the node's refusals (full, not stored) arrive as such, and a node that dies or a client that sends
- * garbage breaks only that connection.
+ * isolated from others, the node's refusals (full, not stored) arrive as such, freed memory
+ * goes back to the node, and a node that dies or a client that sends garbage breaks only
+ * that connection.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #include "bf-channel-local.h"
 #include "bf-error.h"
+#include "bf-rdma.h"
 #include "bf-socket.h"
 #include "memnode-process.h"
 
@@ -20,8 +23,10 @@
 typedef struct {
     const char *name;
     BfStore *store;             /* local */
-    MemnodeProcess *node;       /* tcp */
+    MemnodeProcess *node;       /* tcp, rdma */
     BfEndpoint *endpoint;
+    gboolean one_sided;         /* rdma: the node does not see reads */
+    char *why;                  /* not available here: why */
 } Transport;
 
 static BfHello make_hello(uint8_t id, uint64_t pages)
@@ -219,11 +224,14 @@ static void test_sessions(gconstpointer opaque)
     req->count = 2;
     req->pages[1] = 11;
     g_assert_true(bf_channel_call(ca, req, TIMEOUT_MS, &err));
-    req->type = BF_MSG_READ;
-    req->count = 1;
-    g_assert_false(bf_channel_call(ca, req, TIMEOUT_MS, &err));
-    g_assert_cmpint(req->pool_error, ==, BF_PROTO_ERR_NOT_STORED);
-    g_clear_error(&err);
+    if (!t->one_sided) {
+        /* (Over RDMA the node is not asked: a freed page reads as anything.) */
+        req->type = BF_MSG_READ;
+        req->count = 1;
+        g_assert_false(bf_channel_call(ca, req, TIMEOUT_MS, &err));
+        g_assert_cmpint(req->pool_error, ==, BF_PROTO_ERR_NOT_STORED);
+        g_clear_error(&err);
+    }
     check_range(ca, 12, 298, 256, 4);
 
     /* Dropping the session forgets it. */
@@ -264,25 +272,85 @@ static void test_full(gconstpointer opaque)
     g_assert_cmpuint(written, ==, 16384);
     g_clear_error(&err);
 
-    /* Nothing of the refused write was kept: after freeing one batch, one batch fits. */
+    /*
+     * Nothing of the refused write was kept: after freeing the first 512 pages (an RDMA
+     * extent, which RDMA gives back whole), 512 pages fit elsewhere, and no more.
+     */
     bf_channel_close(ch, FALSE);
     ch = connect_ok(t, &hello);
     g_assert_cmpuint(ch->stored_at_hello, ==, 16384);
     req->type = BF_MSG_FREE;
     g_assert_true(bf_channel_call(ch, req, TIMEOUT_MS, &err));   /* not stored: ignored */
-    for (uint32_t i = 0; i < req->count; i++) {
-        req->pages[i] = i;
-    }
-    g_assert_true(bf_channel_call(ch, req, TIMEOUT_MS, &err));
-    for (uint32_t i = 0; i < req->count; i++) {
-        req->pages[i] = 500000 + i;
+    for (uint32_t b = 0; b < 2; b++) {
+        for (uint32_t i = 0; i < req->count; i++) {
+            req->pages[i] = b * BF_PROTO_MAX_PAGES + i;
+        }
+        g_assert_true(bf_channel_call(ch, req, TIMEOUT_MS, &err));
     }
     req->type = BF_MSG_WRITE;
-    g_assert_true(bf_channel_call(ch, req, TIMEOUT_MS, &err));
+    for (uint32_t b = 0; b < 3; b++) {
+        uint64_t first = b < 2 ? 977 * BF_PROTO_EXTENT_PAGES + b * BF_PROTO_MAX_PAGES :
+                                 1172 * BF_PROTO_EXTENT_PAGES;
+
+        for (uint32_t i = 0; i < req->count; i++) {
+            req->pages[i] = first + i;
+        }
+        g_assert_cmpint(bf_channel_call(ch, req, TIMEOUT_MS, &err), ==, b < 2);
+    }
+    g_assert_error(err, BF_ERROR, BF_ERROR_POOL);
+    g_assert_cmpint(req->pool_error, ==, BF_PROTO_ERR_NO_SPACE);
     bf_channel_close(ch, TRUE);
 }
 
-/* TCP only: a node that dies breaks the channel with a clear error; a new node is empty. */
+static uint64_t node_stored(BfChannel *ch)
+{
+    g_autoptr(GError) err = NULL;
+    BfPoolStats stats;
+
+    g_assert_true(bf_channel_stats(ch, TIMEOUT_MS, &stats, &err));
+    g_assert_no_error(err);
+    return stats.stored_pages;
+}
+
+/*
+ * Freed pages give their memory back to the node, and the session goes on with the same
+ * pages in new memory; a second connection of the session follows.
+ */
+static void test_give_back(gconstpointer opaque)
+{
+    Transport *t = (Transport *)opaque;
+    BfHello hello = make_hello(8, 4096);
+    BfChannel *ch = connect_ok(t, &hello), *reader;
+    g_autofree BfRequest *req = g_new0(BfRequest, 1);
+    g_autoptr(GError) err = NULL;
+    uint64_t before = node_stored(ch);
+
+    write_range(ch, 1024, 1024, 8);
+    reader = connect_ok(t, &hello);
+    check_range(reader, 1024, 1024, 256, 8);
+    g_assert_cmpuint(node_stored(ch), ==, before + 1024);
+
+    req->type = BF_MSG_FREE;
+    for (uint32_t b = 0; b < 1024 / BF_PROTO_MAX_PAGES; b++) {
+        req->count = BF_PROTO_MAX_PAGES;
+        for (uint32_t i = 0; i < req->count; i++) {
+            req->pages[i] = 1024 + b * BF_PROTO_MAX_PAGES + i;
+        }
+        g_assert_true(bf_channel_call(ch, req, TIMEOUT_MS, &err));
+        g_assert_no_error(err);
+    }
+    g_assert_cmpuint(node_stored(ch), ==, before);
+
+    write_range(ch, 1024, 1024, 9);
+    check_range(reader, 1024, 1024, 100, 9);
+    write_range(ch, 1500, 1, 10);
+    check_range(reader, 1500, 1, 1, 10);
+    check_range(reader, 1501, 547, 256, 9);
+    bf_channel_close(reader, FALSE);
+    bf_channel_close(ch, TRUE);
+}
+
+/* A node that dies breaks the channel with a clear error; a new node is empty. */
 static void test_node_dies(gconstpointer opaque)
 {
     Transport *t = (Transport *)opaque;
@@ -304,7 +372,9 @@ static void test_node_dies(gconstpointer opaque)
 
     g_assert_null(bf_channel_connect(t->endpoint, &hello, 1000, &err));
     g_assert_error(err, BF_ERROR, BF_ERROR_UNREACHABLE);
-    g_assert_nonnull(strstr(err->message, "cannot connect to 127.0.0.1"));
+    if (!t->one_sided) {
+        g_assert_nonnull(strstr(err->message, "cannot connect to 127.0.0.1"));
+    }
     g_clear_error(&err);
 
     memnode_restart(t->node);
@@ -346,46 +416,94 @@ static void test_garbage(gconstpointer opaque)
     bf_channel_close(ch, TRUE);
 }
 
+/* Without an RDMA device, an rdma: pool is refused with a clear error, at once. */
+static void test_rdma_no_device(void)
+{
+    g_autoptr(BfEndpoint) endpoint = bf_endpoint_parse("rdma:127.0.0.1:7777", NULL);
+    BfHello hello = make_hello(9, 10);
+    g_autoptr(GError) err = NULL;
+
+    g_assert_null(bf_channel_connect(endpoint, &hello, TIMEOUT_MS, &err));
+    g_assert_error(err, BF_ERROR, BF_ERROR_UNSUPPORTED);
+    g_assert_nonnull(strstr(err->message, "this host has no RDMA device"));
+}
+
+/* The RDMA transport, where $BLOWFISH_TEST_RDMA names this host's address on a device. */
+static void rdma_setup(Transport *rdma)
+{
+    const char *host = g_getenv("BLOWFISH_TEST_RDMA");
+    g_autofree char *listen = NULL;
+
+    if (!host || !*host) {
+        rdma->why = g_strdup("no RDMA device here: set BLOWFISH_TEST_RDMA=ADDRESS where there "
+                             "is one (tests/rdma runs this in a Soft-RoCE guest)");
+        return;
+    }
+    listen = g_strdup_printf("rdma:%s:0", host);
+    rdma->node = memnode_start_on(listen, "64M", &rdma->why);
+    if (rdma->node) {
+        rdma->endpoint = bf_endpoint_parse(rdma->node->address, NULL);
+    }
+}
+
 int main(int argc, char **argv)
 {
     Transport local = { .name = "local", .store = bf_store_new(64 << 20) };
     Transport tcp = { .name = "tcp" };
-    g_autofree char *why = NULL;
+    Transport rdma = { .name = "rdma", .one_sided = TRUE };
+    Transport *transports[] = { &local, &tcp, &rdma };
     int ret;
 
     g_test_init(&argc, &argv, NULL);
-    tcp.node = memnode_start("64M", &why);
+    tcp.node = memnode_start_on("tcp:127.0.0.1:0", "64M", &tcp.why);
     if (tcp.node) {
         tcp.endpoint = bf_endpoint_parse(tcp.node->address, NULL);
     }
-    for (Transport *t = &local; t; t = t == &local ? &tcp : NULL) {
-        g_autofree char *prefix = g_strdup_printf("/channel/%s", t->name);
+    rdma_setup(&rdma);
+    for (size_t n = 0; n < G_N_ELEMENTS(transports); n++) {
+        Transport *t = transports[n];
         static const struct {
             const char *name;
             GTestDataFunc fn;
+            gboolean node_only;
             gboolean tcp_only;
         } tests[] = {
-            { "roundtrip", test_roundtrip, FALSE }, { "pipelined", test_pipelined, FALSE },
-            { "sessions", test_sessions, FALSE }, { "full", test_full, FALSE },
-            { "garbage", test_garbage, TRUE }, { "node-dies", test_node_dies, TRUE },
+            { .name = "roundtrip", .fn = test_roundtrip },
+            { .name = "pipelined", .fn = test_pipelined },
+            { .name = "sessions", .fn = test_sessions },
+            { .name = "full", .fn = test_full },
+            { .name = "give-back", .fn = test_give_back },
+            { .name = "garbage", .fn = test_garbage, .node_only = TRUE, .tcp_only = TRUE },
+            { .name = "node-dies", .fn = test_node_dies, .node_only = TRUE },
         };
 
         for (size_t i = 0; i < G_N_ELEMENTS(tests); i++) {
-            g_autofree char *path = g_strdup_printf("%s/%s", prefix, tests[i].name);
+            g_autofree char *path = g_strdup_printf("/channel/%s/%s", t->name, tests[i].name);
 
-            if (tests[i].tcp_only && t != &tcp) {
+            if ((tests[i].node_only && t == &local) || (tests[i].tcp_only && t != &tcp)) {
                 continue;
             }
-            if (t == &tcp && !t->node) {
-                g_test_add_data_func(path, why, (GTestDataFunc)g_test_skip);
+            if (t->why) {
+                g_test_add_data_func(path, t->why, (GTestDataFunc)g_test_skip);
             } else {
                 g_test_add_data_func(path, t, tests[i].fn);
             }
         }
     }
+    if (!g_getenv("BLOWFISH_TEST_RDMA")) {
+        if (bf_rdma_have_device(NULL)) {
+            g_test_add_data_func("/channel/rdma/no-device", "this host has an RDMA device",
+                                 (GTestDataFunc)g_test_skip);
+        } else {
+            g_test_add_func("/channel/rdma/no-device", test_rdma_no_device);
+        }
+    }
     ret = g_test_run();
-    memnode_stop(tcp.node);
-    bf_endpoint_free(tcp.endpoint);
+    for (size_t n = 0; n < G_N_ELEMENTS(transports); n++) {
+        memnode_stop(transports[n]->node);
+        bf_endpoint_free(transports[n]->endpoint);
+        g_free(transports[n]->why);
+    }
     bf_store_free(local.store);
     return ret;
 }

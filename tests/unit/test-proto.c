@@ -188,6 +188,59 @@ static void test_replies(void)
     assert_protocol_error(err, "ERROR message of 4 bytes in a 13-byte payload");
 }
 
+/* The RDMA transport's messages: GRANT, GRANT_OK, COMMIT, RELEASE and RELEASE_OK. */
+static void test_rdma_messages(void)
+{
+    uint8_t payload[8 + 8 * BF_PROTO_MAX_PAGES];
+    uint64_t extent, values[3] = { 1, 7, 3 };
+    gboolean create;
+    BfGrant grant = { .extent = 9, .addr = 0x7f0000201000, .rkey = 0x1234 }, back;
+    BfPageList list;
+    uint32_t len;
+    g_autoptr(GError) err = NULL;
+
+    g_assert_cmpuint(bf_proto_extents(1), ==, 1);
+    g_assert_cmpuint(bf_proto_extents(512), ==, 1);
+    g_assert_cmpuint(bf_proto_extents(513), ==, 2);
+
+    len = bf_proto_put_grant(payload, 9, TRUE);
+    g_assert_true(bf_proto_parse_grant(payload, len, 10, &extent, &create, &err));
+    g_assert_cmpuint(extent, ==, 9);
+    g_assert_true(create);
+    g_assert_false(bf_proto_parse_grant(payload, len, 9, &extent, &create, &err));
+    assert_protocol_error(err, "GRANT of extent 9, beyond the session's 9");
+    g_clear_error(&err);
+    payload[8] = 2;
+    g_assert_false(bf_proto_parse_grant(payload, len, 10, &extent, &create, &err));
+    assert_protocol_error(err, "unknown flags");
+    g_clear_error(&err);
+
+    len = bf_proto_put_grant_ok(payload, &grant);
+    g_assert_true(bf_proto_parse_grant_ok(payload, len, &back, &err));
+    g_assert_cmpuint(back.extent, ==, 9);
+    g_assert_cmpuint(back.addr, ==, grant.addr);
+    g_assert_cmpuint(back.rkey, ==, 0x1234);
+    payload[8] |= 1;
+    g_assert_false(bf_proto_parse_grant_ok(payload, len, &back, &err));
+    assert_protocol_error(err, "misaligned");
+    g_clear_error(&err);
+
+    /* COMMIT and RELEASE are page lists; RELEASE_OK may list nothing. */
+    len = bf_proto_put_count(payload, 3);
+    len += bf_proto_put_u64s(payload + len, values, 3);
+    g_assert_true(bf_proto_parse_page_list(BF_MSG_COMMIT, payload, len, 8, &list, &err));
+    g_assert_cmpuint(list.count, ==, 3);
+    g_assert_cmpuint(bf_proto_page_number(&list, 1), ==, 7);
+    g_assert_false(bf_proto_parse_page_list(BF_MSG_RELEASE, payload, len, 7, &list, &err));
+    assert_protocol_error(err, "RELEASE of page 7, beyond the session's 7 pages");
+    g_clear_error(&err);
+    len = bf_proto_put_count(payload, 0);
+    g_assert_true(bf_proto_parse_page_list(BF_MSG_RELEASE_OK, payload, len, 8, &list, &err));
+    g_assert_cmpuint(list.count, ==, 0);
+    g_assert_false(bf_proto_parse_page_list(BF_MSG_RELEASE, payload, len, 8, &list, &err));
+    assert_protocol_error(err, "RELEASE of 0 pages");
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -196,5 +249,6 @@ int main(int argc, char **argv)
     g_test_add_func("/proto/hello", test_hello);
     g_test_add_func("/proto/page-list", test_page_list);
     g_test_add_func("/proto/replies", test_replies);
+    g_test_add_func("/proto/rdma-messages", test_rdma_messages);
     return g_test_run();
 }
