@@ -42,6 +42,7 @@ struct BfEngine {
     int memfd;                      /* guest RAM; read by the engine with pread() */
     uint8_t *guest;                 /* its mapping, registered with @uffd */
     int uffd;
+    bool continue_wp;               /* UFFDIO_CONTINUE_MODE_WP works (Linux 6.3+) */
 
     BfPageMeta *pages;              /* one per page */
 

@@ -149,6 +149,19 @@ static void bf_engine_resolved(BfEngine *e, uint64_t page, int ret, const char *
 
 void bf_engine_map_back(BfEngine *e, uint64_t page, bool wp)
 {
+    if (wp && !e->continue_wp) {
+        /*
+         * This kernel cannot map a page back write-protected: map it writable, and it is no
+         * longer known to match its pool copy (its next eviction sends it). The caller holds
+         * the page BUSY.
+         */
+        BfPageMeta *meta = &e->pages[page];
+        uint16_t m = bf_page_load(meta);
+
+        while (!bf_page_cas(meta, &m, m & ~BF_PAGE_CLEAN)) {
+        }
+        wp = false;
+    }
     bf_engine_resolved(e, page, BF_RETRY(e, bf_uffd_continue(e->uffd, bf_page_addr(e, page),
                                                              BF_PAGE_SIZE, wp)),
                        "UFFDIO_CONTINUE");
@@ -381,6 +394,7 @@ BfEngine *bf_engine_new(const BfEngineConfig *config, GError **errp)
     if (!bf_engine_map(e, errp) || !bf_uffd_register(e->uffd, e->guest, e->size, errp)) {
         return NULL;
     }
+    e->continue_wp = bf_uffd_continue_wp_supported(e->uffd, (uintptr_t)e->guest);
     e->pages = g_new0(BfPageMeta, e->npages);
     bf_reclaim_init(e);
 

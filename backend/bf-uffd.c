@@ -154,6 +154,17 @@ int bf_uffd_continue(int uffd, uint64_t addr, uint64_t len, bool wp)
     return bf_uffd_ioctl(uffd, UFFDIO_CONTINUE, &c);
 }
 
+bool bf_uffd_continue_wp_supported(int uffd, uint64_t addr)
+{
+    struct uffdio_continue c = {
+        .range = { .start = addr, .len = 4096 },
+        .mode = UFFDIO_CONTINUE_MODE_WP | UFFDIO_CONTINUE_MODE_DONTWAKE,
+    };
+
+    /* Linux < 6.3 refuses the mode before it looks at the page (absent here: EFAULT). */
+    return bf_uffd_ioctl(uffd, UFFDIO_CONTINUE, &c) != -EINVAL;
+}
+
 int bf_uffd_writeprotect(int uffd, uint64_t addr, uint64_t len, bool wp)
 {
     struct uffdio_writeprotect w = {

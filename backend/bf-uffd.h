@@ -48,6 +48,11 @@ bool bf_uffd_register(int uffd, void *addr, uint64_t len, GError **errp);
 int bf_uffd_zeropage(int uffd, uint64_t addr, uint64_t len);
 int bf_uffd_copy(int uffd, uint64_t addr, const void *src, uint64_t len, bool wp);
 int bf_uffd_continue(int uffd, uint64_t addr, uint64_t len, bool wp);
+/*
+ * Whether UFFDIO_CONTINUE can map a page write-protected (Linux 6.3+). Probes with @addr, a
+ * registered page not in the page cache (nothing is mapped either way).
+ */
+bool bf_uffd_continue_wp_supported(int uffd, uint64_t addr);
 int bf_uffd_writeprotect(int uffd, uint64_t addr, uint64_t len, bool wp);
 int bf_uffd_wake(int uffd, uint64_t addr, uint64_t len);
 
