@@ -38,6 +38,7 @@ typedef struct {
 typedef struct {
     uint64_t extent;
     BfGrant grant;
+    gboolean granted;           /* FALSE: only a mark that @releaser is releasing it */
     gpointer releaser;          /* the channel releasing it, or NULL */
 } BfGrantEntry;
 
@@ -166,6 +167,9 @@ static void bf_rdma_release_done(BfChannelRdma *ch, BfRdmaPending *p, const BfPa
 
         if (entry && entry->releaser == ch) {
             entry->releaser = NULL;
+            if (!entry->granted) {
+                g_hash_table_remove(ch->grants->grants, &p->release[i]);
+            }
         }
     }
     for (uint32_t i = 0; done && i < done->count; i++) {
@@ -397,7 +401,7 @@ static gboolean bf_rdma_grant(BfChannelRdma *ch, uint64_t extent, gboolean creat
             return bf_rdma_break(ch, errp, "RDMA: an extent stayed in release too long");
         }
     }
-    if (entry) {
+    if (entry && entry->granted) {
         *grant = entry->grant;
         g_mutex_unlock(&t->lock);
         return TRUE;
@@ -431,6 +435,7 @@ static gboolean bf_rdma_grant(BfChannelRdma *ch, uint64_t extent, gboolean creat
         g_hash_table_insert(t->grants, &entry->extent, entry);
     }
     entry->grant = *grant;
+    entry->granted = TRUE;
     g_mutex_unlock(&t->lock);
     return TRUE;
 }
@@ -563,13 +568,21 @@ static gboolean bf_rdma_submit(BfChannel *channel, BfRequest *req, GError **errp
         uint8_t release[8 + 8 * BF_PROTO_MAX_PAGES];
         uint32_t release_length;
 
-        /* Writes to these extents wait until the node said which it gave back. */
+        /*
+         * Writes to these extents wait until the node said which it gave back. (Extents not
+         * in the table too: lent before a reconnection, say.)
+         */
         g_mutex_lock(&ch->grants->lock);
         for (uint32_t i = 0; i < req->count; i++) {
             uint64_t extent = req->pages[i] / BF_PROTO_EXTENT_PAGES;
             BfGrantEntry *entry = g_hash_table_lookup(ch->grants->grants, &extent);
 
-            if (entry && !entry->releaser) {
+            if (!entry) {
+                entry = g_new0(BfGrantEntry, 1);
+                entry->extent = extent;
+                g_hash_table_insert(ch->grants->grants, &entry->extent, entry);
+            }
+            if (!entry->releaser) {
                 entry->releaser = ch;
                 p->release[p->nr_release++] = extent;
             }

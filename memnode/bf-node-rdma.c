@@ -412,7 +412,8 @@ static void bf_node_rdma_accept(BfNodeRdma *node, struct rdma_cm_event *event)
     }
     c->queue_ready = TRUE;
     id->context = c;
-    param.responder_resources = MIN(event->param.conn.initiator_depth,
+    /* The request is seen from this side: its responder_resources is the client's depth. */
+    param.responder_resources = MIN(event->param.conn.responder_resources,
                                     attr.max_qp_rd_atom);
     param.initiator_depth = 0;
     param.rnr_retry_count = 7;

@@ -1,0 +1,96 @@
+#!/usr/bin/python3
+"""The RDMA transport over a real RDMA device: Soft-RoCE (rdma_rxe) in a test guest.
+
+This host has no RDMA device, so the test boots Debian's generic kernel under TCG
+(guest/build-rdma-guest.sh, guest/rdmavm.py), which creates rxe0 on its virtio-net eth0, and
+runs there, over rxe0:
+
+  test-channel -p /channel/rdma   the transport suite TCP passes on the host: pages byte for
+                                  byte, pipelining, sessions, a full node, memory given back,
+                                  a node killed and restarted
+  test-engine                     the engine's whole suite, its pool tests against a
+                                  blowfish-memnode listening on RDMA: writers under a low
+                                  limit, restore-all, frees; the node stopped under load and
+                                  resumed. The guest runs Debian 12's own kernel (6.1), so
+                                  this is also the engine on a stock Debian 12 host kernel,
+                                  where UFFDIO_CONTINUE cannot write-protect (before 6.3).
+  blowfish-memnode                a clear error for an address no RDMA device has
+
+Every subtest is reported as TAP; a subtest skipped in the guest fails here (the device is
+there, so nothing may be skipped but what cannot apply to RDMA). Without the guest (no kernel
+package, no QEMU) the whole test is skipped with the reason.
+"""
+
+import os
+import re
+import sys
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(TOP, "guest"))
+
+import rdmavm  # noqa: E402
+
+BUILD = os.path.join(TOP, "build")
+MEMNODE = os.path.join(BUILD, "memnode", "blowfish-memnode")
+TEST_CHANNEL = os.path.join(BUILD, "tests", "unit", "test-channel")
+TEST_ENGINE = os.path.join(BUILD, "tests", "unit", "test-engine")
+# What may be skipped over RDMA, and why.
+ALLOWED_SKIPS = {"/engine/pool/killed": "--store is TCP's"}
+
+SCRIPT = f"""
+export BLOWFISH_MEMNODE={MEMNODE}
+export BLOWFISH_TEST_RDMA={rdmavm.GUEST_IP}
+export BLOWFISH_MEMNODE_LISTEN=rdma:{rdmavm.GUEST_IP}:0
+status=0
+{TEST_CHANNEL} --tap -p /channel/rdma || status=1
+{TEST_ENGINE} --tap || status=1
+if {MEMNODE} --listen rdma:10.9.9.9:0 --capacity 1M 2>/tmp/err; then
+    echo "not ok - memnode listened on an address no device has"; status=1
+elif grep -q "cannot listen on rdma:10.9.9.9:0" /tmp/err; then
+    echo "ok - memnode: $(cat /tmp/err)"
+else
+    echo "not ok - memnode: unexpected error: $(cat /tmp/err)"; status=1
+fi
+exit $status
+"""
+
+RESULT = re.compile(r"^(not ok|ok)\b[ \d]*(?:- )?(\S*)(.*)$")
+
+
+def main():
+    why = rdmavm.rdma_guest_missing()
+    if why:
+        print(f"1..0 # SKIP {why}")
+        return 0
+    status, output = rdmavm.run_in_rdma_guest(
+        [MEMNODE, TEST_CHANNEL, TEST_ENGINE], SCRIPT, timeout=600, log=lambda line: None,
+        kernel_args="tsc=reliable")     # a TSC clocksource: fault latencies are microseconds
+    results = []
+    for line in output.splitlines():
+        m = RESULT.match(line.strip())
+        if m:
+            results.append((m.group(1) == "ok", m.group(2), m.group(3)))
+    failed = status != 0
+    n = 0
+    for ok, name, rest in results:
+        n += 1
+        if ok and "# SKIP" in rest and name not in ALLOWED_SKIPS:
+            ok = False
+            rest += " (skipped in the RDMA guest)"
+        failed |= not ok
+        print(f"{'ok' if ok else 'not ok'} {n} {name}{rest}")
+    if n < 22:
+        failed = True
+        n += 1
+        print(f"not ok {n} - the guest ran {len(results)} subtests")
+    if failed:
+        print("# guest output:")
+        for line in output.splitlines():
+            print(f"#   {line}")
+        print(f"# guest exit status {status}")
+    print(f"1..{n}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
