@@ -64,6 +64,9 @@ struct BfEngine {
     _Atomic uint64_t zap_start, zap_end;
     _Atomic bool zap_seen;          /* the fault thread has recognized the zap's event */
 
+    GMutex pool_error_lock;
+    char pool_error[256];           /* see BfEngineStats */
+
     GMutex lock;                    /* protects the fields up to @cond */
     bool stopping;
     bool reclaim_kicked;

@@ -91,7 +91,12 @@ gboolean bf_engine_check_local_limit(uint64_t size, uint64_t local_limit,
 
 void bf_engine_set_pool_state(BfEngine *e, BfPoolState state, const char *detail)
 {
-    BfPoolState old = atomic_exchange(&e->pool_state, state);
+    BfPoolState old;
+
+    g_mutex_lock(&e->pool_error_lock);
+    g_strlcpy(e->pool_error, state == BF_POOL_CONNECTED ? "" : detail, sizeof(e->pool_error));
+    g_mutex_unlock(&e->pool_error_lock);
+    old = atomic_exchange(&e->pool_state, state);
 
     if (old != state) {
         BF_EVENT(e, pool_state_changed, state, detail);
@@ -352,6 +357,7 @@ BfEngine *bf_engine_new(const BfEngineConfig *config, GError **errp)
     }
     e->events_opaque = config->events_opaque;
     g_mutex_init(&e->lock);
+    g_mutex_init(&e->pool_error_lock);
     g_mutex_init(&e->zap_lock);
     g_cond_init(&e->cond);
     e->refetch = g_array_new(FALSE, FALSE, sizeof(uint64_t));
@@ -458,6 +464,7 @@ void bf_engine_free(BfEngine *e)
     g_cond_clear(&e->cond);
     g_mutex_clear(&e->zap_lock);
     g_mutex_clear(&e->lock);
+    g_mutex_clear(&e->pool_error_lock);
     g_free(e->pages);
     bf_endpoint_free(e->pool);
     g_free(e->pool_text);
@@ -547,6 +554,9 @@ void bf_engine_get_stats(BfEngine *e, BfEngineStats *stats)
     stats->free_reports = bf_counter(&e->free_reports);
     stats->free_latency_p50_ns = bf_latency_percentile(&e->free_latency, 50);
     stats->free_latency_p99_ns = bf_latency_percentile(&e->free_latency, 99);
+    g_mutex_lock(&e->pool_error_lock);
+    g_strlcpy(stats->pool_error, e->pool_error, sizeof(stats->pool_error));
+    g_mutex_unlock(&e->pool_error_lock);
     stats->pool_state = atomic_load(&e->pool_state);
     stats->restoring = atomic_load(&e->restoring);
 }

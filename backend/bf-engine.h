@@ -103,6 +103,8 @@ typedef struct BfEngineStats {
     uint64_t free_latency_p50_ns;  /* time to free a discarded range */
     uint64_t free_latency_p99_ns;
     BfPoolState pool_state;
+    /* Why the pool is not connected (the last error reaching it), "" when it is or none. */
+    char pool_error[256];
     gboolean restoring;            /* a bf_engine_restore_all() is in progress */
 } BfEngineStats;
 

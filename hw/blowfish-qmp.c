@@ -113,5 +113,8 @@ void hmp_info_blowfish(Monitor *mon, const QDict *qdict)
         monitor_printf(mon, "  %-12s %s (%s)%s\n", "pool:", info->pool ? info->pool : "none",
                        BlowfishPoolState_str(info->pool_state),
                        info->restoring ? ", restoring" : "");
+        if (info->pool_error) {
+            monitor_printf(mon, "  %-12s %s\n", "pool error:", info->pool_error);
+        }
     }
 }

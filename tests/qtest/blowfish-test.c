@@ -673,6 +673,34 @@ static void wait_pool_state(QTestState *qts, const char *state)
         }                                                                   \
     } while (0)
 
+/*
+ * A pool that cannot be reached says why in query-blowfish (and HMP): here, an rdma: pool
+ * on a host with no RDMA device.
+ */
+static void test_pool_rdma_no_device(void)
+{
+    g_autoptr(GDir) dir = g_dir_open("/sys/class/infiniband", 0, NULL);
+    QTestState *qts;
+    QDict *now;
+    g_autofree char *hmp = NULL;
+
+    if (dir && g_dir_read_name(dir)) {
+        g_test_skip("this host has an RDMA device");
+        return;
+    }
+    qts = qtest_init("-machine pc -m 64M -object memory-backend-blowfish,id=mem0,size=64M,"
+                     "pool=rdma:127.0.0.1:7781,local-limit=16M "
+                     "-machine memory-backend=mem0");
+    WAIT_FOR_INFO(qts, "mem0", qdict_haskey(info, "pool-error"));
+    now = query_backend(qts, "mem0");
+    g_assert_cmpstr(qdict_get_str(now, "pool-state"), !=, "connected");
+    g_assert_nonnull(strstr(qdict_get_str(now, "pool-error"), "no RDMA device"));
+    qobject_unref(now);
+    hmp = qtest_hmp(qts, "info blowfish");
+    g_assert_nonnull(strstr(hmp, "pool error:"));
+    qtest_quit(qts);
+}
+
 static uint64_t info_u64(QDict *info, const char *member)
 {
     return qdict_get_int(info, member);
@@ -973,6 +1001,7 @@ int main(int argc, char **argv)
     qtest_add_func("/blowfish/pool/teardown", test_pool_teardown);
     qtest_add_func("/blowfish/pool/stopped", test_pool_stopped);
     qtest_add_func("/blowfish/pool/killed", test_pool_killed);
+    qtest_add_func("/blowfish/pool/rdma-no-device", test_pool_rdma_no_device);
 
     return g_test_run();
 }
