@@ -79,7 +79,8 @@ typedef struct {
     BfRdmaExpect expect[BF_RDMA_EXPECT_RING];
     uint32_t expect_head, expect_len;
     uint32_t next_tag;
-    uint32_t data_wrs;                  /* unsignalled data work requests since a signal */
+    struct ibv_send_wr wrs[BF_PROTO_MAX_PAGES];     /* a request's transfers, chained */
+    struct ibv_sge sges[BF_PROTO_MAX_PAGES];
 
     /* The synchronous call's reply (HELLO, GRANT, STATS, BYE). */
     gboolean call_done;
@@ -440,80 +441,72 @@ static gboolean bf_rdma_grant(BfChannelRdma *ch, uint64_t extent, gboolean creat
     return TRUE;
 }
 
-/* Posts the RDMA READs or WRITEs moving @req's pages between @bounce and the extents. */
+/* How many pages from @first on are neighbours in one extent: one work request moves them. */
+static uint32_t bf_rdma_run(const BfRequest *req, uint32_t first)
+{
+    uint64_t extent = req->pages[first] / BF_PROTO_EXTENT_PAGES;
+    uint32_t run = 1;
+
+    while (first + run < req->count && req->pages[first + run] == req->pages[first] + run &&
+           req->pages[first + run] / BF_PROTO_EXTENT_PAGES == extent) {
+        run++;
+    }
+    return run;
+}
+
+/*
+ * Posts the RDMA READs or WRITEs moving @req's pages between its bounce buffer and the
+ * extents, as one chain. Every extent is looked up (or lent) first: a refusal leaves nothing
+ * posted.
+ */
 static gboolean bf_rdma_post_data(BfChannelRdma *ch, BfRequest *req, uint32_t index,
                                   gint64 deadline, GError **errp)
 {
     uint8_t *bounce = ch->bounce + index * BF_RDMA_BOUNCE_SIZE;
     gboolean reading = req->type == BF_MSG_READ;
-    uint32_t first = 0;
+    struct ibv_send_wr *bad;
+    uint32_t n = 0;
+    int err;
 
-    while (first < req->count) {
-        uint64_t extent = req->pages[first] / BF_PROTO_EXTENT_PAGES;
-        uint32_t run = 1;
+    for (uint32_t first = 0; first < req->count; first += bf_rdma_run(req, first)) {
         BfProtoError code;
         BfGrant grant;
 
-        if (!bf_rdma_grant(ch, extent, !reading, deadline, &grant, &code,
-                           req->pool_message, errp)) {
+        if (!bf_rdma_grant(ch, req->pages[first] / BF_PROTO_EXTENT_PAGES, !reading, deadline,
+                           &grant, &code, req->pool_message, errp)) {
             return FALSE;
         }
         if (code) {
-            /* Nothing was posted for this request yet: it is refused as a whole. */
             req->pool_error = code;
             return TRUE;
         }
-        /* Neighbouring pages of one extent go in one work request. */
-        while (first + run < req->count && req->pages[first + run] == req->pages[first] + run &&
-               req->pages[first + run] / BF_PROTO_EXTENT_PAGES == extent) {
-            run++;
-        }
-        first += run;
-    }
-
-    for (first = 0; first < req->count;) {
-        uint64_t extent = req->pages[first] / BF_PROTO_EXTENT_PAGES;
-        gboolean last;
-        uint32_t run = 1;
-        BfProtoError code;
-        BfGrant grant;
-        struct ibv_sge sge;
-        struct ibv_send_wr wr = { 0 }, *bad;
-        int err;
-
-        if (!bf_rdma_grant(ch, extent, FALSE, deadline, &grant, &code, req->pool_message,
-                           errp)) {
-            return FALSE;
-        }
-        if (code) {
-            return bf_rdma_break(ch, errp, "the memory node took back an extent in use: %s",
-                                 req->pool_message);
-        }
-        while (first + run < req->count && req->pages[first + run] == req->pages[first] + run &&
-               req->pages[first + run] / BF_PROTO_EXTENT_PAGES == extent) {
-            run++;
-        }
-        last = first + run == req->count;
-        sge = (struct ibv_sge) {
+        ch->sges[n] = (struct ibv_sge) {
             .addr = (uintptr_t)(bounce + (uint64_t)first * BF_PROTO_PAGE_SIZE),
-            .length = run * BF_PROTO_PAGE_SIZE,
+            .length = bf_rdma_run(req, first) * BF_PROTO_PAGE_SIZE,
             .lkey = ch->bounce_mr->lkey,
         };
-        wr.wr_id = bf_rdma_wr_id(BF_RDMA_WR_DATA, index);
-        wr.sg_list = &sge;
-        wr.num_sge = 1;
-        wr.opcode = reading ? IBV_WR_RDMA_READ : IBV_WR_RDMA_WRITE;
-        /* A READ completes on its last work request; a WRITE on its COMMIT's reply. */
-        wr.send_flags = reading && last ? IBV_SEND_SIGNALED : 0;
-        wr.wr.rdma.remote_addr = grant.addr +
-            (req->pages[first] % BF_PROTO_EXTENT_PAGES) * BF_PROTO_PAGE_SIZE;
-        wr.wr.rdma.rkey = grant.rkey;
-        err = ibv_post_send(ch->q.id->qp, &wr, &bad);
-        if (err) {
-            return bf_rdma_break(ch, errp, "RDMA: cannot post a transfer: %s",
-                                 g_strerror(err));
+        ch->wrs[n] = (struct ibv_send_wr) {
+            .wr_id = bf_rdma_wr_id(BF_RDMA_WR_DATA, index),
+            .next = NULL,
+            .sg_list = &ch->sges[n],
+            .num_sge = 1,
+            .opcode = reading ? IBV_WR_RDMA_READ : IBV_WR_RDMA_WRITE,
+            .wr.rdma.remote_addr = grant.addr +
+                (req->pages[first] % BF_PROTO_EXTENT_PAGES) * BF_PROTO_PAGE_SIZE,
+            .wr.rdma.rkey = grant.rkey,
+        };
+        if (n > 0) {
+            ch->wrs[n - 1].next = &ch->wrs[n];
         }
-        first += run;
+        n++;
+    }
+    /* A READ completes on its last work request; a WRITE on its COMMIT's reply. */
+    if (reading) {
+        ch->wrs[n - 1].send_flags = IBV_SEND_SIGNALED;
+    }
+    err = ibv_post_send(ch->q.id->qp, &ch->wrs[0], &bad);
+    if (err) {
+        return bf_rdma_break(ch, errp, "RDMA: cannot post a transfer: %s", g_strerror(err));
     }
     return TRUE;
 }
