@@ -14,6 +14,9 @@ runs there, over rxe0:
                                   resumed. The guest runs Debian 12's own kernel (6.1), so
                                   this is also the engine on a stock Debian 12 host kernel,
                                   where UFFDIO_CONTINUE cannot write-protect (before 6.3).
+  blowfish-test -p .../short-cycle  the patched QEMU (qtest accelerator) with
+                                  memory-backend-blowfish,pool=rdma:...: guest RAM out to the
+                                  node and back byte for byte, and blowfish-restore
   blowfish-memnode                a clear error for an address no RDMA device has
 
 Every subtest is reported as TAP; a subtest skipped in the guest fails here (the device is
@@ -34,6 +37,10 @@ BUILD = os.path.join(TOP, "build")
 MEMNODE = os.path.join(BUILD, "memnode", "blowfish-memnode")
 TEST_CHANNEL = os.path.join(BUILD, "tests", "unit", "test-channel")
 TEST_ENGINE = os.path.join(BUILD, "tests", "unit", "test-engine")
+QEMU = os.path.join(BUILD, "qemu", "build", "qemu-system-x86_64")
+QTEST = os.path.join(BUILD, "qemu", "build", "tests", "qtest", "blowfish-test")
+# The firmware QEMU loads (its --firmwarepath).
+FIRMWARE = ["/usr/share/seabios", "/usr/share/qemu", "/usr/lib/ipxe/qemu"]
 # What may be skipped over RDMA, and why.
 ALLOWED_SKIPS = {"/engine/pool/killed": "--store is TCP's"}
 
@@ -44,6 +51,7 @@ export BLOWFISH_MEMNODE_LISTEN=rdma:{rdmavm.GUEST_IP}:0
 status=0
 {TEST_CHANNEL} --tap -p /channel/rdma || status=1
 {TEST_ENGINE} --tap || status=1
+QTEST_QEMU_BINARY={QEMU} {QTEST} --tap -p /x86_64/blowfish/pool/short-cycle || status=1
 if {MEMNODE} --listen rdma:10.9.9.9:0 --capacity 1M 2>/tmp/err; then
     echo "not ok - memnode listened on an address no device has"; status=1
 elif grep -q "cannot listen on rdma:10.9.9.9:0" /tmp/err; then
@@ -63,7 +71,8 @@ def main():
         print(f"1..0 # SKIP {why}")
         return 0
     status, output = rdmavm.run_in_rdma_guest(
-        [MEMNODE, TEST_CHANNEL, TEST_ENGINE], SCRIPT, timeout=600, log=lambda line: None,
+        [MEMNODE, TEST_CHANNEL, TEST_ENGINE, QEMU, QTEST] + FIRMWARE, SCRIPT, timeout=600,
+        log=lambda line: None,
         kernel_args="tsc=reliable")     # a TSC clocksource: fault latencies are microseconds
     results = []
     for line in output.splitlines():
@@ -79,7 +88,13 @@ def main():
             rest += " (skipped in the RDMA guest)"
         failed |= not ok
         print(f"{'ok' if ok else 'not ok'} {n} {name}{rest}")
-    if n < 22:
+    # The engine's and QEMU's pool tests say where their node is: it must be RDMA.
+    over_rdma = output.count(f"memory node at rdma:{rdmavm.GUEST_IP}:")
+    if over_rdma < 2:
+        failed = True
+        n += 1
+        print(f"not ok {n} - only {over_rdma} pool tests ran against an RDMA memnode")
+    if n < 23:
         failed = True
         n += 1
         print(f"not ok {n} - the guest ran {len(results)} subtests")
