@@ -24,6 +24,7 @@ struct BfNodeRdma {
     int wake_fd;                    /* eventfd: stop */
     GThread *thread;
     GPtrArray *conns;               /* BfNodeRdmaConn */
+    struct ibv_context *accepting;  /* the device of the connection being accepted */
 };
 
 /* What a session's extents are lent through. */
@@ -49,15 +50,14 @@ typedef struct {
     char *peer;
 } BfNodeRdmaConn;
 
-/* The device the listener's pending connection request arrived on, for session_new. */
-static __thread struct ibv_context *bf_node_rdma_request_verbs;
-
 static gpointer bf_node_rdma_session_new(const uint8_t id[BF_PROTO_SESSION_SIZE],
                                          gpointer opaque, GError **errp)
 {
+    BfNodeRdma *node = opaque;
     BfNodeRdmaSession *s = g_new0(BfNodeRdmaSession, 1);
 
-    s->verbs = bf_node_rdma_request_verbs;
+    /* A session is made for its first connection, on that connection's device. */
+    s->verbs = node->accepting;
     s->pd = ibv_alloc_pd(s->verbs);
     if (!s->pd) {
         g_set_error(errp, BF_ERROR, BF_ERROR_FAILED, "cannot allocate a protection domain: "
@@ -388,7 +388,7 @@ static void bf_node_rdma_accept(BfNodeRdma *node, struct rdma_cm_event *event)
                                     event->param.conn.private_data_len, session, &err)) {
         goto reject;
     }
-    bf_node_rdma_request_verbs = id->verbs;
+    node->accepting = id->verbs;
     c->session = bf_extents_connect(node->extents, session, &err);
     if (!c->session) {
         goto reject;
