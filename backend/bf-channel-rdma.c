@@ -91,11 +91,6 @@ typedef struct {
     char call_message[BF_PROTO_MAX_MESSAGE + 1];
 } BfChannelRdma;
 
-static gint64 bf_deadline(int timeout_ms)
-{
-    return timeout_ms < 0 ? -1 : g_get_monotonic_time() + (gint64)timeout_ms * 1000;
-}
-
 static BfGrantTable *bf_grant_table_get(const BfEndpoint *endpoint, const BfHello *hello)
 {
     g_autofree char *where = bf_endpoint_to_string(endpoint);
@@ -468,10 +463,11 @@ static gboolean bf_rdma_post_data(BfChannelRdma *ch, BfRequest *req, uint32_t in
     uint32_t n = 0;
     int err;
 
-    for (uint32_t first = 0; first < req->count; first += bf_rdma_run(req, first)) {
+    for (uint32_t first = 0, run; first < req->count; first += run) {
         BfProtoError code;
         BfGrant grant;
 
+        run = bf_rdma_run(req, first);
         if (!bf_rdma_grant(ch, req->pages[first] / BF_PROTO_EXTENT_PAGES, !reading, deadline,
                            &grant, &code, req->pool_message, errp)) {
             return FALSE;
@@ -482,7 +478,7 @@ static gboolean bf_rdma_post_data(BfChannelRdma *ch, BfRequest *req, uint32_t in
         }
         ch->sges[n] = (struct ibv_sge) {
             .addr = (uintptr_t)(bounce + (uint64_t)first * BF_PROTO_PAGE_SIZE),
-            .length = bf_rdma_run(req, first) * BF_PROTO_PAGE_SIZE,
+            .length = run * BF_PROTO_PAGE_SIZE,
             .lkey = ch->bounce_mr->lkey,
         };
         ch->wrs[n] = (struct ibv_send_wr) {
@@ -514,7 +510,7 @@ static gboolean bf_rdma_post_data(BfChannelRdma *ch, BfRequest *req, uint32_t in
 static gboolean bf_rdma_submit(BfChannel *channel, BfRequest *req, GError **errp)
 {
     BfChannelRdma *ch = (BfChannelRdma *)channel;
-    gint64 deadline = bf_deadline(ch->timeout_ms);
+    gint64 deadline = bf_channel_deadline(ch->timeout_ms);
     uint8_t payload[8 + 8 * BF_PROTO_MAX_PAGES];
     uint32_t index, length;
     BfRdmaPending *p = NULL;
@@ -606,7 +602,7 @@ static BfRequest *bf_rdma_complete(BfChannel *channel, int timeout_ms, GError **
     BfChannelRdma *ch = (BfChannelRdma *)channel;
     BfRequest *req = g_queue_peek_head(&channel->inflight);
     BfRdmaPending *p = &ch->pending[req->tag];
-    gint64 deadline = bf_deadline(timeout_ms);
+    gint64 deadline = bf_channel_deadline(timeout_ms);
 
     g_assert(p->req == req);
     while (p->waits) {
@@ -623,7 +619,7 @@ static gboolean bf_rdma_stats(BfChannel *channel, int timeout_ms, BfPoolStats *s
 {
     BfChannelRdma *ch = (BfChannelRdma *)channel;
 
-    if (!bf_rdma_call(ch, BF_MSG_STATS, NULL, 0, BF_MSG_STATS_OK, bf_deadline(timeout_ms),
+    if (!bf_rdma_call(ch, BF_MSG_STATS, NULL, 0, BF_MSG_STATS_OK, bf_channel_deadline(timeout_ms),
                       errp)) {
         return FALSE;
     }
@@ -678,7 +674,7 @@ static void bf_rdma_close(BfChannel *channel, gboolean drop_session)
     }
     if (drop_session && !ch->broken) {
         /* Best effort: a node that is gone keeps the pages until it drops the session. */
-        bf_rdma_call(ch, BF_MSG_BYE, NULL, 0, BF_MSG_BYE_OK, bf_deadline(1000), NULL);
+        bf_rdma_call(ch, BF_MSG_BYE, NULL, 0, BF_MSG_BYE_OK, bf_channel_deadline(1000), NULL);
         if (!ch->broken) {
             g_mutex_lock(&ch->grants->lock);
             g_hash_table_remove_all(ch->grants->grants);
@@ -788,7 +784,7 @@ BfChannel *bf_channel_rdma_connect(const BfEndpoint *endpoint, const BfHello *he
                                    int timeout_ms, GError **errp)
 {
     BfChannelRdma *ch;
-    gint64 deadline = bf_deadline(timeout_ms);
+    gint64 deadline = bf_channel_deadline(timeout_ms);
     uint8_t payload[BF_PROTO_MAX_NAME + 32];
     uint64_t free_pages;
     uint32_t length;

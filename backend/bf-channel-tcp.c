@@ -18,11 +18,6 @@ typedef struct {
     struct iovec iov[1 + BF_PROTO_MAX_PAGES];
 } BfChannelTcp;
 
-static gint64 bf_deadline(int timeout_ms)
-{
-    return timeout_ms < 0 ? -1 : g_get_monotonic_time() + (gint64)timeout_ms * 1000;
-}
-
 static gboolean bf_tcp_protocol_error(GError **errp, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 
 static gboolean bf_tcp_protocol_error(GError **errp, const char *fmt, ...)
@@ -109,7 +104,7 @@ static BfRequest *bf_tcp_complete(BfChannel *channel, int timeout_ms, GError **e
 {
     BfChannelTcp *ch = (BfChannelTcp *)channel;
     BfRequest *req = g_queue_peek_head(&channel->inflight);
-    gint64 deadline = bf_deadline(timeout_ms);
+    gint64 deadline = bf_channel_deadline(timeout_ms);
     uint8_t count[8];
     BfMsgHeader header;
 
@@ -153,7 +148,7 @@ static gboolean bf_tcp_stats(BfChannel *channel, int timeout_ms, BfPoolStats *st
 {
     BfChannelTcp *ch = (BfChannelTcp *)channel;
     uint8_t msg[BF_PROTO_HEADER_SIZE], payload[24];
-    gint64 deadline = bf_deadline(timeout_ms);
+    gint64 deadline = bf_channel_deadline(timeout_ms);
     uint32_t tag = ch->next_tag++;
     BfMsgHeader header;
     BfProtoError code;
@@ -191,7 +186,7 @@ static void bf_tcp_close(BfChannel *channel, gboolean drop_session)
         /* Best effort: a node that is gone keeps the pages until it drops the session. */
         bf_proto_put_header(bye, BF_MSG_BYE, 0, tag);
         if (bf_socket_send(ch->fd, bye, sizeof(bye), NULL)) {
-            bf_tcp_recv_reply(ch, tag, bf_deadline(1000), &header, &code, message, NULL);
+            bf_tcp_recv_reply(ch, tag, bf_channel_deadline(1000), &header, &code, message, NULL);
         }
     }
     close(ch->fd);
@@ -211,7 +206,7 @@ BfChannel *bf_channel_tcp_connect(const BfEndpoint *endpoint, const BfHello *hel
     g_autofree BfChannelTcp *ch = g_new0(BfChannelTcp, 1);
     uint8_t msg[BF_PROTO_HEADER_SIZE + 32 + BF_PROTO_MAX_NAME];
     uint8_t payload[16];
-    gint64 deadline = bf_deadline(timeout_ms);
+    gint64 deadline = bf_channel_deadline(timeout_ms);
     uint64_t free_pages;
     BfMsgHeader header;
     BfProtoError code;

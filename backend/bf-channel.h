@@ -65,6 +65,12 @@ gboolean bf_channel_call(BfChannel *channel, BfRequest *req, int timeout_ms, GEr
 
 guint bf_channel_inflight(BfChannel *channel);
 
+/* The monotonic time (us) @timeout_ms from now; -1 (no deadline) for a negative timeout. */
+static inline gint64 bf_channel_deadline(int timeout_ms)
+{
+    return timeout_ms < 0 ? -1 : g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+}
+
 /* What the node holds, for this session and in all. Only with nothing in flight. */
 gboolean bf_channel_stats(BfChannel *channel, int timeout_ms, BfPoolStats *stats,
                           GError **errp);

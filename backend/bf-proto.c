@@ -55,9 +55,7 @@ static const struct {
     [BF_MSG_RELEASE_OK] = { 8, 8 + 8 * BF_PROTO_MAX_PAGES },
 };
 
-static gboolean bf_proto_fail(GError **errp, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
-
-static gboolean bf_proto_fail(GError **errp, const char *fmt, ...)
+gboolean bf_proto_fail(GError **errp, const char *fmt, ...)
 {
     va_list ap;
     char *msg;

@@ -106,6 +106,9 @@ typedef struct {
 
 const char *bf_msg_type_name(BfMsgType type);
 
+/* Sets a BF_ERROR_PROTOCOL error, "protocol error: " and the message; returns FALSE. */
+gboolean bf_proto_fail(GError **errp, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+
 void bf_proto_put_header(uint8_t out[BF_PROTO_HEADER_SIZE], BfMsgType type,
                          uint32_t length, uint32_t tag);
 /* Checks magic, version, type and that the length is within the type's bounds. */

@@ -14,7 +14,6 @@ A 1 GiB test guest fills 768 MiB, then frees it. Measured in the same run:
 Writes bench/results/free-reclaim-DATE.json and prints a table.
 """
 
-import datetime
 import os
 import sys
 import time
@@ -89,8 +88,7 @@ def main():
     if why:
         print(f"free-reclaim: {why}")
         return 2
-    results = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-               "ram_mib": RAM_MB, "freed_mib": FREED_MB}
+    results = {"ram_mib": RAM_MB, "freed_mib": FREED_MB}
     with Memnode() as node:
         results["blowfish"] = blowfish(node)
         results["blowfish_order5"] = blowfish(node, "bfwork.reporting_order=5")

@@ -18,7 +18,6 @@ memory: the backend's resident bytes; for memfd, QEMU's resident shared memory).
 Writes bench/results/reclamation-ratio-DATE.json and prints a table.
 """
 
-import datetime
 import os
 import re
 import sys
@@ -78,8 +77,7 @@ def main():
     if why:
         print(f"reclamation-ratio: {why}")
         return 2
-    results = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-               "ram_mib": RAM_MB, "workload": STEPS, "runs": {}}
+    results = {"ram_mib": RAM_MB, "workload": STEPS, "runs": {}}
     results["runs"]["all-local"] = run("memfd")
     with Memnode() as node:
         for share in (1.0, 0.5, 0.25, 0.125):

@@ -38,7 +38,8 @@ class GuestError(Exception):
 
 
 def write_results(name, results):
-    """Writes @results to bench/results/NAME-DATE.json; returns the path, relative."""
+    """Writes @results, dated, to bench/results/NAME-DATE.json; returns the path, relative."""
+    results = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(), **results}
     directory = os.path.join(TOP, "bench", "results")
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, f"{name}-{datetime.date.today().isoformat()}.json")

@@ -33,20 +33,6 @@ struct BfExtents {
     uint64_t nr_lent;
 };
 
-static gboolean bf_extents_fail(GError **errp, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
-
-static gboolean bf_extents_fail(GError **errp, const char *fmt, ...)
-{
-    va_list ap;
-    g_autofree char *msg = NULL;
-
-    va_start(ap, fmt);
-    msg = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-    g_set_error(errp, BF_ERROR, BF_ERROR_PROTOCOL, "protocol error: %s", msg);
-    return FALSE;
-}
-
 static void bf_extent_take_back(BfExtents *x, BfExtentSession *s, BfExtent *e)
 {
     x->ops->take_back(e->lent);
@@ -141,7 +127,7 @@ gboolean bf_extents_hello(BfExtents *x, BfExtentSession *s, const BfHello *hello
 {
     *code = 0;
     if (memcmp(hello->session, s->id, sizeof(s->id)) != 0) {
-        return bf_extents_fail(errp, "HELLO for another session than the connection's");
+        return bf_proto_fail(errp, "HELLO for another session than the connection's");
     }
     if (s->pages && s->pages != hello->pages) {
         *code = BF_PROTO_ERR_NO_SESSION;
@@ -209,7 +195,7 @@ gboolean bf_extents_commit(BfExtents *x, BfExtentSession *s, const BfPageList *p
         uint64_t extent = bf_proto_page_number(pages, i) / BF_PROTO_EXTENT_PAGES;
 
         if (!g_hash_table_contains(s->extents, &extent)) {
-            return bf_extents_fail(errp, "COMMIT of page %" G_GUINT64_FORMAT " in extent %"
+            return bf_proto_fail(errp, "COMMIT of page %" G_GUINT64_FORMAT " in extent %"
                                    G_GUINT64_FORMAT ", which the session was not lent",
                                    (guint64)bf_proto_page_number(pages, i), (guint64)extent);
         }
