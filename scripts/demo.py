@@ -15,11 +15,22 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(TOP, "build", "qemu", "src", "python"))
 
 from qemu.qmp.legacy import QEMUMonitorProtocol  # noqa: E402
+
+
+def plain(value):
+    """The qemu.qmp library's reply objects (mappings that json.dumps prints as {}) as plain
+    Python values."""
+    if isinstance(value, Mapping):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    return value
 
 
 def main() -> int:
@@ -37,15 +48,21 @@ def main() -> int:
             qmp.accept(timeout=30)
             time.sleep(2)   # let SeaBIOS run
             print("\n-> query-blowfish")
-            print(json.dumps(qmp.cmd("query-blowfish"), indent=2))
+            print(json.dumps(plain(qmp.cmd("query-blowfish")), indent=2))
             print("\n-> info blowfish")
             print(qmp.cmd("human-monitor-command", **{"command-line": "info blowfish"}))
             qmp.cmd("quit")
             return proc.wait(timeout=30)
+        except EOFError:
+            # QEMU quits and closes the socket, sometimes before its reply is read.
+            return proc.wait(timeout=30)
         finally:
             if proc.poll() is None:
                 proc.kill()
-            qmp.close()
+            try:
+                qmp.close()
+            except EOFError:
+                pass
 
 
 if __name__ == "__main__":
