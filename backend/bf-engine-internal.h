@@ -4,13 +4,14 @@
  * eviction, restore-all, pool connection). Not for use outside backend/.
  *
  * Threads and what they may touch:
- * - the fault thread reads the userfaultfd and resolves faults (zero-fill, map back, fetch);
- *   it never touches guest RAM through the registered mapping, and never blocks on anything
+ * - the fault thread reads the userfaultfd and resolves faults (zero-fill, map back, fetch),
+ *   and frees what QEMU discarded or the guest hinted free; it never touches guest RAM through the registered mapping, and never blocks on anything
  *   but its own pool channel;
  * - the reclaim thread samples page use, evicts, restores everything on request, and
  *   (re)connects the pool, handing the fault thread its channel;
  * - any thread (QEMU's) may call the public API, which only reads counters, changes the
- *   limit and wakes the reclaim thread.
+ *   limit, wakes the reclaim thread, queues free page hints for the fault thread and marks
+ *   and write-protects pages for a hint round.
  * Page metadata changes only by compare-and-swap (bf-pages.h); the rest is below.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
@@ -74,6 +75,11 @@ struct BfEngine {
     BfChannel *fault_channel;       /* a connected channel offered to the fault thread */
     GArray *refetch;                /* pages the fault thread must fetch (uint64_t) */
     GArray *pool_free;              /* pages whose pool copy the reclaim thread frees */
+    bool hinting;                   /* a free page hint round is on (bf_engine_hint_begin) */
+    GArray *hinted;                 /* [first, end) page ranges hinted free, for the fault
+                                     * thread to free (pairs of uint64_t) */
+    uint64_t hints_queued;          /* ranges hinted and not freed yet */
+    GCond hint_cond;                /* signalled when the fault thread has freed some */
     GCond cond;                     /* the reclaim thread sleeps on it */
 
     _Atomic bool fault_stop;
@@ -99,6 +105,7 @@ struct BfEngine {
     _Atomic uint64_t scan_ns;
     _Atomic uint64_t scan_samples;
     _Atomic uint64_t free_reports;  /* discards by QEMU (free page reporting, balloon) */
+    _Atomic uint64_t free_hinted;   /* resident or remote pages freed on a free page hint */
     _Atomic uint64_t pool_stored;   /* pages the node says it holds for us (each period) */
     BfLatency fault_latency;
     BfLatency free_latency;         /* time to free a discarded range */

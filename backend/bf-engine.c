@@ -152,6 +152,18 @@ static void bf_engine_resolved(BfEngine *e, uint64_t page, int ret, const char *
     }
 }
 
+/*
+ * @npages pages from @page are about to be mapped writable: writes to them go unseen from
+ * then on, so a free page hint must no longer free them.
+ */
+static void bf_engine_writable(BfEngine *e, uint64_t page, uint64_t npages)
+{
+    for (uint64_t i = 0; i < npages; i++) {
+        atomic_fetch_and_explicit(&e->pages[page + i], (uint16_t)~BF_PAGE_HINTABLE,
+                                  memory_order_acq_rel);
+    }
+}
+
 void bf_engine_map_back(BfEngine *e, uint64_t page, bool wp)
 {
     if (wp && !e->continue_wp) {
@@ -167,6 +179,9 @@ void bf_engine_map_back(BfEngine *e, uint64_t page, bool wp)
         }
         wp = false;
     }
+    if (!wp) {
+        bf_engine_writable(e, page, 1);
+    }
     bf_engine_resolved(e, page, BF_RETRY(e, bf_uffd_continue(e->uffd, bf_page_addr(e, page),
                                                              BF_PAGE_SIZE, wp)),
                        "UFFDIO_CONTINUE");
@@ -174,6 +189,7 @@ void bf_engine_map_back(BfEngine *e, uint64_t page, bool wp)
 
 void bf_engine_zero_fill(BfEngine *e, uint64_t page)
 {
+    bf_engine_writable(e, page, 1);
     bf_engine_resolved(e, page, BF_RETRY(e, bf_uffd_zeropage(e->uffd, bf_page_addr(e, page),
                                                              BF_PAGE_SIZE)),
                        "UFFDIO_ZEROPAGE");
@@ -181,6 +197,7 @@ void bf_engine_zero_fill(BfEngine *e, uint64_t page)
 
 void bf_engine_zero_fill_run(BfEngine *e, uint64_t page, uint64_t npages)
 {
+    bf_engine_writable(e, page, npages);
     if (npages > 1 && BF_RETRY(e, bf_uffd_zeropage(e->uffd, bf_page_addr(e, page),
                                                    npages * BF_PAGE_SIZE)) == 0) {
         return;
@@ -192,6 +209,9 @@ void bf_engine_zero_fill_run(BfEngine *e, uint64_t page, uint64_t npages)
 
 void bf_engine_place(BfEngine *e, uint64_t page, const void *data, bool wp)
 {
+    if (!wp) {
+        bf_engine_writable(e, page, 1);
+    }
     bf_engine_resolved(e, page, BF_RETRY(e, bf_uffd_copy(e->uffd, bf_page_addr(e, page), data,
                                                          BF_PAGE_SIZE, wp)),
                        "UFFDIO_COPY");
@@ -199,6 +219,7 @@ void bf_engine_place(BfEngine *e, uint64_t page, const void *data, bool wp)
 
 void bf_engine_unprotect(BfEngine *e, uint64_t page)
 {
+    bf_engine_writable(e, page, 1);
     bf_engine_resolved(e, page, BF_RETRY(e, bf_uffd_writeprotect(e->uffd,
                                                                  bf_page_addr(e, page),
                                                                  BF_PAGE_SIZE, false)),
@@ -208,6 +229,9 @@ void bf_engine_unprotect(BfEngine *e, uint64_t page)
 void bf_engine_place_run(BfEngine *e, uint64_t page, const uint8_t *data, uint64_t npages,
                          bool wp)
 {
+    if (!wp) {
+        bf_engine_writable(e, page, npages);
+    }
     if (npages > 1 && bf_uffd_copy(e->uffd, bf_page_addr(e, page), data,
                                    npages * BF_PAGE_SIZE, wp) == 0) {
         return;
@@ -360,6 +384,8 @@ BfEngine *bf_engine_new(const BfEngineConfig *config, GError **errp)
     g_mutex_init(&e->pool_error_lock);
     g_mutex_init(&e->zap_lock);
     g_cond_init(&e->cond);
+    g_cond_init(&e->hint_cond);
+    e->hinted = g_array_new(FALSE, FALSE, sizeof(uint64_t));
     e->refetch = g_array_new(FALSE, FALSE, sizeof(uint64_t));
     e->pool_free = g_array_new(FALSE, FALSE, sizeof(uint64_t));
 
@@ -461,6 +487,8 @@ void bf_engine_free(BfEngine *e)
     }
     g_array_free(e->refetch, TRUE);
     g_array_free(e->pool_free, TRUE);
+    g_array_free(e->hinted, TRUE);
+    g_cond_clear(&e->hint_cond);
     g_cond_clear(&e->cond);
     g_mutex_clear(&e->zap_lock);
     g_mutex_clear(&e->lock);
@@ -523,6 +551,100 @@ gboolean bf_engine_restore_all(BfEngine *e, GError **errp)
     return TRUE;
 }
 
+/* Can the guest hint a page in this state free: is it idle, with nothing to lose? */
+static bool bf_engine_hintable(uint16_t m)
+{
+    switch (bf_page_state(m)) {
+    case BF_PAGE_RESIDENT:
+        return !(m & BF_PAGE_BUSY);
+    case BF_PAGE_REMOTE:
+    case BF_PAGE_ZERO:
+    case BF_PAGE_NEVER:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static void bf_engine_clear_hintable(BfEngine *e)
+{
+    for (uint64_t p = 0; p < e->npages; p++) {
+        atomic_fetch_and_explicit(&e->pages[p], (uint16_t)~BF_PAGE_HINTABLE,
+                                  memory_order_acq_rel);
+    }
+}
+
+gboolean bf_engine_hint_begin(BfEngine *e, GError **errp)
+{
+    int ret;
+
+    g_mutex_lock(&e->lock);
+    if (e->hinting) {
+        g_mutex_unlock(&e->lock);
+        g_set_error(errp, BF_ERROR, BF_ERROR_INVALID, "a free page hint round is in progress");
+        return FALSE;
+    }
+    e->hinting = true;
+    g_mutex_unlock(&e->lock);
+
+    /*
+     * Mark the idle pages, then write-protect all of guest RAM: a page written after this
+     * faults first, and mapping it writable clears its mark (bf_engine_writable()). A page
+     * held by a thread now is left unmarked: it may be mapped writable without a fault.
+     */
+    for (uint64_t p = 0; p < e->npages; p++) {
+        BfPageMeta *meta = &e->pages[p];
+        uint16_t m = bf_page_load(meta);
+
+        while (bf_engine_hintable(m) && !(m & BF_PAGE_HINTABLE) &&
+               !bf_page_cas(meta, &m, m | BF_PAGE_HINTABLE)) {
+        }
+    }
+    ret = BF_RETRY(e, bf_uffd_writeprotect(e->uffd, (uintptr_t)e->guest, e->size, true));
+    if (ret < 0) {
+        bf_engine_clear_hintable(e);
+        g_mutex_lock(&e->lock);
+        e->hinting = false;
+        g_mutex_unlock(&e->lock);
+        g_set_error(errp, BF_ERROR, BF_ERROR_FAILED,
+                    "cannot write-protect guest RAM: %s", g_strerror(-ret));
+        return FALSE;
+    }
+    return TRUE;
+}
+
+void bf_engine_hint_free(BfEngine *e, uint64_t offset, uint64_t len)
+{
+    uint64_t start = MIN(offset, e->size);
+    /* Whole pages only: a partial page at either end is kept. */
+    uint64_t range[2] = {
+        (start + BF_PAGE_SIZE - 1) / BF_PAGE_SIZE,
+        (start + MIN(len, e->size - start)) / BF_PAGE_SIZE,
+    };
+
+    if (range[0] >= range[1]) {
+        return;
+    }
+    g_mutex_lock(&e->lock);
+    if (e->hinting) {
+        g_array_append_vals(e->hinted, range, 2);
+        e->hints_queued++;
+    }
+    g_mutex_unlock(&e->lock);
+    bf_engine_wake_fault_thread(e);
+}
+
+void bf_engine_hint_end(BfEngine *e)
+{
+    g_mutex_lock(&e->lock);
+    while (e->hints_queued) {
+        g_cond_wait(&e->hint_cond, &e->lock);
+    }
+    e->hinting = false;
+    g_mutex_unlock(&e->lock);
+    bf_engine_clear_hintable(e);
+}
+
 void bf_engine_get_stats(BfEngine *e, BfEngineStats *stats)
 {
     struct stat st;
@@ -552,6 +674,7 @@ void bf_engine_get_stats(BfEngine *e, BfEngineStats *stats)
     stats->scan_ns = bf_counter(&e->scan_ns);
     stats->scan_samples = bf_counter(&e->scan_samples);
     stats->free_reports = bf_counter(&e->free_reports);
+    stats->free_hinted = bf_counter(&e->free_hinted) * BF_PAGE_SIZE;
     stats->free_latency_p50_ns = bf_latency_percentile(&e->free_latency, 50);
     stats->free_latency_p99_ns = bf_latency_percentile(&e->free_latency, 99);
     g_mutex_lock(&e->pool_error_lock);

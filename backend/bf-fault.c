@@ -73,7 +73,8 @@ static void bf_fault_defer(BfFaultCtx *c, uint64_t page, gint64 t0)
 /* Claims a remote page for fetching; FALSE if someone else changed it first. */
 static bool bf_fault_claim_remote(BfFaultCtx *c, uint64_t page, uint16_t *m, gint64 t0)
 {
-    uint16_t new = BF_PAGE_FETCHING | (*m & BF_PAGE_POOL_COPY) | (t0 ? BF_PAGE_WANTED : 0);
+    uint16_t new = BF_PAGE_FETCHING | (*m & (BF_PAGE_POOL_COPY | BF_PAGE_HINTABLE)) |
+                   (t0 ? BF_PAGE_WANTED : 0);
     BfPending p = { page, t0 };
 
     if (!bf_page_cas(&c->e->pages[page], m, new)) {
@@ -255,18 +256,18 @@ static BfFaultAction bf_fault_serve(BfFaultCtx *c, uint64_t page, uint64_t flags
 }
 
 /*
- * QEMU discarded [start, end) of guest RAM (the guest reported it free, or a balloon took
- * it): its mappings are already gone. Every idle page becomes FREE: punched out of the memfd,
- * its pool copy freed, and zero on its next touch. Faults on these pages are read after this
- * event, so they find them FREE. A page being evicted is marked DISCARDED and ends FREE; one
- * being mapped or fetched is kept (harmlessly: the guest does not use it).
+ * Frees the idle pages of [first, last): each becomes FREE, punched out of the memfd, its
+ * pool copy freed, and zero on its next touch. A page being mapped or fetched is kept
+ * (harmlessly: the guest does not use it). @hinted: the guest hinted the range free, and
+ * only pages still HINTABLE go (punching drops their mappings); a page being evicted is kept
+ * too. Otherwise QEMU discarded the range and its mappings are gone: a page being evicted is
+ * marked DISCARDED and ends FREE. Returns how many pages held memory (here or in the pool).
  */
-static void bf_fault_discarded(BfFaultCtx *c, uint64_t start, uint64_t end, gint64 t0)
+static uint64_t bf_fault_free_pages(BfFaultCtx *c, uint64_t first, uint64_t last,
+                                    bool hinted)
 {
     BfEngine *e = c->e;
-    uint64_t first = (start - (uintptr_t)e->guest) / BF_PAGE_SIZE;
-    uint64_t last = MIN((end - (uintptr_t)e->guest) / BF_PAGE_SIZE, e->npages);
-    uint64_t run_start = 0, run_len = 0;
+    uint64_t run_start = 0, run_len = 0, held = 0;
     bool pool_copies = false;
 
     for (uint64_t p = first; p <= last; p++) {
@@ -276,9 +277,12 @@ static void bf_fault_discarded(BfFaultCtx *c, uint64_t start, uint64_t end, gint
         while (p < last) {
             BfPageState state = bf_page_state(m);
 
+            if (hinted && !(m & BF_PAGE_HINTABLE)) {
+                break;      /* written since the round began, or held by a thread */
+            }
             if (state == BF_PAGE_EVICTING || state == BF_PAGE_PUNCHING) {
-                /* The eviction finishes it as FREE. */
-                if ((m & BF_PAGE_DISCARDED) ||
+                /* The eviction finishes a discarded page as FREE. */
+                if (hinted || (m & BF_PAGE_DISCARDED) ||
                     bf_page_cas(&e->pages[p], &m, m | BF_PAGE_DISCARDED)) {
                     break;
                 }
@@ -296,6 +300,7 @@ static void bf_fault_discarded(BfFaultCtx *c, uint64_t start, uint64_t end, gint
                 pool_copies = true;
             }
             punch = state == BF_PAGE_RESIDENT;
+            held += state == BF_PAGE_RESIDENT || state == BF_PAGE_REMOTE;
             bf_count(state == BF_PAGE_RESIDENT ? &e->nr_resident :
                      state == BF_PAGE_REMOTE ? &e->nr_remote :
                      state == BF_PAGE_ZERO ? &e->nr_zero : &e->nr_free,
@@ -314,11 +319,53 @@ static void bf_fault_discarded(BfFaultCtx *c, uint64_t start, uint64_t end, gint
         run_start = p;
         run_len = punch;
     }
-    bf_count(&e->free_reports, 1);
-    bf_latency_record(&e->free_latency, bf_now_ns() - t0);
     if (pool_copies) {
         bf_engine_kick_reclaim(e);
     }
+    return held;
+}
+
+/*
+ * QEMU discarded [start, end) of guest RAM (the guest reported it free, or a balloon took
+ * it): its mappings are already gone, and faults on these pages are read after this event,
+ * so they find them FREE.
+ */
+static void bf_fault_discarded(BfFaultCtx *c, uint64_t start, uint64_t end, gint64 t0)
+{
+    BfEngine *e = c->e;
+    uint64_t first = (start - (uintptr_t)e->guest) / BF_PAGE_SIZE;
+    uint64_t last = MIN((end - (uintptr_t)e->guest) / BF_PAGE_SIZE, e->npages);
+
+    bf_fault_free_pages(c, first, last, false);
+    bf_count(&e->free_reports, 1);
+    bf_latency_record(&e->free_latency, bf_now_ns() - t0);
+}
+
+/*
+ * The ranges the guest hinted free (bf_engine_hint_free()). Freed here, between faults: a
+ * fault on one of their pages raised meanwhile is read after, and finds it FREE and punched.
+ */
+static void bf_fault_free_hinted(BfFaultCtx *c)
+{
+    BfEngine *e = c->e;
+    g_autoptr(GArray) hinted = NULL;
+    uint64_t held = 0;
+
+    g_mutex_lock(&e->lock);
+    hinted = e->hinted;
+    e->hinted = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+    g_mutex_unlock(&e->lock);
+
+    for (guint i = 0; i + 1 < hinted->len; i += 2) {
+        held += bf_fault_free_pages(c, g_array_index(hinted, uint64_t, i),
+                                    g_array_index(hinted, uint64_t, i + 1), true);
+    }
+    bf_count(&e->free_hinted, held);
+
+    g_mutex_lock(&e->lock);
+    e->hints_queued -= hinted->len / 2;
+    g_cond_broadcast(&e->hint_cond);
+    g_mutex_unlock(&e->lock);
 }
 
 /* The pages of @req arrived: place them (a run of consecutive pages per call). */
@@ -335,7 +382,8 @@ static void bf_fault_place(BfFaultCtx *c, BfRequest *req)
     }
 }
 
-/* The fetched page is placed: publish it resident and clean. */
+/* The fetched page is placed: publish it resident and clean (write-protected, so still
+ * HINTABLE if it was). */
 static void bf_fault_fetched(BfFaultCtx *c, const BfPending *p)
 {
     BfEngine *e = c->e;
@@ -343,6 +391,7 @@ static void bf_fault_fetched(BfFaultCtx *c, const BfPending *p)
     uint16_t m = bf_page_load(meta);
 
     while (!bf_page_cas(meta, &m, BF_PAGE_RESIDENT | BF_PAGE_CLEAN | BF_PAGE_POOL_COPY |
+                        (m & BF_PAGE_HINTABLE) |
                         ((m & BF_PAGE_WANTED) ? BF_PAGE_ACCESSED : 0))) {
     }
     bf_engine_wake_if_wanted(e, p->page, m);
@@ -513,7 +562,7 @@ static void bf_fault_serve_messages(BfFaultCtx *c)
     }
 }
 
-/* A wake-up: a new channel, pages to refetch, or room under the limit. */
+/* A wake-up: a new channel, free page hints, pages to refetch, or room under the limit. */
 static void bf_fault_woken(BfFaultCtx *c)
 {
     BfEngine *e = c->e;
@@ -535,6 +584,7 @@ static void bf_fault_woken(BfFaultCtx *c)
         bf_channel_close(c->channel, false);
         c->channel = offered;
     }
+    bf_fault_free_hinted(c);
     /* Pages a failed restore-all gave back while faults waited on them. */
     for (guint i = 0; i < refetch->len; i++) {
         bf_fault_dispatch(c, g_array_index(refetch, uint64_t, i), 0, bf_now_ns());

@@ -9,6 +9,8 @@
  *   bit  7     WANTED    a fault waits for the page while it is being evicted
  *   bit  8     POOL_COPY the pool holds a copy (maybe stale): free it when the page dies
  *   bit  9     DISCARDED the guest freed it while it was being evicted: it ends FREE
+ *   bit 10     HINTABLE  not written since the free page hint round began: if the guest
+ *                        hints it free, it can go (bf_engine_hint_begin())
  *
  * States and who moves a page between them (see docs/design.md for the diagram):
  *
@@ -19,7 +21,8 @@
  *   EVICTING -> PUNCHING   reclaim thread, pool copy acknowledged, nobody waiting
  *   PUNCHING -> REMOTE     reclaim thread, hole punched in the memfd (ZERO if all zero,
  *                          FREE if DISCARDED)
- *   any idle -> FREE       fault thread, when QEMU discards the page (free page reporting)
+ *   any idle -> FREE       fault thread, when QEMU discards the page (free page reporting),
+ *                          or the guest hints it free while it is HINTABLE
  *   REMOTE   -> FETCHING   fault thread (on a fault or readahead) or restore-all
  *   FETCHING -> RESIDENT   whoever fetched it, after UFFDIO_COPY placed it (CLEAN)
  *
@@ -55,6 +58,7 @@ typedef enum {
 #define BF_PAGE_WANTED      0x0080u
 #define BF_PAGE_POOL_COPY   0x0100u
 #define BF_PAGE_DISCARDED   0x0200u
+#define BF_PAGE_HINTABLE    0x0400u
 
 typedef _Atomic uint16_t BfPageMeta;
 

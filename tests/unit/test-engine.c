@@ -431,6 +431,110 @@ static gpointer writer_thread(gpointer opaque)
     return NULL;
 }
 
+/*
+ * Free page hinting: the pages hinted free go (resident or remote, their pool copies too)
+ * unless written since the round began; outside a round a hint does nothing.
+ */
+static void test_free_hints(void)
+{
+    g_autoptr(BfStore) store = bf_store_new(256 * MiB);
+    BfEngineConfig config = make_config("hints", 32 * MiB, 32 * MiB, store);
+    g_autoptr(BfEngine) e = engine_or_skip(&config);
+    g_autoptr(GError) err = NULL;
+    BfEngineStats before, after;
+    BfStoreStats pool;
+    uint8_t *ram;
+
+    if (!e) {
+        return;
+    }
+    ram = bf_engine_guest_ram(e);
+    WAIT_FOR(e, st, st.pool_state == BF_POOL_CONNECTED);
+    fill(ram, 0, 32 * MiB, 61);
+    g_assert_true(bf_engine_set_local_limit(e, 16 * MiB, &err));
+    WAIT_FOR(e, st, st.resident <= 16 * MiB);
+    g_assert_true(bf_engine_set_local_limit(e, 32 * MiB, &err));
+    before = stats_of(e);
+    g_assert_cmpuint(before.remote, >=, 12 * MiB);
+
+    g_assert_true(bf_engine_hint_begin(e, &err));
+    g_assert_false(bf_engine_hint_begin(e, &err));
+    g_assert_error(err, BF_ERROR, BF_ERROR_INVALID);
+    g_clear_error(&err);
+    /* Written after the round began: kept, whether resident or remote before. */
+    fill(ram, 8 * MiB, 1 * MiB, 62);
+    fill(ram, 24 * MiB, 1 * MiB, 62);
+    /* Partial pages at the ends of a hint are kept too. */
+    bf_engine_hint_free(e, 100, 32 * MiB - 4 * PAGE);
+    bf_engine_hint_free(e, 32 * MiB - 4 * PAGE, 3 * PAGE);
+    bf_engine_hint_end(e);
+
+    after = stats_of(e);
+    g_assert_cmpuint(after.free, ==, 32 * MiB - 2 * MiB - 2 * PAGE);
+    g_assert_cmpuint(after.free_hinted - before.free_hinted, ==, after.free);
+    g_assert_cmpuint(after.free_reports, ==, before.free_reports);
+    g_assert_cmpuint(after.resident + after.remote + after.zero + after.free, ==, 32 * MiB);
+    check(ram, 0, PAGE, 61);
+    check(ram, 8 * MiB, 1 * MiB, 62);
+    check(ram, 24 * MiB, 1 * MiB, 62);
+    check(ram, 32 * MiB - PAGE, PAGE, 61);
+    for (uint64_t off = PAGE; off < 32 * MiB - PAGE; off += 512) {
+        if ((off < 8 * MiB || off >= 9 * MiB) && (off < 24 * MiB || off >= 25 * MiB)) {
+            g_assert_cmpuint(ram[off], ==, 0);
+        }
+    }
+    /* The pool lets go of the copies of freed pages. */
+    WAIT_FOR(e, st, st.pool_stored <= 2 * MiB);
+    bf_store_get_stats(store, &pool);
+    g_assert_cmpuint(pool.stored_pages, <=, 2 * MiB / PAGE);
+
+    /* Outside a round, hints do nothing. */
+    fill(ram, 0, 32 * MiB, 63);
+    bf_engine_hint_free(e, 0, 32 * MiB);
+    g_usleep(50 * 1000);
+    check(ram, 0, 32 * MiB, 63);
+    g_assert_cmpuint(stats_of(e).free, ==, 0);
+}
+
+/*
+ * The guest's balloon driver hands hinted pages back early under memory pressure, and the
+ * guest writes them while the hints are still on their way: whatever is written after the
+ * round began is never lost, however the hints and the writes interleave.
+ */
+static void test_free_hints_race(void)
+{
+    BfEngineConfig config = make_config("hint-race", 32 * MiB, 32 * MiB, NULL);
+    g_autoptr(BfEngine) e = engine_or_skip(&config);
+    g_autoptr(GError) err = NULL;
+    uint8_t *ram;
+
+    if (!e) {
+        return;
+    }
+    ram = bf_engine_guest_ram(e);
+    fill(ram, 0, 32 * MiB, 71);
+    for (int round = 0; round < 4; round++) {
+        WriterJob job = {
+            .ram = ram, .start = 16 * MiB, .len = 16 * MiB, .seed = 72 + round, .rounds = 1,
+        };
+        GThread *writer;
+
+        g_assert_true(bf_engine_hint_begin(e, &err));
+        writer = g_thread_new("writer", writer_thread, &job);
+        /* From the end, towards the writer: it writes some pages before their hint comes. */
+        for (uint64_t off = 32 * MiB; off > 16 * MiB; off -= 256 * 1024) {
+            bf_engine_hint_free(e, off - 256 * 1024, 256 * 1024);
+            g_usleep(500);
+        }
+        g_thread_join(writer);
+        bf_engine_hint_end(e);
+        check(ram, 0, 16 * MiB, 71);
+        check(ram, 16 * MiB, 16 * MiB, 72 + round);
+    }
+    g_test_message("of 64 MiB hinted, %" G_GUINT64_FORMAT " MiB freed, the rest kept: "
+                   "written first", (guint64)(stats_of(e).free_hinted / MiB));
+}
+
 /* Writers hammer their pages while eviction runs under them: no byte may be lost. */
 static void test_stress_writers(void)
 {
@@ -767,6 +871,8 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/evict/readahead", test_readahead);
     g_test_add_func("/engine/evict/coldest-first", test_coldest_first);
     g_test_add_func("/engine/free/discard", test_discard_frees);
+    g_test_add_func("/engine/free/hints", test_free_hints);
+    g_test_add_func("/engine/free/hints-race", test_free_hints_race);
     g_test_add_func("/engine/pool/node", test_pool_node);
     g_test_add_func("/engine/pool/stopped", test_pool_stopped);
     g_test_add_func("/engine/pool/killed", test_pool_killed);
