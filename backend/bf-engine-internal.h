@@ -106,6 +106,7 @@ struct BfEngine {
     _Atomic uint64_t scan_samples;
     _Atomic uint64_t free_reports;  /* discards by QEMU (free page reporting, balloon) */
     _Atomic uint64_t free_hinted;   /* resident or remote pages freed on a free page hint */
+    _Atomic uint64_t hint_kept;     /* resident pages hinted, but kept: not zero */
     _Atomic uint64_t pool_stored;   /* pages the node says it holds for us (each period) */
     BfLatency fault_latency;
     BfLatency free_latency;         /* time to free a discarded range */
@@ -119,6 +120,18 @@ static inline uint64_t bf_counter(_Atomic uint64_t *c)
 static inline void bf_count(_Atomic uint64_t *c, int64_t delta)
 {
     atomic_fetch_add_explicit(c, (uint64_t)delta, memory_order_relaxed);
+}
+
+static inline bool bf_page_is_zero(const uint8_t *page)
+{
+    const uint64_t *w = (const uint64_t *)page;
+
+    for (unsigned i = 0; i < BF_PAGE_SIZE / 8; i++) {
+        if (w[i]) {
+            return false;
+        }
+    }
+    return true;
 }
 
 static inline uint64_t bf_page_addr(BfEngine *e, uint64_t page)
@@ -154,8 +167,10 @@ void bf_engine_map_back(BfEngine *e, uint64_t page, bool wp);
 /* Places @npages consecutive pages from @data (consecutive too), with as few calls as can. */
 void bf_engine_place_run(BfEngine *e, uint64_t page, const uint8_t *data, uint64_t npages,
                          bool wp);
-/* Write-enables @page (a clean page's first write) and wakes its waiters. */
-void bf_engine_unprotect(BfEngine *e, uint64_t page);
+/* Write-protects @npages pages from @page (those mapped). */
+void bf_engine_protect(BfEngine *e, uint64_t page, uint64_t npages);
+/* Write-enables @npages pages from @page (held by the caller) and wakes their waiters. */
+void bf_engine_unprotect(BfEngine *e, uint64_t page, uint64_t npages);
 /* Zero-fills @page (absent from the memfd) with UFFDIO_ZEROPAGE and wakes its waiters. */
 void bf_engine_zero_fill(BfEngine *e, uint64_t page);
 /* Zero-fills @npages consecutive pages (absent from the memfd) with as few calls as can. */

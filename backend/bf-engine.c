@@ -217,12 +217,23 @@ void bf_engine_place(BfEngine *e, uint64_t page, const void *data, bool wp)
                        "UFFDIO_COPY");
 }
 
-void bf_engine_unprotect(BfEngine *e, uint64_t page)
+void bf_engine_protect(BfEngine *e, uint64_t page, uint64_t npages)
 {
-    bf_engine_writable(e, page, 1);
+    int ret = BF_RETRY(e, bf_uffd_writeprotect(e->uffd, bf_page_addr(e, page),
+                                               npages * BF_PAGE_SIZE, true));
+
+    if (ret < 0) {
+        g_error("blowfish %s: cannot write-protect guest RAM: %s", e->name, g_strerror(-ret));
+    }
+}
+
+void bf_engine_unprotect(BfEngine *e, uint64_t page, uint64_t npages)
+{
+    bf_engine_writable(e, page, npages);
     bf_engine_resolved(e, page, BF_RETRY(e, bf_uffd_writeprotect(e->uffd,
                                                                  bf_page_addr(e, page),
-                                                                 BF_PAGE_SIZE, false)),
+                                                                 npages * BF_PAGE_SIZE,
+                                                                 false)),
                        "UFFDIO_WRITEPROTECT");
 }
 
@@ -574,7 +585,7 @@ static void bf_engine_clear_hintable(BfEngine *e)
     }
 }
 
-gboolean bf_engine_hint_begin(BfEngine *e, GError **errp)
+gboolean bf_engine_hint_begin(BfEngine *e, gboolean track_writes, GError **errp)
 {
     int ret;
 
@@ -586,6 +597,9 @@ gboolean bf_engine_hint_begin(BfEngine *e, GError **errp)
     }
     e->hinting = true;
     g_mutex_unlock(&e->lock);
+    if (!track_writes) {
+        return TRUE;
+    }
 
     /*
      * Mark the idle pages, then write-protect all of guest RAM: a page written after this
@@ -675,6 +689,7 @@ void bf_engine_get_stats(BfEngine *e, BfEngineStats *stats)
     stats->scan_samples = bf_counter(&e->scan_samples);
     stats->free_reports = bf_counter(&e->free_reports);
     stats->free_hinted = bf_counter(&e->free_hinted) * BF_PAGE_SIZE;
+    stats->hint_kept = bf_counter(&e->hint_kept) * BF_PAGE_SIZE;
     stats->free_latency_p50_ns = bf_latency_percentile(&e->free_latency, 50);
     stats->free_latency_p99_ns = bf_latency_percentile(&e->free_latency, 99);
     g_mutex_lock(&e->pool_error_lock);

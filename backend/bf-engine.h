@@ -101,6 +101,8 @@ typedef struct BfEngineStats {
     uint64_t scan_samples;         /* mappings it dropped to sample use */
     uint64_t free_reports;         /* ranges QEMU discarded (free page reporting, balloon) */
     uint64_t free_hinted;          /* bytes of host memory and pool freed on free page hints */
+    uint64_t hint_kept;            /* bytes hinted free but kept: written, not zero, and the
+                                    * round did not track writes */
     uint64_t free_latency_p50_ns;  /* time to free a discarded range */
     uint64_t free_latency_p99_ns;
     BfPoolState pool_state;
@@ -162,18 +164,20 @@ gboolean bf_engine_restore_all(BfEngine *engine, GError **errp);
 
 /*
  * Free page hinting (virtio-balloon's, asked for on demand): the guest lends its free pages
- * to its balloon driver for a while and names them; the engine frees those it has not seen
- * written since the round began. The guest's driver does not touch them, but it may hand
- * them back to the guest early under memory pressure: any write from then on is seen by a
- * fault (guest RAM is write-protected for the round), and such a page is kept.
+ * to its balloon driver for a while and names them. The guest's driver does not touch them,
+ * but it may hand them back to the guest early under memory pressure, and a guest with
+ * init_on_alloc (the default of Debian's kernels) zeroes each as it lends it.
  *
  * bf_engine_hint_begin() starts a round, before the guest is asked; it fails if one is on.
+ * With @track_writes, every page nobody wrote since is freed when hinted: guest RAM is
+ * write-protected for the round, and a page's first write after costs a fault (one per
+ * 2 MiB block where the engine sees the guest writing). Either way a hinted page that reads
+ * all zero is freed: a round without tracking costs nothing, and suits a zeroing guest.
  * bf_engine_hint_free() (any thread) frees the whole pages of [offset, offset + len) that
- * nothing wrote since; outside a round it does nothing. bf_engine_hint_end() waits until
- * every hinted range is freed and ends the round: call it before the guest gets its pages
- * back. Every page's first write after a round costs a fault.
+ * qualify; outside a round it does nothing. bf_engine_hint_end() waits until every hinted
+ * range is done and ends the round: call it before the guest gets its pages back.
  */
-gboolean bf_engine_hint_begin(BfEngine *engine, GError **errp);
+gboolean bf_engine_hint_begin(BfEngine *engine, gboolean track_writes, GError **errp);
 void bf_engine_hint_free(BfEngine *engine, uint64_t offset, uint64_t len);
 void bf_engine_hint_end(BfEngine *engine);
 

@@ -23,6 +23,9 @@
 #define BF_FAULT_MAX_FETCH_REQUESTS 4
 /* First touches are served in aligned blocks of this many pages. */
 #define BF_FAULT_ZERO_AROUND 16
+/* Pages write-protected for a free page hint round are write-enabled in blocks of this many
+ * (2 MiB: a guest zeroes what it hints in 4 MiB blocks). */
+#define BF_FAULT_UNPROTECT_AROUND 512
 
 typedef struct {
     uint64_t page;
@@ -166,6 +169,43 @@ static void bf_fault_zero_fill_around(BfFaultCtx *c, uint64_t page)
     }
 }
 
+/*
+ * A write to a page write-protected for a free page hint round, not for being clean: the
+ * guest is writing that part of its RAM (a guest with init_on_alloc zeroes every page it
+ * hints), so write-enable the other such pages of its aligned block at once, rather than
+ * take a fault for each. They are no longer HINTABLE: if hinted, they go only if zero.
+ * Clean pages stay protected: their first write must be seen.
+ */
+static void bf_fault_unprotect_around(BfFaultCtx *c, uint64_t page)
+{
+    BfEngine *e = c->e;
+    uint64_t first = page & ~(uint64_t)(BF_FAULT_UNPROTECT_AROUND - 1);
+    uint64_t end = MIN(first + BF_FAULT_UNPROTECT_AROUND, e->npages);
+
+    for (uint64_t p = first; p < end;) {
+        uint64_t run = p;
+
+        while (p < end) {
+            BfPageMeta *meta = &e->pages[p];
+            uint16_t m = bf_page_load(meta);
+
+            if (bf_page_state(m) != BF_PAGE_RESIDENT || (m & (BF_PAGE_BUSY | BF_PAGE_CLEAN)) ||
+                !bf_page_cas(meta, &m, m | BF_PAGE_BUSY)) {
+                break;
+            }
+            p++;
+        }
+        if (run == p) {
+            p++;
+            continue;
+        }
+        bf_engine_unprotect(e, run, p - run);
+        for (uint64_t q = run; q < p; q++) {
+            bf_engine_release(e, q);
+        }
+    }
+}
+
 static BfFaultAction bf_fault_serve(BfFaultCtx *c, uint64_t page, uint64_t flags, gint64 t0);
 
 /* Serves a fault on @page (@flags: UFFD_PAGEFAULT_FLAG_*), read at @t0. */
@@ -198,8 +238,11 @@ static BfFaultAction bf_fault_serve(BfFaultCtx *c, uint64_t page, uint64_t flags
                                  BF_PAGE_ACCESSED)) {
                     continue;
                 }
-                bf_engine_unprotect(e, page);
+                bf_engine_unprotect(e, page, 1);
                 bf_engine_release(e, page);
+                if (!(m & BF_PAGE_CLEAN)) {
+                    bf_fault_unprotect_around(c, page);
+                }
                 bf_fault_done(c, t0);
                 return BF_FAULT_UNPROTECT;
             }
@@ -342,6 +385,85 @@ static void bf_fault_discarded(BfFaultCtx *c, uint64_t start, uint64_t end, gint
 }
 
 /*
+ * Of the hinted pages in [first, last) written since the round began, frees those that read
+ * all zero: a guest that initializes memory on allocation (init_on_alloc, on by default in
+ * Debian's kernels) zeroes every page it hints. Each run is claimed BUSY and write-protected
+ * before it is read, so a write meanwhile faults, and is served (on a zero page: nothing
+ * lost) only after. Up to BF_FAULT_MAX_FETCH_REQUESTS * BF_PROTO_MAX_PAGES pages at a time,
+ * read into the bounce buffer. Returns how many pages it freed.
+ */
+static uint64_t bf_fault_free_zeroed(BfFaultCtx *c, uint64_t first, uint64_t last)
+{
+    BfEngine *e = c->e;
+    uint64_t freed = 0;
+    bool pool_copies = false;
+
+    for (uint64_t chunk = first; chunk < last;) {
+        uint64_t end = MIN(last, chunk + BF_FAULT_MAX_FETCH_REQUESTS * BF_PROTO_MAX_PAGES);
+
+        for (uint64_t p = chunk; p < end;) {
+            uint64_t run = p;
+            uint64_t punch_start = 0, punch_len = 0;
+
+            /* Claim a run of idle resident pages. */
+            while (p < end) {
+                BfPageMeta *meta = &e->pages[p];
+                uint16_t m = bf_page_load(meta);
+
+                if (bf_page_state(m) != BF_PAGE_RESIDENT || (m & BF_PAGE_BUSY) ||
+                    !bf_page_cas(meta, &m, m | BF_PAGE_BUSY)) {
+                    break;
+                }
+                p++;
+            }
+            if (run == p) {
+                p++;
+                continue;
+            }
+            bf_engine_protect(e, run, p - run);
+            if (pread(e->memfd, c->bounce, (p - run) * BF_PAGE_SIZE,
+                      run * BF_PAGE_SIZE) != (ssize_t)((p - run) * BF_PAGE_SIZE)) {
+                g_error("blowfish %s: cannot read guest RAM from its memfd: %s", e->name,
+                        g_strerror(errno));
+            }
+            for (uint64_t q = run; q <= p; q++) {
+                BfPageMeta *meta = &e->pages[q];
+                uint16_t m;
+
+                if (q < p && bf_page_is_zero(c->bounce + (q - run) * BF_PAGE_SIZE)) {
+                    m = atomic_exchange(meta, BF_PAGE_FREE);
+                    if (m & BF_PAGE_POOL_COPY) {
+                        bf_engine_free_pool_copy(e, q);
+                        pool_copies = true;
+                    }
+                    bf_count(&e->nr_resident, -1);
+                    bf_count(&e->nr_free, 1);
+                    freed++;
+                    if (!punch_len) {
+                        punch_start = q;
+                    }
+                    punch_len++;
+                    continue;
+                }
+                if (punch_len) {
+                    bf_engine_punch(e, punch_start, punch_len);
+                    punch_len = 0;
+                }
+                if (q < p) {
+                    bf_engine_release(e, q);    /* in use, or not written this round: kept */
+                    bf_count(&e->hint_kept, 1);
+                }
+            }
+        }
+        chunk = end;
+    }
+    if (pool_copies) {
+        bf_engine_kick_reclaim(e);
+    }
+    return freed;
+}
+
+/*
  * The ranges the guest hinted free (bf_engine_hint_free()). Freed here, between faults: a
  * fault on one of their pages raised meanwhile is read after, and finds it FREE and punched.
  */
@@ -357,8 +479,11 @@ static void bf_fault_free_hinted(BfFaultCtx *c)
     g_mutex_unlock(&e->lock);
 
     for (guint i = 0; i + 1 < hinted->len; i += 2) {
-        held += bf_fault_free_pages(c, g_array_index(hinted, uint64_t, i),
-                                    g_array_index(hinted, uint64_t, i + 1), true);
+        uint64_t first = g_array_index(hinted, uint64_t, i);
+        uint64_t last = g_array_index(hinted, uint64_t, i + 1);
+
+        held += bf_fault_free_pages(c, first, last, true);
+        held += bf_fault_free_zeroed(c, first, last);
     }
     bf_count(&e->free_hinted, held);
 

@@ -226,18 +226,6 @@ static uint32_t bf_reclaim_pick(BfReclaimCtx *c, uint64_t *victims, uint32_t wan
     return n;
 }
 
-static bool bf_page_is_zero(const uint8_t *page)
-{
-    const uint64_t *w = (const uint64_t *)page;
-
-    for (unsigned i = 0; i < BF_PAGE_SIZE / 8; i++) {
-        if (w[i]) {
-            return false;
-        }
-    }
-    return true;
-}
-
 /* Hands a page that was WANTED back to the guest, from @data (or zero-filled). */
 static void bf_reclaim_give_back(BfEngine *e, uint64_t page, bool punched, bool zero,
                                  const void *data)

@@ -98,7 +98,7 @@ class Guest:
 
     def __init__(self, ram_mb, steps, pool=None, local_limit_mb=None, vcpus=1,
                  backend="blowfish", backend_opts="", extra_args=(), kernel_args="",
-                 free_page_reporting=True, timeout=600):
+                 free_page_reporting=True, free_page_hint=False, timeout=600):
         self.ram_mb = ram_mb
         self.deadline = time.monotonic() + timeout
         self.lines = []
@@ -125,9 +125,12 @@ class Guest:
                      "-kernel", VMLINUX, "-initrd", INITRAMFS, "-append", append,
                      "-object", opts,
                      "-device", "virtio-balloon-device,id=balloon0,free-page-reporting=" +
-                     ("on" if free_page_reporting else "off"),
+                     ("on" if free_page_reporting else "off") +
+                     (",free-page-hint=on,iothread=balloon-io" if free_page_hint else ""),
                      "-device", "isa-debug-exit,iobase=0xf4,iosize=4",
                      "-qmp", f"unix:{sock}"] + list(extra_args)
+        if free_page_hint:
+            self.args += ["-object", "iothread,id=balloon-io"]
         self.proc = subprocess.Popen(self.args, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, bufsize=1)

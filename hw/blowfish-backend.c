@@ -312,6 +312,11 @@ bool blowfish_backend_restore(HostMemoryBackendBlowfish *bf, Error **errp)
     return true;
 }
 
+BfEngine *blowfish_backend_engine(HostMemoryBackendBlowfish *bf)
+{
+    return bf->engine;
+}
+
 BlowfishInfo *blowfish_backend_query(HostMemoryBackendBlowfish *bf)
 {
     BlowfishInfo *info;
@@ -334,6 +339,7 @@ BlowfishInfo *blowfish_backend_query(HostMemoryBackendBlowfish *bf)
     info->free_latency = g_new0(BlowfishLatency, 1);
     info->free_latency->p50_ns = stats.free_latency_p50_ns;
     info->free_latency->p99_ns = stats.free_latency_p99_ns;
+    info->free_hinted = stats.free_hinted;
     info->faults = g_new0(BlowfishFaultCounts, 1);
     info->faults->missing = stats.faults_missing;
     info->faults->minor = stats.faults_minor;

@@ -97,6 +97,7 @@ void hmp_info_blowfish(Monitor *mon, const QDict *qdict)
         monitor_printf(mon, "  %-12s %" PRIu64 " ranges, p50 %" PRIu64 " ns, p99 %" PRIu64
                        " ns\n", "freed:", info->free_reports, info->free_latency->p50_ns,
                        info->free_latency->p99_ns);
+        hmp_print_bytes(mon, "hinted:", info->free_hinted);
         monitor_printf(mon, "  %-12s missing %" PRIu64 ", minor %" PRIu64
                        ", write-protect %" PRIu64 "\n", "faults:", info->faults->missing,
                        info->faults->minor, info->faults->write_protect);

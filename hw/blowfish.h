@@ -22,6 +22,9 @@ bool blowfish_backend_set_local_limit(HostMemoryBackendBlowfish *bf,
 
 bool blowfish_backend_restore(HostMemoryBackendBlowfish *bf, Error **errp);
 
+/* The backend's engine; NULL before the backend is complete. */
+BfEngine *blowfish_backend_engine(HostMemoryBackendBlowfish *bf);
+
 /* blowfish-events.c: engine events as QMP events and trace points; opaque: the id. */
 extern const BfEngineEvents blowfish_engine_events;
 BlowfishPoolState blowfish_pool_state(BfPoolState state);
