@@ -5,8 +5,8 @@
  *
  * Threads and what they may touch:
  * - the fault thread reads the userfaultfd and resolves faults (zero-fill, map back, fetch),
- *   and frees what QEMU discarded or the guest hinted free; it never touches guest RAM through the registered mapping, and never blocks on anything
- *   but its own pool channel;
+ *   and frees what QEMU discarded or the guest hinted free; it never touches guest RAM
+ *   through the registered mapping, and never blocks on anything but its own pool channel;
  * - the reclaim thread samples page use, evicts, restores everything on request, and
  *   (re)connects the pool, handing the fault thread its channel;
  * - any thread (QEMU's) may call the public API, which only reads counters, changes the

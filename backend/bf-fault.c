@@ -23,8 +23,10 @@
 #define BF_FAULT_MAX_FETCH_REQUESTS 4
 /* First touches are served in aligned blocks of this many pages. */
 #define BF_FAULT_ZERO_AROUND 16
-/* Pages write-protected for a free page hint round are write-enabled in blocks of this many
- * (2 MiB: a guest zeroes what it hints in 4 MiB blocks). */
+/*
+ * Pages write-protected for a free page hint round are write-enabled in blocks of this many
+ * (2 MiB: the guest hints aligned 4 MiB blocks, so such a block is all lent or all in use).
+ */
 #define BF_FAULT_UNPROTECT_AROUND 512
 
 typedef struct {
@@ -171,10 +173,9 @@ static void bf_fault_zero_fill_around(BfFaultCtx *c, uint64_t page)
 
 /*
  * A write to a page write-protected for a free page hint round, not for being clean: the
- * guest is writing that part of its RAM (a guest with init_on_alloc zeroes every page it
- * hints), so write-enable the other such pages of its aligned block at once, rather than
- * take a fault for each. They are no longer HINTABLE: if hinted, they go only if zero.
- * Clean pages stay protected: their first write must be seen.
+ * guest is writing that part of its RAM, so write-enable the other such pages of its aligned
+ * block at once, rather than take a fault for each. They are no longer HINTABLE: if hinted,
+ * they go only if zero. Clean pages stay protected: their first write must be seen.
  */
 static void bf_fault_unprotect_around(BfFaultCtx *c, uint64_t page)
 {
@@ -507,8 +508,10 @@ static void bf_fault_place(BfFaultCtx *c, BfRequest *req)
     }
 }
 
-/* The fetched page is placed: publish it resident and clean (write-protected, so still
- * HINTABLE if it was). */
+/*
+ * The fetched page is placed: publish it resident and clean (write-protected, so still
+ * HINTABLE if it was).
+ */
 static void bf_fault_fetched(BfFaultCtx *c, const BfPending *p)
 {
     BfEngine *e = c->e;

@@ -91,6 +91,17 @@ static void blowfish_hint_round_free(BlowfishHintRound *round)
 
 static bool blowfish_hint_round_start(BlowfishHintRound *round, Error **errp);
 
+/* The end of it all. */
+static void blowfish_hint_done(bool timed_out)
+{
+    BlowfishHintRound *round = g_steal_pointer(&blowfish_round);
+    uint64_t ms = qemu_clock_get_ms(QEMU_CLOCK_REALTIME) - round->start_ms;
+
+    trace_blowfish_reclaim_free_done(round->freed, ms, timed_out);
+    qapi_event_send_blowfish_free_reclaimed(round->freed, ms, timed_out);
+    blowfish_hint_round_free(round);
+}
+
 /*
  * Ends the round: the engines first, so that the guest gets its pages back only after. Then
  * a second round if this one had to keep hinted pages for not knowing whether they were
@@ -99,7 +110,7 @@ static bool blowfish_hint_round_start(BlowfishHintRound *round, Error **errp);
 static void blowfish_hint_round_finish(bool timed_out)
 {
     BlowfishHintRound *round = blowfish_round;
-    uint64_t kept = 0, ms;
+    uint64_t kept = 0;
 
     for (guint i = 0; i < round->targets->len; i++) {
         BlowfishHintTarget *t = &g_array_index(round->targets, BlowfishHintTarget, i);
@@ -119,11 +130,7 @@ static void blowfish_hint_round_finish(bool timed_out)
                   qemu_clock_get_ms(QEMU_CLOCK_REALTIME) + BLOWFISH_HINT_PAUSE_MS);
         return;
     }
-    blowfish_round = NULL;
-    ms = qemu_clock_get_ms(QEMU_CLOCK_REALTIME) - round->start_ms;
-    trace_blowfish_reclaim_free_done(round->freed, ms, timed_out);
-    qapi_event_send_blowfish_free_reclaimed(round->freed, ms, timed_out);
-    blowfish_hint_round_free(round);
+    blowfish_hint_done(timed_out);
 }
 
 static void blowfish_hint_timeout(void *opaque)
@@ -138,14 +145,15 @@ static void blowfish_hint_timeout(void *opaque)
     round->pausing = false;
     if (!blowfish_hint_round_start(round, &err)) {
         warn_report_err(err);
-        blowfish_hint_round_finish(true);
+        blowfish_hint_done(false);
     }
 }
 
 /* The guest named all it had; @opaque is the round's id, in case it ended meanwhile. */
 static void blowfish_hint_guest_done(void *opaque)
 {
-    if (blowfish_round && blowfish_round->id == (uintptr_t)opaque) {
+    if (blowfish_round && blowfish_round->id == (uintptr_t)opaque &&
+        !blowfish_round->pausing) {
         blowfish_hint_round_finish(false);
     }
 }

@@ -15,6 +15,9 @@ Cases:
   restore      blowfish-restore brings everything back while the guest keeps running
   balloon      a virtio-balloon inflates (its pages leave host memory) and deflates (the guest
                uses them again)
+  hint         blowfish-reclaim-free takes what the guest freed (its copies in the pool too)
+               in well under a second, and the guest's own data holds through rounds run
+               while it writes
 """
 
 import os
@@ -156,12 +159,80 @@ def case_balloon():
         assert vm.wait_exit() == 0
 
 
+def seen(vm, needle):
+    """Has the guest printed a line containing @needle?"""
+    with vm.cond:
+        return any(needle in line for line in vm.lines)
+
+
+def reclaim_free(vm):
+    """One blowfish-reclaim-free; returns its event's data and how long it took."""
+    start = time.monotonic()
+    vm.cmd("blowfish-reclaim-free")
+    event = vm.wait_event("BLOWFISH_FREE_RECLAIMED", timeout=60)["data"]
+    assert not event["timed-out"], event
+    return event, time.monotonic() - start
+
+
+def case_hint():
+    """Free page hinting on request, on a guest that does not zero what it allocates (its
+    first round frees nothing, the second tracks writes): what the guest freed goes, resident
+    and remote; then rounds run while the guest's random writer checks its data."""
+    with Memnode() as node, Guest(512, "hold-and-free 320;random-writer 2 160 6",
+                                  pool=node.address, free_page_reporting=False,
+                                  free_page_hint=True, kernel_args="init_on_alloc=0",
+                                  backend_opts=",scan-period=200") as vm:
+        vm.wait_line("filled 320 MiB")
+        vm.cmd("blowfish-set-target", id="mem0", **{"local-limit": 192 * MiB})
+        vm.wait_info(lambda i: i["resident"] <= 192 * MiB and i["pool-stored"] >= 100 * MiB,
+                     what="eviction to 192 MiB")
+        vm.cmd("blowfish-set-target", id="mem0", **{"local-limit": 512 * MiB})
+        vm.send_line()
+        vm.wait_line("freed 320 MiB")
+        before = vm.info()
+        rss_before = vm.rss()
+        event, took = reclaim_free(vm)
+        after, _ = vm.wait_info(lambda i: i["pool-stored"] <= before["pool-stored"] - 80 * MiB,
+                                timeout=10, what="the pool letting go")
+        rss_after = vm.rss()
+        fetched = after["pool-bytes-received"] - before["pool-bytes-received"]
+        note(f"reclaim-free: {event['bytes'] // MiB} MiB in {event['duration-ms']} ms; "
+             f"resident {before['resident'] // MiB} -> {after['resident'] // MiB} MiB, pool "
+             f"{before['pool-stored'] // MiB} -> {after['pool-stored'] // MiB} MiB, QEMU RSS "
+             f"{rss_before // MiB} -> {rss_after // MiB} MiB, write-protect faults "
+             f"{after['faults']['write-protect'] - before['faults']['write-protect']}, "
+             f"received from the pool {fetched // MiB} MiB")
+        assert event["bytes"] >= 280 * MiB, event
+        assert after["free-hinted"] - before["free-hinted"] == event["bytes"], after
+        assert after["resident"] <= before["resident"] - 150 * MiB, (before, after)
+        assert rss_after <= rss_before - 150 * MiB, (rss_before, rss_after)
+        # Freed where they are: the pool's copies are dropped, not fetched.
+        assert fetched < 16 * MiB, fetched
+
+        vm.send_line()
+        vm.wait_line("reallocated 320 MiB: zero, then written and verified")
+        # What it wrote there is free again, not zero: only a round tracking writes frees it,
+        # with the random writer running.
+        rounds = freed = 0
+        while not seen(vm, "bfwork: random-writer:"):
+            assert time.monotonic() < vm.deadline, "the random writer did not finish"
+            freed += reclaim_free(vm)[0]["bytes"]
+            rounds += 1
+            time.sleep(0.2)
+        note(f"{rounds} rounds while the random writer ran, {freed // MiB} MiB freed")
+        assert rounds >= 2, rounds
+        assert freed >= 100 * MiB, freed
+        assert "all verified" in vm.wait_line("bfwork: random-writer:")
+        assert vm.wait_exit() == 0
+
+
 CASES = {
     "limit": case_limit,
     "free": case_free,
     "cycles": case_cycles,
     "restore": case_restore,
     "balloon": case_balloon,
+    "hint": case_hint,
 }
 
 

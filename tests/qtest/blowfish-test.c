@@ -375,6 +375,36 @@ static void test_set_target(void)
     qtest_quit(qts);
 }
 
+/*
+ * blowfish-reclaim-free needs a guest that can hint (qtest has none): every way it cannot
+ * run is a clear error, and leaves no round behind.
+ */
+static void test_reclaim_free_errors(void)
+{
+    QTestState *qts = qtest_init("-machine pc,memory-backend=mem0 -m 128M "
+                                 "-object memory-backend-blowfish,id=mem0,size=128M");
+
+    assert_qmp_error(qts, "needs a virtio-balloon device with free-page-hint=on",
+                     "{'execute': 'blowfish-reclaim-free'}");
+    qtest_quit(qts);
+
+    qts = qtest_init("-machine pc,memory-backend=mem0 -m 128M "
+                     "-object memory-backend-blowfish,id=mem0,size=128M "
+                     "-object iothread,id=io0 "
+                     "-device virtio-balloon-pci,free-page-hint=on,iothread=io0");
+    for (int i = 0; i < 2; i++) {
+        assert_qmp_error(qts, "free page hinting is off: it needs a virtio-balloon device "
+                         "with free-page-hint=on and a guest driver that enables it",
+                         "{'execute': 'blowfish-reclaim-free'}");
+    }
+    qtest_quit(qts);
+
+    qts = qtest_init("-machine pc -m 128M -device virtio-balloon-pci");
+    assert_qmp_error(qts, "there is no memory-backend-blowfish object",
+                     "{'execute': 'blowfish-reclaim-free'}");
+    qtest_quit(qts);
+}
+
 static void test_hmp_info(void)
 {
     QTestState *qts = qtest_init("-machine pc -m 128M");
@@ -1024,6 +1054,7 @@ int main(int argc, char **argv)
     qtest_add_func("/blowfish/object/property-errors", test_property_errors);
     qtest_add_func("/blowfish/object/help", test_help);
     qtest_add_func("/blowfish/qmp/set-target", test_set_target);
+    qtest_add_func("/blowfish/qmp/reclaim-free-errors", test_reclaim_free_errors);
     qtest_add_func("/blowfish/hmp/info-blowfish", test_hmp_info);
     qtest_add_func("/blowfish/migration/precopy", test_migrate_precopy);
     qtest_add_func("/blowfish/refuse/at-startup", test_refuse_at_startup);
