@@ -27,7 +27,7 @@
 #include "trace.h"
 
 /* A guest that has not named all its free memory by then is not going to. */
-#define BLOWFISH_HINT_TIMEOUT_MS 10000
+#define BLOWFISH_HINT_TIMEOUT_MS 30000
 /* Hinted pages kept for holding data, worth a second round that tracks writes. */
 #define BLOWFISH_HINT_RETRACK_BYTES (4 * MiB)
 /*
