@@ -98,7 +98,7 @@ class Guest:
 
     def __init__(self, ram_mb, steps, pool=None, local_limit_mb=None, vcpus=1,
                  backend="blowfish", backend_opts="", extra_args=(), kernel_args="",
-                 free_page_reporting=True, free_page_hint=False, timeout=600):
+                 free_page_reporting=True, free_page_hint=False, launcher=(), timeout=600):
         self.ram_mb = ram_mb
         self.deadline = time.monotonic() + timeout
         self.lines = []
@@ -118,7 +118,8 @@ class Guest:
         opts += backend_opts
         append = (f"console=ttyS0 quiet tsc_early_khz={host_khz()} {kernel_args} "
                   f"bfwork=\"{steps}\"")
-        self.args = [QEMU, "-M", "microvm,x-option-roms=off,rtc=off,memory-backend=mem0",
+        # @launcher: a command that execs the rest (bench/run.py puts QEMU in a cgroup).
+        self.args = list(launcher) + [QEMU, "-M", "microvm,x-option-roms=off,rtc=off,memory-backend=mem0",
                      "-accel", "tcg", "-smp", str(vcpus), "-m", f"{ram_mb}M",
                      "-nodefaults", "-no-user-config", "-display", "none",
                      "-serial", "stdio", "-bios", "/usr/share/qemu/qboot.rom",

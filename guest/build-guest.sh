@@ -52,7 +52,7 @@ for m in $MODULES; do
        "$root/lib/modules/"
     echo "$m" >> "$root/lib/modules/load-order"
 done
-for w in bfwork bf-exit; do
+for w in bfwork bf-exit bf-graph bf-scan; do
     gcc -static -O2 -Wall -pthread -o "$root/bin/$w" "$top/guest/workloads/$w.c"
 done
 (cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) > "$out/initramfs.cpio.tmp"

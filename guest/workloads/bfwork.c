@@ -6,7 +6,8 @@
  *   bfwork pattern MB [ROUNDS]            write MB with a pattern, verify; ROUNDS times
  *   bfwork working-set HOT COLD SECONDS   keep HOT MB busy; check COLD MB every 5 s; verify both
  *   bfwork alloc-free MB ROUNDS PAUSE     allocate, fill, verify, free, pause PAUSE s; new
- *                                         memory must read as zero
+ *                                         memory must read as zero (bench/run.py also runs
+ *                                         bf-graph and bf-scan, programs of their own)
  *   bfwork random-writer THREADS MB SECS  threads write random 4 KiB blocks with checksums
  *   bfwork free-and-wait MB PAUSE         fill MB, free it, print "freed", pause PAUSE s, then
  *                                         allocate MB again and check it reads as zero
@@ -161,8 +162,10 @@ static int working_set(size_t hot_mb, size_t cold_mb, int seconds)
 static int alloc_free(size_t mb, int rounds, int pause)
 {
     size_t len = mb * MiB;
+    double work = 0;
 
     for (int r = 0; r < rounds; r++) {
+        double t = now();
         uint8_t *p = map(len);
 
         if (check_zero(p, len, "alloc-free") ) {
@@ -173,9 +176,12 @@ static int alloc_free(size_t mb, int rounds, int pause)
             return 1;
         }
         munmap(p, len);
+        work += now() - t;
         say("alloc-free round %d: %zu MiB used and freed", r, mb);
         sleep(pause);
     }
+    say("alloc-free done: %d rounds of %zu MiB in %.2f s of work (%.1f MiB/s)", rounds, mb,
+        work, rounds * mb / work);
     return 0;
 }
 

@@ -1,0 +1,329 @@
+#!/usr/bin/python3
+"""run: the benchmark suite. Boots the test guest under TCG once per mode with each
+application, samples the memory the VM holds on this host every 100 ms, and reports what each
+mode reclaims against what the application loses, with plots.
+
+    bench/run.py --all [--quick]               every application in every mode
+    bench/run.py --app graph --mode all-local --mode blowfish:0.5 ...
+
+Applications (presets: guest RAM, vCPUs, the workload and its size):
+  graph         bf-graph: BFS over a skewed random graph, validated (MTEPS)
+  scan          bf-scan: sequential scan and run-length compression, validated (MiB/s)
+  working-set   bfwork working-set: a hot set written over and over, a cold part checked
+                every 5 s (hot passes/s)
+  alloc-free    bfwork alloc-free: allocate, fill, verify, free, pause (MiB/s of work)
+
+Modes:
+  all-local       memory-backend-memfd, no overcommit: the slowdown baseline (run first and
+                  last; the spread of the two is this machine's noise)
+  blowfish:F      memory-backend-blowfish with a memnode, local-limit F x guest RAM, free
+                  page reporting on
+  host-swap:F     memfd, QEMU in a cgroup v1 memory group limited to F x guest RAM plus
+                  QEMU's own memory (its anonymous and file pages at their peak in all-local,
+                  plus 16 MiB), swapping to a swap file; a run the cgroup's OOM killer ends
+                  is reported as failed
+  host-zram:F     the same, swapping to zram (its compressed pages count as held)
+  balloon         memfd with virtio-balloon free page reporting (free memory only)
+
+Metrics per run: the application's result and its slowdown against all-local; the
+reclamation ratio (time-weighted average of (guest RAM - guest RAM held on this host) / guest
+RAM, while the application runs); mean and peak held memory; faults and their latency;
+bytes to and from the pool; CPU seconds of QEMU and of the memnode. Held: the backend's
+resident bytes (blowfish), QEMU's resident shared memory (memfd modes), plus zram's own memory.
+
+Writes bench/results/run-DATE/ (a JSON per run, summary.json, PNG plots) and prints a table.
+"""
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(TOP, "guest"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import hostswap  # noqa: E402
+from blowfishvm import Guest, GuestError, Memnode, guest_missing  # noqa: E402
+
+MiB = 1 << 20
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+APPS = {
+    "graph": {"ram_mb": 320, "vcpus": 1, "steps": "bf-graph 19 16 10",
+              "quick": "bf-graph 18 16 6", "ready": "bf-graph ready",
+              "result": r"bf-graph done: .*\(([\d.]+) MTEPS\)", "unit": "MTEPS"},
+    "scan": {"ram_mb": 320, "vcpus": 1, "steps": "bf-scan 160 40",
+             "quick": "bf-scan 160 20", "ready": "bf-scan ready",
+             "result": r"bf-scan done: .*\(([\d.]+) MiB/s\)", "unit": "MiB/s"},
+    "working-set": {"ram_mb": 320, "vcpus": 1, "steps": "working-set 32 160 20",
+                    "quick": "working-set 32 160 10", "ready": "working-set ready",
+                    "result": r"working-set done: .*\(([\d.]+) passes/s\)",
+                    "unit": "passes/s"},
+    "alloc-free": {"ram_mb": 320, "vcpus": 1, "steps": "alloc-free 128 6 2",
+                   "quick": "alloc-free 128 3 2", "ready": "bfwork-init: up",
+                   "result": r"alloc-free done: .*\(([\d.]+) MiB/s\)", "unit": "MiB/s"},
+}
+
+FULL_MODES = ["all-local", "blowfish:0.75", "blowfish:0.5", "blowfish:0.25",
+              "host-swap:0.75", "host-swap:0.5", "host-swap:0.25", "host-zram:0.5",
+              "balloon", "all-local"]
+QUICK_MODES = ["all-local", "blowfish:0.5", "host-swap:0.5", "balloon"]
+QUICK_APPS = ["working-set", "alloc-free"]
+
+# QEMU's own memory (TCG's code buffer, its heap, its mapped binary and libraries: what its
+# cgroup may be charged for besides guest RAM) when no all-local run measured it.
+DEFAULT_QEMU_OVERHEAD = 192 * MiB
+
+
+def proc_fields(pid):
+    """(utime + stime in seconds, major faults) of a process, or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK, int(fields[9])
+
+
+def proc_memory(pid):
+    """(VmRSS, RssAnon, RssFile, RssShmem) of a process in bytes."""
+    values = {"VmRSS:": 0, "RssAnon:": 0, "RssFile:": 0, "RssShmem:": 0}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key = line.split(maxsplit=1)[0]
+                if key in values:
+                    values[key] = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return values["VmRSS:"], values["RssAnon:"], values["RssFile:"], values["RssShmem:"]
+
+
+class Run:
+    """One application in one mode: boots, samples, and collects the metrics."""
+
+    def __init__(self, app, mode, quick, node, overhead):
+        self.app, self.mode = app, mode
+        self.preset = APPS[app]
+        self.ram = self.preset["ram_mb"] * MiB
+        self.kind, _, share = mode.partition(":")
+        self.share = float(share) if share else None
+        self.steps = self.preset["quick" if quick else "steps"]
+        self.node = node
+        self.overhead = overhead
+
+    def guest_args(self):
+        args = {"vcpus": self.preset["vcpus"], "timeout": 900,
+                "free_page_reporting": self.kind in ("blowfish", "balloon")}
+        if self.kind == "blowfish":
+            args["pool"] = self.node.address
+            args["local_limit_mb"] = int(self.preset["ram_mb"] * self.share)
+        else:
+            args["backend"] = "memfd"
+        return args
+
+    def execute(self, swap=None, cgroup=None):
+        args = self.guest_args()
+        if cgroup:
+            args["launcher"] = cgroup.launcher()
+        node_cpu0 = proc_fields(self.node.proc.pid)[0] if self.node else 0
+        samples = []
+        with Guest(self.preset["ram_mb"], self.steps, **args) as vm:
+            vm.wait_line(self.preset["ready"])
+            start = last = time.monotonic()
+            ratio_area = 0.0
+            info = cpu = None
+            overhead_peak = 0
+            while vm.running() and not self._finished(vm):
+                fields = proc_fields(vm.proc.pid)
+                rss, anon, file, shmem = proc_memory(vm.proc.pid)
+                if self.kind == "blowfish":
+                    info = vm.info_or_none() or info
+                    held = info["resident"] if info else shmem
+                else:
+                    held = shmem + (swap.held_bytes() if swap else 0)
+                    overhead_peak = max(overhead_peak, anon + file)
+                now = time.monotonic()
+                ratio_area += (self.ram - min(held, self.ram)) / self.ram * (now - last)
+                samples.append({"t": round(now - start, 3), "held": held, "rss": rss,
+                                "pool": info["pool-stored"] if info else 0})
+                cpu = fields or cpu
+                last = now
+                time.sleep(0.1)
+            line = vm.wait_line("done:")
+            if self.kind == "blowfish":
+                info = vm.info_or_none() or info
+            cpu = proc_fields(vm.proc.pid) or cpu
+            code = vm.wait_exit()
+            if code != 0:
+                raise RuntimeError(f"{self.app} in {self.mode}: the guest failed: "
+                                   f"{vm.console()[-1500:]}")
+        result = float(re.search(self.preset["result"], line).group(1))
+        held = [s["held"] for s in samples] or [0]
+        out = {
+            "app": self.app, "mode": self.mode, "steps": self.steps,
+            "ram_mib": self.preset["ram_mb"], "vcpus": self.preset["vcpus"],
+            "result": result, "unit": self.preset["unit"],
+            "reclamation_ratio": ratio_area / max(1e-9, last - start),
+            "mean_held_mib": sum(held) / len(held) / MiB,
+            "peak_held_mib": max(held) / MiB,
+            "seconds": last - start,
+            "qemu_cpu_s": cpu[0] if cpu else None,
+            "qemu_major_faults": cpu[1] if cpu else None,
+            "samples": samples,
+        }
+        if self.kind != "blowfish":
+            out["qemu_overhead_mib"] = overhead_peak / MiB
+        if info:
+            out.update({
+                "faults": info["faults"],
+                "fault_latency_ns": info["fault-latency"],
+                "pool_bytes_sent": info["pool-bytes-sent"],
+                "pool_bytes_received": info["pool-bytes-received"],
+                "memnode_cpu_s": proc_fields(self.node.proc.pid)[0] - node_cpu0,
+            })
+        return out
+
+    def _finished(self, vm):
+        with vm.cond:
+            return any("done:" in line for line in vm.lines[-5:])
+
+    def run(self):
+        if self.kind in ("host-swap", "host-zram"):
+            limit = int(self.ram * self.share) + self.overhead
+            with hostswap.SwapDevice("file" if self.kind == "host-swap" else "zram",
+                                     self.ram) as swap, \
+                    hostswap.MemoryCgroup("blowfish-bench", limit) as cgroup:
+                out = self.execute(swap, cgroup)
+            out["cgroup_limit_mib"] = limit / MiB
+            return out
+        return self.execute()
+
+
+def summarize(runs):
+    """Slowdowns against the all-local mean, and the headline table."""
+    by_app = {}
+    for r in runs:
+        by_app.setdefault(r["app"], []).append(r)
+    table = {}
+    for app, rs in by_app.items():
+        base = [r["result"] for r in rs if r["mode"] == "all-local"]
+        base_mean = sum(base) / len(base) if base else None
+        for r in rs:
+            r["slowdown"] = 1 - r["result"] / base_mean if base_mean else None
+        row = {"all_local": base, "noise": (max(base) - min(base)) / base_mean
+               if len(base) > 1 else None}
+        for family in ("blowfish", "host-swap"):
+            for bound in (0.05, 0.10):
+                ok = [r["reclamation_ratio"] for r in rs
+                      if r["mode"].split(":")[0] == family and r["slowdown"] is not None and
+                      r["slowdown"] <= bound]
+                row[f"{family}@{bound:.0%}"] = max(ok) if ok else None
+        for bound in ("5%", "10%"):
+            b, h = row[f"blowfish@{bound}"], row[f"host-swap@{bound}"]
+            row[f"ratio@{bound}"] = b / h if b is not None and h else None
+        table[app] = row
+    return table
+
+
+def print_table(runs, table):
+    print(f"\n{'app':12} {'mode':15} {'result':>14} {'slowdown':>9} {'reclaimed':>10} "
+          f"{'mean held':>10} {'peak held':>10} {'QEMU CPU':>9}")
+    for r in runs:
+        slow = f"{r['slowdown']:.1%}" if r.get("slowdown") is not None else "-"
+        print(f"{r['app']:12} {r['mode']:15} {r['result']:8.1f} {r['unit']:>5} {slow:>9} "
+              f"{r['reclamation_ratio']:10.1%} {r['mean_held_mib']:6.0f} MiB "
+              f"{r['peak_held_mib']:6.0f} MiB {r['qemu_cpu_s'] or 0:7.1f} s")
+    print("\nreclamation ratio reached at a bounded slowdown:")
+    print(f"{'app':12} {'noise':>7} {'blowfish<=5%':>13} {'swap<=5%':>9} {'ratio':>6} "
+          f"{'blowfish<=10%':>14} {'swap<=10%':>10} {'ratio':>6}")
+
+    def pct(x):
+        return f"{x:.1%}" if x is not None else "-"
+
+    def times(x):
+        return f"{x:.2f}x" if x is not None else "-"
+
+    for app, row in table.items():
+        print(f"{app:12} {pct(row['noise']):>7} {pct(row['blowfish@5%']):>13} "
+              f"{pct(row['host-swap@5%']):>9} {times(row['ratio@5%']):>6} "
+              f"{pct(row['blowfish@10%']):>14} {pct(row['host-swap@10%']):>10} "
+              f"{times(row['ratio@10%']):>6}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--app", action="append", choices=sorted(APPS))
+    parser.add_argument("--mode", action="append")
+    parser.add_argument("--all", action="store_true", help="every application, every mode")
+    parser.add_argument("--quick", action="store_true",
+                        help="shorter runs, two applications, four modes (under 5 minutes)")
+    parser.add_argument("--out", help="results folder (default: bench/results/run-DATE)")
+    opts = parser.parse_args()
+
+    why = guest_missing()
+    if why:
+        print(f"run: {why}")
+        return 2
+    apps = opts.app or (QUICK_APPS if opts.quick else sorted(APPS) if opts.all else None)
+    modes = opts.mode or (QUICK_MODES if opts.quick else FULL_MODES if opts.all else None)
+    if not apps or not modes:
+        parser.error("name --app and --mode, or give --all or --quick")
+    for mode in modes:
+        kind, _, share = mode.partition(":")
+        if kind not in ("all-local", "blowfish", "host-swap", "host-zram", "balloon") or \
+           bool(share) != (kind in ("blowfish", "host-swap", "host-zram")):
+            parser.error(f"unknown mode {mode!r} (see --help)")
+    if any(m.startswith("host-") for m in modes) and hostswap.missing():
+        print(f"run: {hostswap.missing()}: leaving out the host-swap modes")
+        modes = [m for m in modes if not m.startswith("host-")]
+
+    out_dir = opts.out or os.path.join(TOP, "bench", "results",
+                                       "run-" + time.strftime("%Y-%m-%d"))
+    os.makedirs(out_dir, exist_ok=True)
+    runs, failed = [], []
+    began = time.monotonic()
+    with Memnode() as node:
+        for app in apps:
+            overhead = DEFAULT_QEMU_OVERHEAD
+            for i, mode in enumerate(modes):
+                print(f"[{time.monotonic() - began:6.0f} s] {app} in {mode} "
+                      f"({i + 1}/{len(modes)})", flush=True)
+                try:
+                    r = Run(app, mode, opts.quick, node, overhead).run()
+                except (GuestError, RuntimeError) as e:
+                    # Host swap at a low limit can end in the cgroup's OOM killer.
+                    print(f"  failed: {str(e).splitlines()[0]}", flush=True)
+                    failed.append({"app": app, "mode": mode, "error": str(e)[-2000:]})
+                    continue
+                if mode == "all-local":
+                    overhead = int(r["qemu_overhead_mib"] * MiB) + 16 * MiB
+                with open(os.path.join(out_dir, f"{app}-{mode.replace(':', '-')}-{i}.json"),
+                          "w") as f:
+                    json.dump(r, f, indent=1)
+                runs.append(r)
+    table = summarize(runs)
+    summary = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "quick": opts.quick,
+               "seconds": time.monotonic() - began, "table": table, "failed": failed,
+               "runs": [{k: v for k, v in r.items() if k != "samples"} for r in runs]}
+    with open(os.path.join(out_dir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    print_table(runs, table)
+    for f in failed:
+        print(f"  failed: {f['app']} in {f['mode']}")
+    try:
+        import plots
+        for path in plots.draw(runs, out_dir):
+            print(f"  plot: {os.path.relpath(path, TOP)}")
+    except ImportError as e:
+        print(f"  no plots: {e} (apt-get install python3-matplotlib)")
+    print(f"  results in {os.path.relpath(out_dir, TOP)} after "
+          f"{time.monotonic() - began:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
