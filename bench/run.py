@@ -8,6 +8,8 @@ mode reclaims against what the application loses, with plots.
 
 Applications (presets: guest RAM, vCPUs, the workload and its size):
   graph         bf-graph: BFS over a skewed random graph, validated (MTEPS)
+  kv            bf-kv: Debian's redis-server, 90% GETs and 10% SETs of Zipf-drawn keys (s =
+                0.99), every value checked (ops/s)
   scan          bf-scan: sequential scan and run-length compression, validated (MiB/s)
   working-set   bfwork working-set: a hot set written over and over, a cold part checked
                 every 5 s (hot passes/s)
@@ -38,6 +40,7 @@ import argparse
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 
@@ -46,15 +49,21 @@ sys.path.insert(0, os.path.join(TOP, "guest"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import hostswap  # noqa: E402
-from blowfishvm import Guest, GuestError, Memnode, guest_missing  # noqa: E402
+from blowfishvm import INITRAMFS, Guest, GuestError, Memnode, guest_missing  # noqa: E402
 
 MiB = 1 << 20
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# The test guest with redis-server and bf-kv (guest/build-bench-guest.sh).
+BENCH_INITRAMFS = os.path.join(TOP, "build", "guest-bench", "initramfs.cpio")
 
 APPS = {
     "graph": {"ram_mb": 320, "vcpus": 1, "steps": "bf-graph 19 16 10",
               "quick": "bf-graph 18 16 6", "ready": "bf-graph ready",
               "result": r"bf-graph done: .*\(([\d.]+) MTEPS\)", "unit": "MTEPS"},
+    "kv": {"ram_mb": 384, "vcpus": 1, "steps": "bf-kv 100000 1024 30",
+           "quick": "bf-kv 100000 1024 15", "ready": "bf-kv ready",
+           "result": r"bf-kv done: .*\(([\d.]+) ops/s\)", "unit": "ops/s",
+           "initramfs": BENCH_INITRAMFS},
     "scan": {"ram_mb": 320, "vcpus": 1, "steps": "bf-scan 160 40",
              "quick": "bf-scan 160 20", "ready": "bf-scan ready",
              "result": r"bf-scan done: .*\(([\d.]+) MiB/s\)", "unit": "MiB/s"},
@@ -117,6 +126,7 @@ class Run:
 
     def guest_args(self):
         args = {"vcpus": self.preset["vcpus"], "timeout": 900,
+                "initramfs": self.preset.get("initramfs", INITRAMFS),
                 "free_page_reporting": self.kind in ("blowfish", "balloon")}
         if self.kind == "blowfish":
             args["pool"] = self.node.address
@@ -277,6 +287,8 @@ def main():
         if kind not in ("all-local", "blowfish", "host-swap", "host-zram", "balloon") or \
            bool(share) != (kind in ("blowfish", "host-swap", "host-zram")):
             parser.error(f"unknown mode {mode!r} (see --help)")
+    if "kv" in apps:
+        subprocess.run([os.path.join(TOP, "guest", "build-bench-guest.sh")], check=True)
     if any(m.startswith("host-") for m in modes) and hostswap.missing():
         print(f"run: {hostswap.missing()}: leaving out the host-swap modes")
         modes = [m for m in modes if not m.startswith("host-")]

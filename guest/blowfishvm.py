@@ -98,7 +98,8 @@ class Guest:
 
     def __init__(self, ram_mb, steps, pool=None, local_limit_mb=None, vcpus=1,
                  backend="blowfish", backend_opts="", extra_args=(), kernel_args="",
-                 free_page_reporting=True, free_page_hint=False, launcher=(), timeout=600):
+                 free_page_reporting=True, free_page_hint=False, launcher=(),
+                 initramfs=INITRAMFS, timeout=600):
         self.ram_mb = ram_mb
         self.deadline = time.monotonic() + timeout
         self.lines = []
@@ -123,7 +124,7 @@ class Guest:
                      "-accel", "tcg", "-smp", str(vcpus), "-m", f"{ram_mb}M",
                      "-nodefaults", "-no-user-config", "-display", "none",
                      "-serial", "stdio", "-bios", "/usr/share/qemu/qboot.rom",
-                     "-kernel", VMLINUX, "-initrd", INITRAMFS, "-append", append,
+                     "-kernel", VMLINUX, "-initrd", initramfs, "-append", append,
                      "-object", opts,
                      "-device", "virtio-balloon-device,id=balloon0,free-page-reporting=" +
                      ("on" if free_page_reporting else "off") +
