@@ -82,7 +82,7 @@ class SwapDevice:
 
 
 class MemoryCgroup:
-    """A cgroup v1 memory group with a limit; QEMU enters it through launcher()."""
+    """A cgroup v1 memory group with a limit (-1: none); QEMU enters it through launcher()."""
 
     def __init__(self, name, limit):
         self.path = os.path.join(CGROUP_ROOT, name)
@@ -93,6 +93,17 @@ class MemoryCgroup:
         with open(os.path.join(self.path, "memory.limit_in_bytes"), "w") as f:
             f.write(str(self.limit))
         return self
+
+    def charged_besides_shmem(self):
+        """What the group holds besides shared memory (guest RAM) and page cache it could
+        drop: anonymous memory and mapped files (QEMU's heap, TCG's code, its binary)."""
+        stat = {}
+        with open(os.path.join(self.path, "memory.stat")) as f:
+            for line in f:
+                key, value = line.split()
+                stat[key] = int(value)
+        # mapped_file counts the mapped shared memory too.
+        return stat["rss"] + max(0, stat["mapped_file"] - stat["shmem"])
 
     def launcher(self):
         procs = os.path.join(self.path, "cgroup.procs")

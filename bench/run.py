@@ -20,10 +20,10 @@ Modes:
                   last; the spread of the two is this machine's noise)
   blowfish:F      memory-backend-blowfish with a memnode, local-limit F x guest RAM, free
                   page reporting on
-  host-swap:F     memfd, QEMU in a cgroup v1 memory group limited to F x guest RAM plus
-                  QEMU's own memory (its anonymous and file pages at their peak in all-local,
-                  plus 16 MiB), swapping to a swap file; a run the cgroup's OOM killer ends
-                  is reported as failed
+  host-swap:F     memfd, QEMU in a cgroup v1 memory group limited to F x guest RAM plus what
+                  all-local's group was charged for besides guest RAM (at its peak, plus
+                  16 MiB), swapping to a swap file; a run the cgroup's OOM killer ends is
+                  reported as failed
   host-zram:F     the same, swapping to zram (its compressed pages count as held)
   balloon         memfd with virtio-balloon free page reporting (free memory only)
 
@@ -82,9 +82,9 @@ FULL_MODES = ["all-local", "blowfish:0.75", "blowfish:0.5", "blowfish:0.25",
 QUICK_MODES = ["all-local", "blowfish:0.5", "host-swap:0.5", "balloon"]
 QUICK_APPS = ["working-set", "alloc-free"]
 
-# QEMU's own memory (TCG's code buffer, its heap, its mapped binary and libraries: what its
-# cgroup may be charged for besides guest RAM) when no all-local run measured it.
-DEFAULT_QEMU_OVERHEAD = 192 * MiB
+# What QEMU's cgroup is charged for besides guest RAM (TCG's code buffer, QEMU's heap, page
+# cache it brought in) when no all-local run measured it.
+DEFAULT_QEMU_OVERHEAD = 96 * MiB
 
 
 def proc_fields(pid):
@@ -98,8 +98,8 @@ def proc_fields(pid):
 
 
 def proc_memory(pid):
-    """(VmRSS, RssAnon, RssFile, RssShmem) of a process in bytes."""
-    values = {"VmRSS:": 0, "RssAnon:": 0, "RssFile:": 0, "RssShmem:": 0}
+    """(VmRSS, RssShmem) of a process in bytes."""
+    values = {"VmRSS:": 0, "RssShmem:": 0}
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
@@ -108,7 +108,7 @@ def proc_memory(pid):
                     values[key] = int(line.split()[1]) * 1024
     except OSError:
         pass
-    return values["VmRSS:"], values["RssAnon:"], values["RssFile:"], values["RssShmem:"]
+    return values["VmRSS:"], values["RssShmem:"]
 
 
 class Run:
@@ -149,13 +149,14 @@ class Run:
             overhead_peak = 0
             while vm.running() and not self._finished(vm):
                 fields = proc_fields(vm.proc.pid)
-                rss, anon, file, shmem = proc_memory(vm.proc.pid)
+                rss, shmem = proc_memory(vm.proc.pid)
                 if self.kind == "blowfish":
                     info = vm.info_or_none() or info
                     held = info["resident"] if info else shmem
                 else:
                     held = shmem + (swap.held_bytes() if swap else 0)
-                    overhead_peak = max(overhead_peak, anon + file)
+                    if cgroup:
+                        overhead_peak = max(overhead_peak, cgroup.charged_besides_shmem())
                 now = time.monotonic()
                 ratio_area += (self.ram - min(held, self.ram)) / self.ram * (now - last)
                 samples.append({"t": round(now - start, 3), "held": held, "rss": rss,
@@ -185,7 +186,7 @@ class Run:
             "qemu_major_faults": cpu[1] if cpu else None,
             "samples": samples,
         }
-        if self.kind != "blowfish":
+        if cgroup:
             out["qemu_overhead_mib"] = overhead_peak / MiB
         if info:
             out.update({
@@ -210,6 +211,11 @@ class Run:
                 out = self.execute(swap, cgroup)
             out["cgroup_limit_mib"] = limit / MiB
             return out
+        if self.kind == "all-local" and not hostswap.missing():
+            # In a group of its own, without a limit: what it is charged for besides guest
+            # RAM is the headroom host swap's limit adds.
+            with hostswap.MemoryCgroup("blowfish-bench", -1) as cgroup:
+                return self.execute(cgroup=cgroup)
         return self.execute()
 
 
@@ -311,7 +317,7 @@ def main():
                     print(f"  failed: {str(e).splitlines()[0]}", flush=True)
                     failed.append({"app": app, "mode": mode, "error": str(e)[-2000:]})
                     continue
-                if mode == "all-local":
+                if "qemu_overhead_mib" in r and mode == "all-local":
                     overhead = int(r["qemu_overhead_mib"] * MiB) + 16 * MiB
                 with open(os.path.join(out_dir, f"{app}-{mode.replace(':', '-')}-{i}.json"),
                           "w") as f:
