@@ -153,10 +153,11 @@ static void bf_engine_resolved(BfEngine *e, uint64_t page, int ret, const char *
 }
 
 /*
- * @npages pages from @page are about to be mapped writable: writes to them go unseen from
- * then on, so a free page hint must no longer free them.
+ * Clears the HINTABLE mark of @npages pages from @page: at the end of a hint round, and
+ * before a page is mapped writable (writes to it go unseen from then on, so a free page
+ * hint must no longer free it).
  */
-static void bf_engine_writable(BfEngine *e, uint64_t page, uint64_t npages)
+static void bf_engine_clear_hintable(BfEngine *e, uint64_t page, uint64_t npages)
 {
     for (uint64_t i = 0; i < npages; i++) {
         atomic_fetch_and_explicit(&e->pages[page + i], (uint16_t)~BF_PAGE_HINTABLE,
@@ -180,7 +181,7 @@ void bf_engine_map_back(BfEngine *e, uint64_t page, bool wp)
         wp = false;
     }
     if (!wp) {
-        bf_engine_writable(e, page, 1);
+        bf_engine_clear_hintable(e, page, 1);
     }
     bf_engine_resolved(e, page, BF_RETRY(e, bf_uffd_continue(e->uffd, bf_page_addr(e, page),
                                                              BF_PAGE_SIZE, wp)),
@@ -189,7 +190,7 @@ void bf_engine_map_back(BfEngine *e, uint64_t page, bool wp)
 
 void bf_engine_zero_fill(BfEngine *e, uint64_t page)
 {
-    bf_engine_writable(e, page, 1);
+    bf_engine_clear_hintable(e, page, 1);
     bf_engine_resolved(e, page, BF_RETRY(e, bf_uffd_zeropage(e->uffd, bf_page_addr(e, page),
                                                              BF_PAGE_SIZE)),
                        "UFFDIO_ZEROPAGE");
@@ -197,7 +198,7 @@ void bf_engine_zero_fill(BfEngine *e, uint64_t page)
 
 void bf_engine_zero_fill_run(BfEngine *e, uint64_t page, uint64_t npages)
 {
-    bf_engine_writable(e, page, npages);
+    bf_engine_clear_hintable(e, page, npages);
     if (npages > 1 && BF_RETRY(e, bf_uffd_zeropage(e->uffd, bf_page_addr(e, page),
                                                    npages * BF_PAGE_SIZE)) == 0) {
         return;
@@ -210,7 +211,7 @@ void bf_engine_zero_fill_run(BfEngine *e, uint64_t page, uint64_t npages)
 void bf_engine_place(BfEngine *e, uint64_t page, const void *data, bool wp)
 {
     if (!wp) {
-        bf_engine_writable(e, page, 1);
+        bf_engine_clear_hintable(e, page, 1);
     }
     bf_engine_resolved(e, page, BF_RETRY(e, bf_uffd_copy(e->uffd, bf_page_addr(e, page), data,
                                                          BF_PAGE_SIZE, wp)),
@@ -229,7 +230,7 @@ void bf_engine_protect(BfEngine *e, uint64_t page, uint64_t npages)
 
 void bf_engine_unprotect(BfEngine *e, uint64_t page, uint64_t npages)
 {
-    bf_engine_writable(e, page, npages);
+    bf_engine_clear_hintable(e, page, npages);
     bf_engine_resolved(e, page, BF_RETRY(e, bf_uffd_writeprotect(e->uffd,
                                                                  bf_page_addr(e, page),
                                                                  npages * BF_PAGE_SIZE,
@@ -241,7 +242,7 @@ void bf_engine_place_run(BfEngine *e, uint64_t page, const uint8_t *data, uint64
                          bool wp)
 {
     if (!wp) {
-        bf_engine_writable(e, page, npages);
+        bf_engine_clear_hintable(e, page, npages);
     }
     if (npages > 1 && bf_uffd_copy(e->uffd, bf_page_addr(e, page), data,
                                    npages * BF_PAGE_SIZE, wp) == 0) {
@@ -562,29 +563,6 @@ gboolean bf_engine_restore_all(BfEngine *e, GError **errp)
     return TRUE;
 }
 
-/* Can the guest hint a page in this state free: is it idle, with nothing to lose? */
-static bool bf_engine_hintable(uint16_t m)
-{
-    switch (bf_page_state(m)) {
-    case BF_PAGE_RESIDENT:
-        return !(m & BF_PAGE_BUSY);
-    case BF_PAGE_REMOTE:
-    case BF_PAGE_ZERO:
-    case BF_PAGE_NEVER:
-        return true;
-    default:
-        return false;
-    }
-}
-
-static void bf_engine_clear_hintable(BfEngine *e)
-{
-    for (uint64_t p = 0; p < e->npages; p++) {
-        atomic_fetch_and_explicit(&e->pages[p], (uint16_t)~BF_PAGE_HINTABLE,
-                                  memory_order_acq_rel);
-    }
-}
-
 gboolean bf_engine_hint_begin(BfEngine *e, gboolean track_writes, GError **errp)
 {
     int ret;
@@ -603,20 +581,20 @@ gboolean bf_engine_hint_begin(BfEngine *e, gboolean track_writes, GError **errp)
 
     /*
      * Mark the idle pages, then write-protect all of guest RAM: a page written after this
-     * faults first, and mapping it writable clears its mark (bf_engine_writable()). A page
+     * faults first, and mapping it writable clears its mark (bf_engine_clear_hintable()). A page
      * held by a thread now is left unmarked: it may be mapped writable without a fault.
      */
     for (uint64_t p = 0; p < e->npages; p++) {
         BfPageMeta *meta = &e->pages[p];
         uint16_t m = bf_page_load(meta);
 
-        while (bf_engine_hintable(m) && !(m & BF_PAGE_HINTABLE) &&
+        while (bf_page_can_free(m) && !(m & BF_PAGE_HINTABLE) &&
                !bf_page_cas(meta, &m, m | BF_PAGE_HINTABLE)) {
         }
     }
     ret = BF_RETRY(e, bf_uffd_writeprotect(e->uffd, (uintptr_t)e->guest, e->size, true));
     if (ret < 0) {
-        bf_engine_clear_hintable(e);
+        bf_engine_clear_hintable(e, 0, e->npages);
         g_mutex_lock(&e->lock);
         e->hinting = false;
         g_mutex_unlock(&e->lock);
@@ -656,7 +634,7 @@ void bf_engine_hint_end(BfEngine *e)
     }
     e->hinting = false;
     g_mutex_unlock(&e->lock);
-    bf_engine_clear_hintable(e);
+    bf_engine_clear_hintable(e, 0, e->npages);
 }
 
 void bf_engine_get_stats(BfEngine *e, BfEngineStats *stats)

@@ -172,6 +172,25 @@ static void bf_fault_zero_fill_around(BfFaultCtx *c, uint64_t page)
 }
 
 /*
+ * Claims BUSY the idle resident pages from @page on, up to @end, until one is not (or has
+ * one of @skip's flags); returns where that run ends (@page if none was claimed).
+ */
+static uint64_t bf_fault_claim_resident_run(BfEngine *e, uint64_t page, uint64_t end,
+                                            uint16_t skip)
+{
+    for (; page < end; page++) {
+        BfPageMeta *meta = &e->pages[page];
+        uint16_t m = bf_page_load(meta);
+
+        if (bf_page_state(m) != BF_PAGE_RESIDENT || (m & (BF_PAGE_BUSY | skip)) ||
+            !bf_page_cas(meta, &m, m | BF_PAGE_BUSY)) {
+            break;
+        }
+    }
+    return page;
+}
+
+/*
  * A write to a page write-protected for a free page hint round, not for being clean: the
  * guest is writing that part of its RAM, so write-enable the other such pages of its aligned
  * block at once, rather than take a fault for each. They are no longer HINTABLE: if hinted,
@@ -186,16 +205,7 @@ static void bf_fault_unprotect_around(BfFaultCtx *c, uint64_t page)
     for (uint64_t p = first; p < end;) {
         uint64_t run = p;
 
-        while (p < end) {
-            BfPageMeta *meta = &e->pages[p];
-            uint16_t m = bf_page_load(meta);
-
-            if (bf_page_state(m) != BF_PAGE_RESIDENT || (m & (BF_PAGE_BUSY | BF_PAGE_CLEAN)) ||
-                !bf_page_cas(meta, &m, m | BF_PAGE_BUSY)) {
-                break;
-            }
-            p++;
-        }
+        p = bf_fault_claim_resident_run(e, p, end, BF_PAGE_CLEAN);
         if (run == p) {
             p++;
             continue;
@@ -332,8 +342,7 @@ static uint64_t bf_fault_free_pages(BfFaultCtx *c, uint64_t first, uint64_t last
                 }
                 continue;
             }
-            if ((state != BF_PAGE_RESIDENT || (m & BF_PAGE_BUSY)) && state != BF_PAGE_REMOTE &&
-                state != BF_PAGE_ZERO && state != BF_PAGE_NEVER) {
+            if (!bf_page_can_free(m)) {
                 break;      /* free already, or being mapped or fetched: kept, harmlessly */
             }
             if (!bf_page_cas(&e->pages[p], &m, BF_PAGE_FREE)) {
@@ -406,17 +415,7 @@ static uint64_t bf_fault_free_zeroed(BfFaultCtx *c, uint64_t first, uint64_t las
             uint64_t run = p;
             uint64_t punch_start = 0, punch_len = 0;
 
-            /* Claim a run of idle resident pages. */
-            while (p < end) {
-                BfPageMeta *meta = &e->pages[p];
-                uint16_t m = bf_page_load(meta);
-
-                if (bf_page_state(m) != BF_PAGE_RESIDENT || (m & BF_PAGE_BUSY) ||
-                    !bf_page_cas(meta, &m, m | BF_PAGE_BUSY)) {
-                    break;
-                }
-                p++;
-            }
+            p = bf_fault_claim_resident_run(e, p, end, 0);
             if (run == p) {
                 p++;
                 continue;
@@ -475,6 +474,10 @@ static void bf_fault_free_hinted(BfFaultCtx *c)
     uint64_t held = 0;
 
     g_mutex_lock(&e->lock);
+    if (!e->hinted->len) {
+        g_mutex_unlock(&e->lock);
+        return;     /* woken for something else: the common case */
+    }
     hinted = e->hinted;
     e->hinted = g_array_new(FALSE, FALSE, sizeof(uint64_t));
     g_mutex_unlock(&e->lock);

@@ -91,4 +91,22 @@ static inline bool bf_page_state_is_resident(BfPageState state)
            state == BF_PAGE_PUNCHING;
 }
 
+/*
+ * Can a page with metadata @m become FREE right away: is it idle (no thread holds it) and
+ * in a state with nothing in flight (RESIDENT, REMOTE, ZERO, NEVER)?
+ */
+static inline bool bf_page_can_free(uint16_t m)
+{
+    switch (bf_page_state(m)) {
+    case BF_PAGE_RESIDENT:
+        return !(m & BF_PAGE_BUSY);
+    case BF_PAGE_REMOTE:
+    case BF_PAGE_ZERO:
+    case BF_PAGE_NEVER:
+        return true;
+    default:
+        return false;
+    }
+}
+
 #endif
