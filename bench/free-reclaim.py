@@ -34,25 +34,40 @@ RAM_MB = 1024
 FREED_MB = 768
 
 
+def time_to_reclaim(vm, ask=None):
+    """The guest fills FREED_MB and frees it; @ask (if any) then asks for it back. Returns
+    the seconds from the free (or the ask) until the backend's resident memory dropped by 90%
+    of it, query-blowfish before and after, and lets the guest finish."""
+    vm.wait_line(f"filled {FREED_MB} MiB")
+    before = vm.info()
+    vm.send_line()
+    vm.wait_line(f"freed {FREED_MB} MiB")
+    start = time.monotonic()
+    if ask:
+        ask()
+    target = before["resident"] - 0.9 * FREED_MB * MiB
+    info, _ = vm.wait_info(lambda i: i["resident"] <= target, timeout=60,
+                           what="resident memory dropping")
+    seconds = time.monotonic() - start
+    return seconds, before, info
+
+
+def finish(vm, seconds, before, info):
+    """Lets the guest reallocate and exit; returns the figures common to Blowfish's runs."""
+    vm.send_line()
+    vm.wait_line("reallocated")
+    assert vm.wait_exit() == 0
+    return {"seconds": seconds,
+            "reclaimed_mib": (before["resident"] - info["resident"]) / MiB,
+            "gib_per_s": 0.9 * FREED_MB / 1024 / seconds}
+
+
 def blowfish(node, kernel_args=""):
     with Guest(RAM_MB, f"hold-and-free {FREED_MB}", pool=node.address,
                kernel_args=kernel_args, timeout=300) as vm:
-        vm.wait_line(f"filled {FREED_MB} MiB")
-        before = vm.info()
-        vm.send_line()
-        vm.wait_line(f"freed {FREED_MB} MiB")
-        start = time.monotonic()
-        target = before["resident"] - 0.9 * FREED_MB * MiB
-        info, _ = vm.wait_info(lambda i: i["resident"] <= target, timeout=60,
-                               what="resident memory dropping")
-        seconds = time.monotonic() - start
-        vm.send_line()
-        vm.wait_line("reallocated")
-        assert vm.wait_exit() == 0
+        seconds, before, info = time_to_reclaim(vm)
         return {
-            "seconds": seconds,
-            "reclaimed_mib": (before["resident"] - info["resident"]) / MiB,
-            "gib_per_s": 0.9 * FREED_MB / 1024 / seconds,
+            **finish(vm, seconds, before, info),
             "reports": info["free-reports"],
             "report_p50_us": info["free-latency"]["p50-ns"] / 1000,
             "handling_gib_per_s": (FREED_MB / 1024) /
@@ -64,25 +79,11 @@ def blowfish(node, kernel_args=""):
 def blowfish_hint(kernel_args=""):
     with Guest(RAM_MB, f"hold-and-free {FREED_MB}", kernel_args=kernel_args, timeout=300,
                free_page_reporting=False, free_page_hint=True) as vm:
-        vm.wait_line(f"filled {FREED_MB} MiB")
-        before = vm.info()
-        vm.send_line()
-        vm.wait_line(f"freed {FREED_MB} MiB")
-        start = time.monotonic()
-        vm.cmd("blowfish-reclaim-free")
-        target = before["resident"] - 0.9 * FREED_MB * MiB
-        info, _ = vm.wait_info(lambda i: i["resident"] <= target, timeout=60,
-                               what="resident memory dropping")
-        seconds = time.monotonic() - start
+        seconds, before, info = time_to_reclaim(vm, lambda: vm.cmd("blowfish-reclaim-free"))
         event = vm.wait_event("BLOWFISH_FREE_RECLAIMED")["data"]
         assert not event["timed-out"], event
-        vm.send_line()
-        vm.wait_line("reallocated")
-        assert vm.wait_exit() == 0
         return {
-            "seconds": seconds,
-            "reclaimed_mib": (before["resident"] - info["resident"]) / MiB,
-            "gib_per_s": 0.9 * FREED_MB / 1024 / seconds,
+            **finish(vm, seconds, before, info),
             "round_ms": event["duration-ms"],
             "round_freed_mib": event["bytes"] / MiB,
         }

@@ -15,7 +15,8 @@ base=$out/../guest/initramfs.cpio
 PACKAGES="redis-tools libjemalloc2 liblzf1"
 
 [ -f "$base" ] || { echo "build-bench-guest: $base is missing: run ./scripts/build.sh" >&2; exit 1; }
-inputs=$( (cat "$0" "$top/guest/workloads/bf-kv.c" "$base"; apt-cache policy $PACKAGES) |
+inputs=$( (cat "$0" "$top"/guest/workloads/bf-kv.c "$top"/guest/workloads/bf-workload.h "$base";
+           apt-cache policy $PACKAGES) |
           sha256sum | cut -d' ' -f1)
 if [ "$(cat "$out/inputs" 2>/dev/null)" = "$inputs" ] && [ -f "$out/initramfs.cpio" ]; then
     exit 0

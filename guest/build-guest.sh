@@ -15,7 +15,7 @@ kernel_pkg=$(apt-cache depends linux-image-cloud-amd64 |
              awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
 [ -n "$kernel_pkg" ] || { echo "build-guest: no linux-image-cloud-amd64 in apt" >&2; exit 1; }
 inputs=$( (echo "$kernel_pkg" "$MODULES"; dpkg-query -W busybox-static;
-           cat "$top/guest/build-guest.sh" "$top/guest/init" "$top"/guest/workloads/*.c) |
+           cat "$top/guest/build-guest.sh" "$top/guest/init" "$top"/guest/workloads/*.[ch]) |
           sha256sum | cut -d' ' -f1)
 if [ "$(cat "$out/inputs" 2>/dev/null)" = "$inputs" ] && [ -f "$out/initramfs.cpio" ]; then
     exit 0

@@ -14,32 +14,14 @@
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #define _GNU_SOURCE
+#include "bf-workload.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
-
-static double now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void *map(size_t len)
-{
-    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-    if (p == MAP_FAILED) {
-        printf("bfwork: FAIL: bf-graph: cannot allocate %zu MiB\n", len >> 20);
-        exit(1);
-    }
-    return p;
-}
 
 static uint64_t rng_next(uint64_t *s)
 {
@@ -70,7 +52,7 @@ static void build(Graph *g, int scale, int degree)
     uint64_t *fill;
 
     g->n = 1u << scale;
-    g->first = map((g->n + 1) * sizeof(uint64_t));
+    g->first = bf_map((g->n + 1) * sizeof(uint64_t), "bf-graph");
     seed = 0x9e3779b97f4a7c15ULL;
     for (uint64_t e = 0; e < edges; e++) {
         uint32_t u = skewed_vertex(&seed, scale), v = rng_next(&seed) >> (64 - scale);
@@ -81,8 +63,8 @@ static void build(Graph *g, int scale, int degree)
     for (uint32_t v = 0; v < g->n; v++) {
         g->first[v + 1] += g->first[v];
     }
-    g->adj = map(g->first[g->n] * sizeof(uint32_t));
-    fill = map(g->n * sizeof(uint64_t));
+    g->adj = bf_map(g->first[g->n] * sizeof(uint32_t), "bf-graph");
+    fill = bf_map(g->n * sizeof(uint64_t), "bf-graph");
     memcpy(fill, g->first, g->n * sizeof(uint64_t));
     seed = 0x9e3779b97f4a7c15ULL;
     for (uint64_t e = 0; e < edges; e++) {
@@ -166,30 +148,30 @@ int main(int argc, char **argv)
         printf("bfwork: FAIL: usage: bf-graph SCALE(4-28) DEGREE ROUNDS\n");
         return 2;
     }
-    t0 = now();
+    t0 = bf_now();
     build(&g, scale, degree);
-    depth = map(g.n * sizeof(int32_t));
-    parent = map(g.n * sizeof(uint32_t));
-    queue = map(g.n * sizeof(uint32_t));
+    depth = bf_map(g.n * sizeof(int32_t), "bf-graph");
+    parent = bf_map(g.n * sizeof(uint32_t), "bf-graph");
+    queue = bf_map(g.n * sizeof(uint32_t), "bf-graph");
     printf("bf-graph ready: %u vertices, %llu edges, %llu MiB, built in %.1f s\n", g.n,
            (unsigned long long)g.first[g.n] / 2,
-           (unsigned long long)((g.first[g.n] * 4 + g.n * 20ULL) >> 20), now() - t0);
-    t0 = now();
+           (unsigned long long)((g.first[g.n] * 4 + g.n * 20ULL) >> 20), bf_now() - t0);
+    t0 = bf_now();
     for (int r = 0; r < rounds; r++) {
         /* Sources with edges: low numbers (the skew gives them many). */
         uint32_t root = skewed_vertex(&seed, scale);
-        double s = now();
+        double s = bf_now();
 
         while (g.first[root] == g.first[root + 1]) {
             root = skewed_vertex(&seed, scale);
         }
         examined += bfs(&g, root, depth, parent, queue);
-        search += now() - s;
+        search += bf_now() - s;
         if (validate(&g, root, depth, parent)) {
             return 1;
         }
     }
     printf("bf-graph done: %d searches in %.2f s (%.2f MTEPS), validated, %.1f s in all\n",
-           rounds, search, examined / search / 1e6, now() - t0);
+           rounds, search, examined / search / 1e6, bf_now() - t0);
     return 0;
 }

@@ -13,6 +13,8 @@
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #define _GNU_SOURCE
+#include "bf-workload.h"
+
 #include <arpa/inet.h>
 #include <math.h>
 #include <signal.h>
@@ -23,7 +25,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define PORT 6379
@@ -43,14 +44,6 @@ static void fail(const char *fmt, ...)
     va_end(ap);
     printf("\n");
     exit(1);
-}
-
-static double now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 static void send_all(const char *p, size_t len)
@@ -208,7 +201,7 @@ int main(int argc, char **argv)
     expect = malloc(bytes);
     cdf = zipf_table(keys, 0.99);
 
-    t0 = now();
+    t0 = bf_now();
     for (uint32_t k = 0; k < keys;) {
         size_t n = 0;
         uint32_t batch = 0;
@@ -226,11 +219,11 @@ int main(int argc, char **argv)
         }
     }
     printf("bf-kv ready: %u keys of %zu bytes (%zu MiB of values) loaded in %.1f s\n", keys,
-           bytes, keys * bytes >> 20, now() - t0);
+           bytes, keys * bytes >> 20, bf_now() - t0);
 
-    t0 = now();
+    t0 = bf_now();
     end = t0 + seconds;
-    while (now() < end) {
+    while (bf_now() < end) {
         uint32_t batch_keys[BATCH], expected[BATCH];
         int is_set[BATCH];
         size_t n = 0;
@@ -275,7 +268,7 @@ int main(int argc, char **argv)
         requests += BATCH;
     }
     printf("bf-kv done: %llu requests in %.2f s (%.0f ops/s), validated\n",
-           (unsigned long long)requests, now() - t0, requests / (now() - t0));
+           (unsigned long long)requests, bf_now() - t0, requests / (bf_now() - t0));
     kill(server, SIGTERM);
     waitpid(server, NULL, 0);
     return 0;

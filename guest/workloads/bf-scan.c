@@ -13,22 +13,14 @@
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #define _GNU_SOURCE
+#include "bf-workload.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/mman.h>
-#include <time.h>
 
 #define MiB (1024UL * 1024)
 #define OUT_WORDS 4096
-
-static double now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 typedef struct {
     uint64_t out[OUT_WORDS];    /* (word, run length) pairs, flushed into the checksum */
@@ -105,15 +97,11 @@ int main(int argc, char **argv)
         return 2;
     }
     words = mb * MiB / 8;
-    data = mmap(NULL, mb * MiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (data == MAP_FAILED) {
-        printf("bfwork: FAIL: bf-scan: cannot allocate %zu MiB\n", mb);
-        return 1;
-    }
+    data = bf_map(mb * MiB, "bf-scan");
     generate(data, words, &expected);
     printf("bf-scan ready: %zu MiB, encoded to %llu KiB\n", mb,
            (unsigned long long)(expected.size * 8 >> 10));
-    t0 = now();
+    t0 = bf_now();
     for (int p = 0; p < passes; p++) {
         Encoder enc = { 0 };
 
@@ -136,6 +124,6 @@ int main(int argc, char **argv)
         }
     }
     printf("bf-scan done: %d passes over %zu MiB in %.2f s (%.1f MiB/s), validated\n", passes,
-           mb, now() - t0, passes * mb / (now() - t0));
+           mb, bf_now() - t0, passes * mb / (bf_now() - t0));
     return 0;
 }

@@ -18,6 +18,8 @@
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #define _GNU_SOURCE
+#include "bf-workload.h"
+
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -25,7 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 #define MiB (1024UL * 1024)
@@ -45,24 +46,6 @@ static void say(const char *fmt, ...)
     fflush(stdout);
 }
 
-static double now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static uint8_t *map(size_t len)
-{
-    uint8_t *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-    if (p == MAP_FAILED) {
-        say("FAIL: cannot allocate %zu MiB", len / MiB);
-        exit(1);
-    }
-    return p;
-}
 
 /* A 64-bit word that depends on where it lives and on a seed. */
 static uint64_t word(uint64_t index, uint64_t seed)
@@ -110,16 +93,16 @@ static int check_zero(const uint8_t *p, size_t len, const char *what)
 static int pattern(size_t mb, int rounds)
 {
     size_t len = mb * MiB;
-    uint8_t *p = map(len);
+    uint8_t *p = bf_map(len, "bfwork");
 
     for (int r = 0; r < rounds; r++) {
-        double t = now();
+        double t = bf_now();
 
         fill(p, len, r + 1);
         if (verify(p, len, r + 1, "pattern")) {
             return 1;
         }
-        say("pattern round %d: %zu MiB written and verified in %.2f s", r, mb, now() - t);
+        say("pattern round %d: %zu MiB written and verified in %.2f s", r, mb, bf_now() - t);
     }
     munmap(p, len);
     return 0;
@@ -127,15 +110,15 @@ static int pattern(size_t mb, int rounds)
 
 static int working_set(size_t hot_mb, size_t cold_mb, int seconds)
 {
-    uint8_t *hot = map(hot_mb * MiB), *cold = map(cold_mb * MiB);
-    double end, t0 = now(), next_cold_check = t0 + 5;
+    uint8_t *hot = bf_map(hot_mb * MiB, "bfwork"), *cold = bf_map(cold_mb * MiB, "bfwork");
+    double end, t0 = bf_now(), next_cold_check = t0 + 5;
     unsigned long passes = 0, cold_checks = 0;
 
     fill(cold, cold_mb * MiB, 77);
     fill(hot, hot_mb * MiB, 0);
     say("working-set ready: hot %zu MiB, cold %zu MiB", hot_mb, cold_mb);
-    end = now() + seconds;
-    while (now() < end) {
+    end = bf_now() + seconds;
+    while (bf_now() < end) {
         /* The hot part changes every pass and is checked every pass. */
         passes++;
         fill(hot, hot_mb * MiB, passes);
@@ -143,19 +126,19 @@ static int working_set(size_t hot_mb, size_t cold_mb, int seconds)
             return 1;
         }
         /* The cold part is read back now and then: all of it faults back in. */
-        if (now() >= next_cold_check) {
+        if (bf_now() >= next_cold_check) {
             if (verify(cold, cold_mb * MiB, 77, "cold")) {
                 return 1;
             }
             cold_checks++;
-            next_cold_check = now() + 5;
+            next_cold_check = bf_now() + 5;
         }
     }
     if (verify(cold, cold_mb * MiB, 77, "cold")) {
         return 1;
     }
     say("working-set done: %lu hot passes in %.1f s (%.1f passes/s), %lu cold checks", passes,
-        now() - t0, passes / (now() - t0), cold_checks);
+        bf_now() - t0, passes / (bf_now() - t0), cold_checks);
     return 0;
 }
 
@@ -165,8 +148,8 @@ static int alloc_free(size_t mb, int rounds, int pause)
     double work = 0;
 
     for (int r = 0; r < rounds; r++) {
-        double t = now();
-        uint8_t *p = map(len);
+        double t = bf_now();
+        uint8_t *p = bf_map(len, "bfwork");
 
         if (check_zero(p, len, "alloc-free") ) {
             return 1;
@@ -176,7 +159,7 @@ static int alloc_free(size_t mb, int rounds, int pause)
             return 1;
         }
         munmap(p, len);
-        work += now() - t;
+        work += bf_now() - t;
         say("alloc-free round %d: %zu MiB used and freed", r, mb);
         sleep(pause);
     }
@@ -230,7 +213,7 @@ static void *writer_thread(void *opaque)
 {
     Writer *w = opaque;
 
-    while (now() < w->end) {
+    while (bf_now() < w->end) {
         size_t b = rand_r(&w->seed) % w->blocks;
 
         if (check_block(w, b)) {
@@ -261,9 +244,9 @@ static int random_writer(int threads, size_t mb, int seconds)
     }
     for (int i = 0; i < threads; i++) {
         w[i] = (Writer) {
-            .base = map(per * PAGE), .blocks = per,
+            .base = bf_map(per * PAGE, "bfwork"), .blocks = per,
             .generation = calloc(per, sizeof(uint64_t)), .seed = 12345 + i,
-            .end = now() + seconds,
+            .end = bf_now() + seconds,
         };
         pthread_create(&tid[i], NULL, writer_thread, &w[i]);
     }
@@ -283,7 +266,7 @@ static int random_writer(int threads, size_t mb, int seconds)
 static int free_and_wait(size_t mb, int pause)
 {
     size_t len = mb * MiB;
-    uint8_t *p = map(len);
+    uint8_t *p = bf_map(len, "bfwork");
 
     fill(p, len, 55);
     if (verify(p, len, 55, "free-and-wait")) {
@@ -293,7 +276,7 @@ static int free_and_wait(size_t mb, int pause)
     munmap(p, len);
     say("freed %zu MiB", mb);
     sleep(pause);
-    p = map(len);
+    p = bf_map(len, "bfwork");
     if (check_zero(p, len, "free-and-wait")) {
         return 1;
     }
@@ -320,7 +303,7 @@ static void wait_for_host(void)
 static int hold_and_free(size_t mb)
 {
     size_t len = mb * MiB;
-    uint8_t *p = map(len);
+    uint8_t *p = bf_map(len, "bfwork");
 
     fill(p, len, 57);
     if (verify(p, len, 57, "hold-and-free")) {
@@ -334,7 +317,7 @@ static int hold_and_free(size_t mb)
     munmap(p, len);
     say("freed %zu MiB", mb);
     wait_for_host();
-    p = map(len);
+    p = bf_map(len, "bfwork");
     if (check_zero(p, len, "hold-and-free")) {
         return 1;
     }
