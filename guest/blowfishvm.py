@@ -238,6 +238,8 @@ class Guest:
                 continue
             if event and event["event"] == name:
                 return event
+            if not self.running():
+                raise GuestError(f"QEMU exited before a {name} event")
         raise GuestError(f"no {name} event in time")
 
     def wait_exit(self):
