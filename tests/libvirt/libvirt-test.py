@@ -9,8 +9,9 @@ Nothing starts libvirtd for us (no systemd), and the test must not touch the hos
 it starts a libvirtd of its own, as root, in a private mount namespace where /etc/libvirt,
 /var/lib/libvirt, /var/cache/libvirt, /var/log/libvirt and /run/libvirt are directories of
 the test, and reaches it through a socket in its own directory. QEMU runs as libvirt-qemu,
-libvirt's default; in that namespace only, /dev/userfaultfd is a node that group libvirt-qemu
-may open, which is the permission docs/libvirt.md tells operators to grant.
+libvirt's default (as root, said in a note, where the checkout is closed to libvirt-qemu);
+in that namespace only, /dev/userfaultfd is a node that group libvirt-qemu may open, which is
+the permission docs/libvirt.md tells operators to grant.
 
 Tests:
   convert  blowfish-virt-xml's output validates, and it refuses what the backend cannot do;
@@ -33,7 +34,7 @@ import time
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(TOP, "guest"))
 
-from blowfishvm import INITRAMFS, VMLINUX, Memnode, guest_missing  # noqa: E402
+from blowfishvm import INITRAMFS, QEMU, VMLINUX, Memnode, guest_missing  # noqa: E402
 
 CONVERT = os.path.join(TOP, "scripts", "blowfish-virt-xml")
 EXAMPLES = os.path.join(TOP, "docs", "examples")
@@ -127,6 +128,12 @@ def why_not_here():
     return guest_missing()
 
 
+def libvirt_qemu_reaches_checkout():
+    """Can libvirt's QEMU user run the patched QEMU and the wrapper from this checkout?"""
+    return subprocess.run(["runuser", "-u", "libvirt-qemu", "--", "sh", "-c",
+                           f'test -x "{QEMU}" && test -r "{WRAPPER}"']).returncode == 0
+
+
 class Libvirtd:
     """A libvirtd of the test's own; virsh() talks to it."""
 
@@ -139,6 +146,10 @@ class Libvirtd:
             f.write(LIBVIRTD_CONF.format(dir=self.dir))
         with open(os.path.join(self.dir, "etc", "qemu.conf"), "w") as f:
             f.write(QEMU_CONF)
+            if not libvirt_qemu_reaches_checkout():
+                note(f"libvirt-qemu cannot run {QEMU} (a directory above it is closed to "
+                     "it): QEMU runs as root instead")
+                f.write('user = "root"\ngroup = "root"\n')
         # Copies: libvirt changes the owner of a domain's kernel and initrd while it runs.
         shutil.copy(VMLINUX, os.path.join(self.dir, "vmlinux"))
         shutil.copy(INITRAMFS, os.path.join(self.dir, "initramfs.cpio"))
