@@ -200,17 +200,80 @@ static const BfChannelOps bf_channel_tcp_ops = {
     .close = bf_tcp_close,
 };
 
+/* A reply of type @expected (@length bytes) into @payload; an ERROR is a refusal. */
+static gboolean bf_tcp_recv_expected(BfChannelTcp *ch, BfMsgType request, BfMsgType expected,
+                                     gint64 deadline, uint8_t *payload, uint32_t *length,
+                                     GError **errp)
+{
+    char message[BF_PROTO_MAX_MESSAGE + 1];
+    BfMsgHeader header;
+    BfProtoError code;
+
+    if (!bf_tcp_recv_reply(ch, 0, deadline, &header, &code, message, errp)) {
+        return FALSE;
+    }
+    if (code) {
+        g_set_error(errp, BF_ERROR, BF_ERROR_POOL, "the memory node refused %s: %s",
+                    request == BF_MSG_HELLO ? "the session" : "the key", message);
+        return FALSE;
+    }
+    if (header.type != expected) {
+        return bf_tcp_protocol_error(errp, "%s in reply to %s", bf_msg_type_name(header.type),
+                                     bf_msg_type_name(request));
+    }
+    *length = header.length;
+    return bf_socket_recv(ch->fd, payload, header.length, deadline, 0, errp);
+}
+
+static gboolean bf_tcp_send(BfChannelTcp *ch, BfMsgType type, uint8_t *msg, uint32_t length,
+                            GError **errp)
+{
+    bf_proto_put_header(msg, type, length, 0);
+    return bf_socket_send(ch->fd, msg, BF_PROTO_HEADER_SIZE + length, errp);
+}
+
+/* The AUTH exchange (bf-auth.h): the node proves @key first, then this side. */
+static gboolean bf_tcp_authenticate(BfChannelTcp *ch, const BfKey *key, gint64 deadline,
+                                    GError **errp)
+{
+    uint8_t msg[BF_PROTO_HEADER_SIZE + BF_PROTO_NONCE_SIZE + 4 + BF_PROTO_MAX_NAME];
+    uint8_t reply[BF_PROTO_NONCE_SIZE + BF_PROTO_PROOF_SIZE];
+    uint8_t node_nonce[BF_PROTO_NONCE_SIZE], node_proof[BF_PROTO_PROOF_SIZE];
+    uint8_t expected[BF_PROTO_PROOF_SIZE], proof[BF_PROTO_PROOF_SIZE];
+    BfAuthHello auth = { 0 };
+    uint32_t length;
+
+    g_strlcpy(auth.key_name, key->name, sizeof(auth.key_name));
+    if (!bf_auth_nonce(auth.nonce, errp) ||
+        !bf_tcp_send(ch, BF_MSG_AUTH, msg, bf_proto_put_auth(msg + BF_PROTO_HEADER_SIZE, &auth),
+                     errp) ||
+        !bf_tcp_recv_expected(ch, BF_MSG_AUTH, BF_MSG_AUTH_CHALLENGE, deadline, reply, &length,
+                              errp) ||
+        !bf_proto_parse_challenge(reply, length, node_nonce, node_proof, errp)) {
+        return FALSE;
+    }
+    bf_auth_proof(key, BF_AUTH_BY_NODE, auth.nonce, node_nonce, expected);
+    if (!bf_auth_proof_equal(node_proof, expected)) {
+        g_set_error(errp, BF_ERROR, BF_ERROR_POOL,
+                    "the memory node did not prove it holds key '%s': its key differs, or "
+                    "it has no key of that name", key->name);
+        return FALSE;
+    }
+    bf_auth_proof(key, BF_AUTH_BY_CLIENT, auth.nonce, node_nonce, proof);
+    memcpy(msg + BF_PROTO_HEADER_SIZE, proof, sizeof(proof));
+    return bf_tcp_send(ch, BF_MSG_AUTH_PROOF, msg, sizeof(proof), errp) &&
+           bf_tcp_recv_expected(ch, BF_MSG_AUTH_PROOF, BF_MSG_AUTH_OK, deadline, reply,
+                                &length, errp);
+}
+
 BfChannel *bf_channel_tcp_connect(const BfEndpoint *endpoint, const BfHello *hello,
-                                  int timeout_ms, GError **errp)
+                                  const BfKey *key, int timeout_ms, GError **errp)
 {
     g_autofree BfChannelTcp *ch = g_new0(BfChannelTcp, 1);
     uint8_t msg[BF_PROTO_HEADER_SIZE + 32 + BF_PROTO_MAX_NAME];
     uint8_t payload[16];
     gint64 deadline = bf_channel_deadline(timeout_ms);
     uint64_t free_pages;
-    BfMsgHeader header;
-    BfProtoError code;
-    char message[BF_PROTO_MAX_MESSAGE + 1];
     uint32_t length;
 
     ch->parent.ops = &bf_channel_tcp_ops;
@@ -218,25 +281,16 @@ BfChannel *bf_channel_tcp_connect(const BfEndpoint *endpoint, const BfHello *hel
     if (ch->fd < 0) {
         return NULL;
     }
-    length = bf_proto_put_hello(msg + BF_PROTO_HEADER_SIZE, hello);
-    bf_proto_put_header(msg, BF_MSG_HELLO, length, 0);
     ch->next_tag = 1;
-    if (!bf_socket_send(ch->fd, msg, BF_PROTO_HEADER_SIZE + length, errp) ||
-        !bf_tcp_recv_reply(ch, 0, deadline, &header, &code, message, errp)) {
+    if (key && !bf_tcp_authenticate(ch, key, deadline, errp)) {
         goto fail;
     }
-    if (code) {
-        g_set_error(errp, BF_ERROR, BF_ERROR_POOL, "the memory node refused the session: %s",
-                    message);
-        goto fail;
-    }
-    if (header.type != BF_MSG_HELLO_OK) {
-        bf_tcp_protocol_error(errp, "%s in reply to HELLO", bf_msg_type_name(header.type));
-        goto fail;
-    }
-    if (!bf_socket_recv(ch->fd, payload, header.length, deadline, 0, errp) ||
-        !bf_proto_parse_hello_ok(payload, header.length, &ch->parent.stored_at_hello,
-                                 &free_pages, errp)) {
+    if (!bf_tcp_send(ch, BF_MSG_HELLO, msg, bf_proto_put_hello(msg + BF_PROTO_HEADER_SIZE, hello),
+                     errp) ||
+        !bf_tcp_recv_expected(ch, BF_MSG_HELLO, BF_MSG_HELLO_OK, deadline, payload, &length,
+                              errp) ||
+        !bf_proto_parse_hello_ok(payload, length, &ch->parent.stored_at_hello, &free_pages,
+                                 errp)) {
         goto fail;
     }
     return &g_steal_pointer(&ch)->parent;

@@ -13,6 +13,6 @@
 #define BF_CHANNEL_TCP_SPIN_US 20
 
 BfChannel *bf_channel_tcp_connect(const BfEndpoint *endpoint, const BfHello *hello,
-                                  int timeout_ms, GError **errp);
+                                  const BfKey *key, int timeout_ms, GError **errp);
 
 #endif

@@ -12,6 +12,7 @@
 #ifndef BF_CHANNEL_H
 #define BF_CHANNEL_H
 
+#include "bf-auth.h"
 #include "bf-endpoint.h"
 #include "bf-proto.h"
 
@@ -44,12 +45,13 @@ struct BfChannel {
 };
 
 /*
- * Connects to the node at @endpoint and opens the session @hello names. Fails with
- * BF_ERROR_UNREACHABLE (no node there, or it did not answer within @timeout_ms),
- * BF_ERROR_PROTOCOL or BF_ERROR_POOL (the node refused the session).
+ * Connects to the node at @endpoint, proves it holds @key (if not NULL: bf-auth.h), and opens
+ * the session @hello names. Fails with BF_ERROR_UNREACHABLE (no node there, or it did not
+ * answer within @timeout_ms), BF_ERROR_PROTOCOL, or BF_ERROR_POOL (the node refused the key or
+ * the session, or did not prove it holds @key).
  */
 BfChannel *bf_channel_connect(const BfEndpoint *endpoint, const BfHello *hello,
-                              int timeout_ms, GError **errp);
+                              const BfKey *key, int timeout_ms, GError **errp);
 
 /* Sends @req. On error the channel is broken: close it. */
 gboolean bf_channel_submit(BfChannel *channel, BfRequest *req, GError **errp);

@@ -33,6 +33,7 @@ struct BfEngine {
     uint64_t npages;
     BfEngineTunables tun;
     BfEndpoint *pool;
+    BfKey *pool_key;
     char *pool_text;
     BfConnectFunc connect;
     void *connect_opaque;

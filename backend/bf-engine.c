@@ -321,7 +321,7 @@ BfChannel *bf_engine_connect_channel(BfEngine *e, GError **errp)
     if (e->connect) {
         return e->connect(e->connect_opaque, &e->hello, errp);
     }
-    return bf_channel_connect(e->pool, &e->hello, e->tun.pool_timeout_ms, errp);
+    return bf_channel_connect(e->pool, &e->hello, e->pool_key, e->tun.pool_timeout_ms, errp);
 }
 
 /* Engine threads take no signals: the host process (QEMU) handles them elsewhere. */
@@ -423,6 +423,17 @@ BfEngine *bf_engine_new(const BfEngineConfig *config, GError **errp)
         }
         e->pool_text = bf_endpoint_to_string(e->pool);
     }
+    if (config->pool_key) {
+        if (!config->pool) {
+            g_set_error(errp, BF_ERROR, BF_ERROR_INVALID, "a key needs a pool");
+            return NULL;
+        }
+        e->pool_key = bf_key_new(config->pool_key->name, config->pool_key->secret,
+                                 config->pool_key->len, errp);
+        if (!e->pool_key) {
+            return NULL;
+        }
+    }
     local_limit = config->local_limit ? config->local_limit : e->size;
     if (!bf_engine_check_local_limit(e->size, local_limit, bf_engine_has_pool(e), errp)) {
         return NULL;
@@ -507,6 +518,7 @@ void bf_engine_free(BfEngine *e)
     g_mutex_clear(&e->pool_error_lock);
     g_free(e->pages);
     bf_endpoint_free(e->pool);
+    bf_key_free(e->pool_key);
     g_free(e->pool_text);
     g_free(e->name);
     g_free(e);

@@ -71,6 +71,7 @@ typedef struct BfEngineConfig {
     uint64_t size;             /* bytes of guest RAM, a multiple of BF_PAGE_SIZE */
     uint64_t local_limit;      /* most bytes kept in host memory; 0 means size */
     const char *pool;          /* pool address (see bf-endpoint.h), or NULL */
+    const BfKey *pool_key;     /* the key to prove to the pool (bf-auth.h; copied), or NULL */
     BfConnectFunc connect;     /* or this, to reach a pool another way (tests) */
     void *connect_opaque;
     BfEngineTunables tunables;

@@ -26,9 +26,14 @@ static const char *const bf_msg_type_names[BF_MSG_TYPE_MAX] = {
     [BF_MSG_COMMIT_OK] = "COMMIT_OK",
     [BF_MSG_RELEASE] = "RELEASE",
     [BF_MSG_RELEASE_OK] = "RELEASE_OK",
+    [BF_MSG_AUTH] = "AUTH",
+    [BF_MSG_AUTH_CHALLENGE] = "AUTH_CHALLENGE",
+    [BF_MSG_AUTH_PROOF] = "AUTH_PROOF",
+    [BF_MSG_AUTH_OK] = "AUTH_OK",
 };
 
 #define BF_HELLO_FIXED (BF_PROTO_SESSION_SIZE + 8 + 4 + 2 + 2)
+#define BF_AUTH_FIXED (BF_PROTO_NONCE_SIZE + 2 + 2)
 
 /* The payload length bounds of each type. */
 static const struct {
@@ -53,6 +58,11 @@ static const struct {
     [BF_MSG_COMMIT_OK] = { 8, 8 },
     [BF_MSG_RELEASE] = { 8 + 8, 8 + 8 * BF_PROTO_MAX_PAGES },
     [BF_MSG_RELEASE_OK] = { 8, 8 + 8 * BF_PROTO_MAX_PAGES },
+    [BF_MSG_AUTH] = { BF_AUTH_FIXED + 1, BF_AUTH_FIXED + BF_PROTO_MAX_NAME },
+    [BF_MSG_AUTH_CHALLENGE] = { BF_PROTO_NONCE_SIZE + BF_PROTO_PROOF_SIZE,
+                                BF_PROTO_NONCE_SIZE + BF_PROTO_PROOF_SIZE },
+    [BF_MSG_AUTH_PROOF] = { BF_PROTO_PROOF_SIZE, BF_PROTO_PROOF_SIZE },
+    [BF_MSG_AUTH_OK] = { 0, 0 },
 };
 
 gboolean bf_proto_fail(GError **errp, const char *fmt, ...)
@@ -190,6 +200,59 @@ uint32_t bf_proto_put_error(uint8_t *out, BfProtoError code, const char *message
     bf_put_u16(out + 6, 0);
     memcpy(out + 8, message, len);
     return 8 + len;
+}
+
+uint32_t bf_proto_put_auth(uint8_t *out, const BfAuthHello *auth)
+{
+    size_t name_len = strnlen(auth->key_name, BF_PROTO_MAX_NAME);
+
+    memcpy(out, auth->nonce, BF_PROTO_NONCE_SIZE);
+    bf_put_u16(out + BF_PROTO_NONCE_SIZE, name_len);
+    bf_put_u16(out + BF_PROTO_NONCE_SIZE + 2, 0);
+    memcpy(out + BF_AUTH_FIXED, auth->key_name, name_len);
+    return BF_AUTH_FIXED + name_len;
+}
+
+uint32_t bf_proto_put_challenge(uint8_t *out, const uint8_t nonce[BF_PROTO_NONCE_SIZE],
+                                const uint8_t proof[BF_PROTO_PROOF_SIZE])
+{
+    memcpy(out, nonce, BF_PROTO_NONCE_SIZE);
+    memcpy(out + BF_PROTO_NONCE_SIZE, proof, BF_PROTO_PROOF_SIZE);
+    return BF_PROTO_NONCE_SIZE + BF_PROTO_PROOF_SIZE;
+}
+
+gboolean bf_proto_parse_auth(const uint8_t *payload, uint32_t length, BfAuthHello *auth,
+                             GError **errp)
+{
+    uint16_t name_len;
+
+    if (length < BF_AUTH_FIXED) {
+        return bf_proto_fail(errp, "AUTH too short");
+    }
+    name_len = bf_get_u16(payload + BF_PROTO_NONCE_SIZE);
+    if (name_len == 0 || name_len > BF_PROTO_MAX_NAME || length != BF_AUTH_FIXED + name_len) {
+        return bf_proto_fail(errp, "AUTH key name of %u bytes in a %u-byte payload", name_len,
+                             length);
+    }
+    memcpy(auth->nonce, payload, BF_PROTO_NONCE_SIZE);
+    memcpy(auth->key_name, payload + BF_AUTH_FIXED, name_len);
+    auth->key_name[name_len] = '\0';
+    if (strlen(auth->key_name) != name_len || !g_utf8_validate(auth->key_name, -1, NULL)) {
+        return bf_proto_fail(errp, "AUTH key name is not text");
+    }
+    return TRUE;
+}
+
+gboolean bf_proto_parse_challenge(const uint8_t *payload, uint32_t length,
+                                  uint8_t nonce[BF_PROTO_NONCE_SIZE],
+                                  uint8_t proof[BF_PROTO_PROOF_SIZE], GError **errp)
+{
+    if (length != BF_PROTO_NONCE_SIZE + BF_PROTO_PROOF_SIZE) {
+        return bf_proto_fail(errp, "AUTH_CHALLENGE of %u bytes", length);
+    }
+    memcpy(nonce, payload, BF_PROTO_NONCE_SIZE);
+    memcpy(proof, payload + BF_PROTO_NONCE_SIZE, BF_PROTO_PROOF_SIZE);
+    return TRUE;
 }
 
 gboolean bf_proto_parse_hello(const uint8_t *payload, uint32_t length, BfHello *hello,

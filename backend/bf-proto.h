@@ -18,6 +18,15 @@
  *   STATS_OK   session u64 (pages held for the session) | stored u64 | capacity u64 (node)
  *   ERROR      code u32 | message_len u16 | 0 u16 | message
  *
+ * A node with keys (blowfish-memnode --keys) first wants proof that the client holds one
+ * (bf-auth.h): a challenge-response with nonces from both sides, each side proving the key
+ * with an HMAC-SHA256 over both nonces, so neither proof can be replayed:
+ *
+ *   AUTH           nonce[32] | name_len u16 | 0 u16 | name  (the client's nonce, the key's name)
+ *   AUTH_CHALLENGE nonce[32] | proof[32]    (the node's nonce, the node's proof of the key)
+ *   AUTH_PROOF     proof[32]                (the client's proof)
+ *   AUTH_OK        (empty)
+ *
  * On the RDMA transport page data never travels in messages: the node lends the client
  * extents (BF_PROTO_EXTENT_PAGES pages of a session, each registered memory of its own) and
  * the client moves pages with one-sided RDMA READ and WRITE. Its messages are then:
@@ -51,6 +60,8 @@
 #define BF_PROTO_MAX_NAME 64u
 #define BF_PROTO_MAX_MESSAGE 256u
 #define BF_PROTO_EXTENT_PAGES 512u
+#define BF_PROTO_NONCE_SIZE 32u
+#define BF_PROTO_PROOF_SIZE 32u
 /* The largest payload: a full WRITE. */
 #define BF_PROTO_MAX_PAYLOAD (8u + BF_PROTO_MAX_PAGES * (8u + BF_PROTO_PAGE_SIZE))
 
@@ -74,6 +85,10 @@ typedef enum {
     BF_MSG_COMMIT_OK,
     BF_MSG_RELEASE,
     BF_MSG_RELEASE_OK,
+    BF_MSG_AUTH,
+    BF_MSG_AUTH_CHALLENGE,
+    BF_MSG_AUTH_PROOF,
+    BF_MSG_AUTH_OK,
     BF_MSG_TYPE_MAX,
 } BfMsgType;
 
@@ -83,6 +98,7 @@ typedef enum {
     BF_PROTO_ERR_NO_SESSION,    /* a request before HELLO, or after the session's BYE */
     BF_PROTO_ERR_NO_SPACE,      /* the node is full: nothing of this request was stored */
     BF_PROTO_ERR_NOT_STORED,    /* READ of a page the node does not hold */
+    BF_PROTO_ERR_AUTH,          /* no or failed authentication: the node disconnects */
 } BfProtoError;
 
 typedef struct {
@@ -144,7 +160,23 @@ static inline uint64_t bf_proto_extents(uint64_t pages)
     return (pages + BF_PROTO_EXTENT_PAGES - 1) / BF_PROTO_EXTENT_PAGES;
 }
 
+/* AUTH: the client's nonce and the key's name (1 .. BF_PROTO_MAX_NAME bytes of text). */
+typedef struct {
+    uint8_t nonce[BF_PROTO_NONCE_SIZE];
+    char key_name[BF_PROTO_MAX_NAME + 1];
+} BfAuthHello;
+
+uint32_t bf_proto_put_auth(uint8_t *out, const BfAuthHello *auth);
+/* AUTH_CHALLENGE is a nonce and a proof; AUTH_PROOF a proof. */
+uint32_t bf_proto_put_challenge(uint8_t *out, const uint8_t nonce[BF_PROTO_NONCE_SIZE],
+                                const uint8_t proof[BF_PROTO_PROOF_SIZE]);
+
 /* Payload parsers: check the exact length and every field. */
+gboolean bf_proto_parse_auth(const uint8_t *payload, uint32_t length, BfAuthHello *auth,
+                             GError **errp);
+gboolean bf_proto_parse_challenge(const uint8_t *payload, uint32_t length,
+                                  uint8_t nonce[BF_PROTO_NONCE_SIZE],
+                                  uint8_t proof[BF_PROTO_PROOF_SIZE], GError **errp);
 gboolean bf_proto_parse_hello(const uint8_t *payload, uint32_t length, BfHello *hello,
                               GError **errp);
 gboolean bf_proto_parse_hello_ok(const uint8_t *payload, uint32_t length, uint64_t *stored,

@@ -14,6 +14,7 @@
 #include "qapi/error.h"
 #include "qapi/visitor.h"
 #include "qom/object_interfaces.h"
+#include "crypto/secret_common.h"
 #include "exec/memory.h"
 #include "system/system.h"
 #include "migration/blocker.h"
@@ -27,6 +28,8 @@ struct HostMemoryBackendBlowfish {
     HostMemoryBackend parent_obj;
 
     char *pool;
+    char *secret;                  /* id of the secret object holding the pool key */
+    char *key_name;                /* the key's name on the memory node; default: @secret */
     uint64_t local_limit;          /* 0 until set: the backend's size */
     BfEngineTunables tunables;
 
@@ -125,6 +128,32 @@ static bool blowfish_check_compatible(HostMemoryBackendBlowfish *bf, Error **err
     return true;
 }
 
+/* The pool key: the bytes of the secret object @bf->secret, named @bf->key_name. */
+static BfKey *blowfish_pool_key(HostMemoryBackendBlowfish *bf, Error **errp)
+{
+    const char *name = bf->key_name ? bf->key_name : bf->secret;
+    g_autofree uint8_t *secret = NULL;
+    size_t len = 0;
+    GError *gerr = NULL;
+    BfKey *key;
+
+    if (!bf->pool) {
+        error_setg(errp, "memory-backend-blowfish '%s': secret needs a pool",
+                   blowfish_id(bf));
+        return NULL;
+    }
+    if (qcrypto_secret_lookup(bf->secret, &secret, &len, errp) < 0) {
+        error_prepend(errp, "memory-backend-blowfish '%s': ", blowfish_id(bf));
+        return NULL;
+    }
+    key = bf_key_new(name, secret, len, &gerr);
+    memset(secret, 0, len);
+    if (!key) {
+        blowfish_set_engine_error(bf, gerr, errp);
+    }
+    return key;
+}
+
 static bool blowfish_memory_alloc(HostMemoryBackend *backend, Error **errp)
 {
     HostMemoryBackendBlowfish *bf = MEMORY_BACKEND_BLOWFISH(backend);
@@ -137,6 +166,7 @@ static bool blowfish_memory_alloc(HostMemoryBackend *backend, Error **errp)
         .tunables = bf->tunables,
         .events = &blowfish_engine_events,
     };
+    g_autoptr(BfKey) key = NULL;
     GError *gerr = NULL;
     void *ram;
 
@@ -146,6 +176,17 @@ static bool blowfish_memory_alloc(HostMemoryBackend *backend, Error **errp)
     }
     if (!blowfish_check_compatible(bf, errp)) {
         return false;
+    }
+    if (bf->key_name && !bf->secret) {
+        error_setg(errp, "memory-backend-blowfish '%s': key-name needs secret", config.name);
+        return false;
+    }
+    if (bf->secret) {
+        key = blowfish_pool_key(bf, errp);
+        if (!key) {
+            return false;
+        }
+        config.pool_key = key;
     }
     /* Devices that pin guest RAM (VFIO, vDPA, ...) now fail to realize, and vice versa. */
     if (ram_block_discard_require(true)) {
@@ -194,22 +235,45 @@ static bool blowfish_memory_alloc(HostMemoryBackend *backend, Error **errp)
     return true;
 }
 
-static char *blowfish_get_pool(Object *obj, Error **errp)
+/* Properties the engine takes at creation only. */
+static bool blowfish_check_not_created(HostMemoryBackendBlowfish *bf, const char *name,
+                                       Error **errp)
 {
-    return g_strdup(MEMORY_BACKEND_BLOWFISH(obj)->pool);
+    if (host_memory_backend_mr_inited(MEMORY_BACKEND(bf))) {
+        error_setg(errp, "cannot change property '%s' of memory-backend-blowfish '%s' "
+                   "after creation", name, blowfish_id(bf));
+        return false;
+    }
+    return true;
 }
 
-static void blowfish_set_pool(Object *obj, const char *value, Error **errp)
+/* The string properties, fixed at creation: opaque is their field's offset. */
+static char **blowfish_str_field(Object *obj, void *opaque)
 {
-    HostMemoryBackendBlowfish *bf = MEMORY_BACKEND_BLOWFISH(obj);
+    return (char **)((char *)MEMORY_BACKEND_BLOWFISH(obj) + (uintptr_t)opaque);
+}
 
-    if (host_memory_backend_mr_inited(MEMORY_BACKEND(obj))) {
-        error_setg(errp, "cannot change property 'pool' of memory-backend-blowfish '%s' "
-                   "after creation", blowfish_id(bf));
+static void blowfish_get_str(Object *obj, Visitor *v, const char *name, void *opaque,
+                             Error **errp)
+{
+    char *value = g_strdup(*blowfish_str_field(obj, opaque) ?: "");
+
+    visit_type_str(v, name, &value, errp);
+    g_free(value);
+}
+
+static void blowfish_set_str(Object *obj, Visitor *v, const char *name, void *opaque,
+                             Error **errp)
+{
+    char **field = blowfish_str_field(obj, opaque);
+    char *value;
+
+    if (!blowfish_check_not_created(MEMORY_BACKEND_BLOWFISH(obj), name, errp) ||
+        !visit_type_str(v, name, &value, errp)) {
         return;
     }
-    g_free(bf->pool);
-    bf->pool = g_strdup(value);
+    g_free(*field);
+    *field = value;
 }
 
 static void blowfish_get_local_limit(Object *obj, Visitor *v, const char *name,
@@ -260,9 +324,7 @@ static void blowfish_set_tunable(Object *obj, Visitor *v, const char *name, void
     uint32_t *field = (uint32_t *)((char *)&bf->tunables + (uintptr_t)opaque);
     uint32_t value;
 
-    if (host_memory_backend_mr_inited(MEMORY_BACKEND(obj))) {
-        error_setg(errp, "cannot change property '%s' of memory-backend-blowfish '%s' "
-                   "after creation", name, blowfish_id(bf));
+    if (!blowfish_check_not_created(bf, name, errp)) {
         return;
     }
     if (visit_type_uint32(v, name, &value, errp)) {
@@ -382,6 +444,8 @@ static void blowfish_instance_finalize(Object *obj)
         ram_block_discard_require(false);
     }
     g_free(bf->pool);
+    g_free(bf->secret);
+    g_free(bf->key_name);
 }
 
 static void blowfish_instance_init(Object *obj)
@@ -410,16 +474,31 @@ static const struct {
       "(default: 5000)" },
 };
 
+static const struct {
+    const char *name;
+    size_t offset;
+    const char *description;
+} blowfish_str_properties[] = {
+    { "pool", offsetof(HostMemoryBackendBlowfish, pool), "Address of the memory pool that holds evicted pages: tcp:HOST:PORT or "
+      "rdma:HOST:PORT (default: none, only free and zero pages are reclaimed)" },
+    { "secret", offsetof(HostMemoryBackendBlowfish, secret), "ID of the secret object holding the key to prove to the memory pool "
+      "(default: none, for a pool that takes clients without keys)" },
+    { "key-name", offsetof(HostMemoryBackendBlowfish, key_name), "Name of that key on the memory pool (default: the secret's ID)" },
+};
+
 static void blowfish_class_init(ObjectClass *oc, void *data)
 {
     HostMemoryBackendClass *bc = MEMORY_BACKEND_CLASS(oc);
 
     bc->alloc = blowfish_memory_alloc;
 
-    object_class_property_add_str(oc, "pool", blowfish_get_pool, blowfish_set_pool);
-    object_class_property_set_description(oc, "pool",
-        "Address of the memory pool that holds evicted pages: tcp:HOST:PORT or "
-        "rdma:HOST:PORT (default: none, only free and zero pages are reclaimed)");
+    for (size_t i = 0; i < ARRAY_SIZE(blowfish_str_properties); i++) {
+        object_class_property_add(oc, blowfish_str_properties[i].name, "string",
+                                  blowfish_get_str, blowfish_set_str, NULL,
+                                  (void *)(uintptr_t)blowfish_str_properties[i].offset);
+        object_class_property_set_description(oc, blowfish_str_properties[i].name,
+                                              blowfish_str_properties[i].description);
+    }
     object_class_property_add(oc, "local-limit", "size", blowfish_get_local_limit,
                               blowfish_set_local_limit, NULL, NULL);
     object_class_property_set_description(oc, "local-limit",

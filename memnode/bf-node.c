@@ -15,8 +15,16 @@
 
 typedef struct {
     BfStore *store;
+    const BfKeyring *keys;                  /* NULL: the node takes anyone */
     int fd;
     const char *peer;
+    /* Authentication: the key proven, or the one asked for (NULL if unknown) meanwhile. */
+    const BfKey *key;
+    gboolean challenged;
+    const BfKey *asked;
+    char asked_name[BF_PROTO_MAX_NAME + 1];
+    uint8_t client_nonce[BF_PROTO_NONCE_SIZE];
+    uint8_t node_nonce[BF_PROTO_NONCE_SIZE];
     BfStoreSession *session;
     BfHello hello;
     uint8_t *payload;                       /* BF_PROTO_MAX_PAYLOAD */
@@ -63,6 +71,74 @@ static gboolean bf_node_reply_count(BfNodeConn *c, BfMsgType type, uint32_t tag,
     return bf_node_reply(c, type, tag, payload, sizeof(payload), data, data_length);
 }
 
+/* Refuses the client for want of a key; FALSE: the connection ends. */
+static gboolean bf_node_refuse_auth(BfNodeConn *c, uint32_t tag, const char *message)
+{
+    bf_node_reply_error(c, tag, BF_PROTO_ERR_AUTH, message);
+    return FALSE;
+}
+
+/*
+ * AUTH: answers with the node's nonce and proof. For a key it does not have, it sends a
+ * random proof instead, so that a client learns which names exist only by holding their key.
+ */
+static gboolean bf_node_auth(BfNodeConn *c, const BfMsgHeader *h, GError **errp)
+{
+    uint8_t payload[BF_PROTO_NONCE_SIZE + BF_PROTO_PROOF_SIZE];
+    uint8_t proof[BF_PROTO_PROOF_SIZE];
+    BfAuthHello auth;
+
+    if (!c->keys) {
+        g_message("%s: refused: it offers a key, this node has none (--keys)", c->peer);
+        return bf_node_refuse_auth(c, h->tag, "this memory node takes no keys (no --keys): "
+                                   "remove the backend's key");
+    }
+    if (c->challenged) {
+        g_set_error(errp, BF_ERROR, BF_ERROR_PROTOCOL, "protocol error: a second AUTH");
+        return FALSE;
+    }
+    if (!bf_proto_parse_auth(c->payload, h->length, &auth, errp) ||
+        !bf_auth_nonce(c->node_nonce, errp)) {
+        return FALSE;
+    }
+    memcpy(c->client_nonce, auth.nonce, sizeof(c->client_nonce));
+    g_strlcpy(c->asked_name, auth.key_name, sizeof(c->asked_name));
+    c->asked = bf_keyring_lookup(c->keys, auth.key_name);
+    if (c->asked) {
+        bf_auth_proof(c->asked, BF_AUTH_BY_NODE, c->client_nonce, c->node_nonce, proof);
+    } else if (!bf_auth_nonce(proof, errp)) {
+        return FALSE;
+    }
+    c->challenged = TRUE;
+    return bf_node_reply(c, BF_MSG_AUTH_CHALLENGE, h->tag, payload,
+                         bf_proto_put_challenge(payload, c->node_nonce, proof), NULL, 0);
+}
+
+/* AUTH_PROOF: the client's proof of the key it named. */
+static gboolean bf_node_auth_proof(BfNodeConn *c, const BfMsgHeader *h, GError **errp)
+{
+    uint8_t expected[BF_PROTO_PROOF_SIZE];
+
+    if (!c->challenged || c->key) {
+        g_set_error(errp, BF_ERROR, BF_ERROR_PROTOCOL, "protocol error: AUTH_PROOF %s",
+                    c->key ? "after AUTH_OK" : "before AUTH");
+        return FALSE;
+    }
+    if (!c->asked) {
+        g_message("%s: authentication failed: no key '%s'", c->peer, c->asked_name);
+        return bf_node_refuse_auth(c, h->tag, "authentication failed");
+    }
+    bf_auth_proof(c->asked, BF_AUTH_BY_CLIENT, c->client_nonce, c->node_nonce, expected);
+    if (!bf_auth_proof_equal(c->payload, expected)) {
+        g_message("%s: authentication failed: wrong proof for key '%s'", c->peer,
+                  c->asked_name);
+        return bf_node_refuse_auth(c, h->tag, "authentication failed");
+    }
+    c->key = c->asked;
+    g_info("%s: authenticated with key '%s'", c->peer, c->key->name);
+    return bf_node_reply(c, BF_MSG_AUTH_OK, h->tag, NULL, 0, NULL, 0);
+}
+
 static gboolean bf_node_hello(BfNodeConn *c, const BfMsgHeader *h, GError **errp)
 {
     uint8_t payload[16];
@@ -77,6 +153,10 @@ static gboolean bf_node_hello(BfNodeConn *c, const BfMsgHeader *h, GError **errp
     }
     if (!bf_proto_parse_hello(c->payload, h->length, &c->hello, errp)) {
         return FALSE;
+    }
+    if (c->key) {
+        /* The key's own namespace: no other key can name this session. */
+        bf_auth_session_in_key(c->key->name, c->hello.session);
     }
     c->session = bf_store_attach(c->store, &c->hello, &values[0], &code, &refusal);
     if (!c->session) {
@@ -148,6 +228,17 @@ static gboolean bf_node_pages(BfNodeConn *c, const BfMsgHeader *h, GError **errp
 /* Handles one message; FALSE ends the connection (@errp set on a protocol error). */
 static gboolean bf_node_handle(BfNodeConn *c, const BfMsgHeader *h, GError **errp)
 {
+    if (h->type == BF_MSG_AUTH) {
+        return bf_node_auth(c, h, errp);
+    }
+    if (h->type == BF_MSG_AUTH_PROOF) {
+        return bf_node_auth_proof(c, h, errp);
+    }
+    if (c->keys && !c->key) {
+        g_message("%s: refused: %s without a key", c->peer, bf_msg_type_name(h->type));
+        return bf_node_refuse_auth(c, h->tag, "this memory node takes only clients with a "
+                                   "key: give the backend one (secret=)");
+    }
     switch (h->type) {
     case BF_MSG_HELLO:
         return bf_node_hello(c, h, errp);
@@ -181,10 +272,10 @@ static gboolean bf_node_handle(BfNodeConn *c, const BfMsgHeader *h, GError **err
     }
 }
 
-void bf_node_serve(BfStore *store, int fd, const char *peer)
+void bf_node_serve(BfStore *store, const BfKeyring *keys, int fd, const char *peer)
 {
     BfNodeConn c = {
-        .store = store, .fd = fd, .peer = peer,
+        .store = store, .keys = keys, .fd = fd, .peer = peer,
         .payload = g_malloc(BF_PROTO_MAX_PAYLOAD),
         .pages_out = g_malloc(BF_PROTO_MAX_PAGES * BF_PROTO_PAGE_SIZE),
     };

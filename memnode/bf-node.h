@@ -8,9 +8,14 @@
 #ifndef BF_NODE_H
 #define BF_NODE_H
 
+#include "bf-keyring.h"
 #include "bf-store.h"
 
-/* Serves @fd (a connected stream socket) until it closes; @peer names it in log messages. */
-void bf_node_serve(BfStore *store, int fd, const char *peer);
+/*
+ * Serves @fd (a connected stream socket) until it closes; @peer names it in log messages.
+ * With @keys, the client must prove it holds one of them (bf-auth.h) before anything else,
+ * and its sessions are the key's own.
+ */
+void bf_node_serve(BfStore *store, const BfKeyring *keys, int fd, const char *peer);
 
 #endif

@@ -5,10 +5,13 @@
  * RDMA clients from one thread (bf-node-rdma.c).
  *
  *   blowfish-memnode --listen tcp:HOST:PORT|rdma:HOST:PORT [--listen ...] --capacity SIZE
- *                    [--store FILE] [--verbose]
+ *                    [--store FILE] [--keys DIR|FILE] [--verbose]
  *
  * With --store, pages live in FILE (put it on tmpfs, e.g. /dev/shm): restarted on the same
  * file, the node still holds every page it acknowledged before it stopped or was killed.
+ *
+ * With --keys, a client must prove it holds one of the keys (bf-auth.h, bf-keyring.h) before
+ * anything else, and each key's sessions are its own. TCP only, for now.
  *
  * RDMA clients' pages live in extents lent to them (registered memory); --store does not
  * apply to them, and they count against the same --capacity.
@@ -19,6 +22,7 @@
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #include "bf-endpoint.h"
+#include "bf-keyring.h"
 #include "bf-node.h"
 #include "bf-node-rdma.h"
 #include "bf-store.h"
@@ -32,6 +36,7 @@
 
 typedef struct {
     BfStore *store;
+    BfKeyring *keys;            /* --keys, or NULL */
     GMainLoop *loop;
     GSocketService *service;    /* TCP, if asked for */
     GPtrArray *rdma;            /* BfNodeRdma */
@@ -92,7 +97,7 @@ static gboolean on_connection(GThreadedSocketService *service, GSocketConnection
         peer = g_strdup("client");
     }
     setsockopt(g_socket_get_fd(socket), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    bf_node_serve(node->store, g_socket_get_fd(socket), peer);
+    bf_node_serve(node->store, node->keys, g_socket_get_fd(socket), peer);
     return TRUE;
 }
 
@@ -170,7 +175,7 @@ static char *listen_rdma(Memnode *node, const BfEndpoint *endpoint, GError **err
 int main(int argc, char **argv)
 {
     g_auto(GStrv) listens = NULL;
-    g_autofree char *capacity_text = NULL, *store_path = NULL;
+    g_autofree char *capacity_text = NULL, *store_path = NULL, *keys_path = NULL;
     gboolean verbose = FALSE;
     GOptionEntry entries[] = {
         { "listen", 'l', 0, G_OPTION_ARG_STRING_ARRAY, &listens,
@@ -180,6 +185,10 @@ int main(int argc, char **argv)
           "Most guest memory to hold, all VMs together (e.g. 16G)", "SIZE" },
         { "store", 's', 0, G_OPTION_ARG_FILENAME, &store_path,
           "Keep TCP clients' pages in FILE (on tmpfs), to survive a restart", "FILE" },
+        { "keys", 'k', 0, G_OPTION_ARG_FILENAME, &keys_path,
+          "Take only clients that prove they hold one of these keys: a directory of files "
+          "NAME holding a base64 key each, or a file of NAME KEY lines (TCP only)",
+          "DIR|FILE" },
         { "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose,
           "Log every connection event", NULL },
         { NULL },
@@ -214,7 +223,19 @@ int main(int argc, char **argv)
             g_printerr("blowfish-memnode: --listen: %s\n", err->message);
             return 2;
         }
+        if (keys_path && endpoint->transport == BF_TRANSPORT_RDMA) {
+            g_printerr("blowfish-memnode: --keys covers TCP clients only for now: it cannot "
+                       "be used with --listen %s\n", *l);
+            return 2;
+        }
         g_ptr_array_add(endpoints, endpoint);
+    }
+    if (keys_path) {
+        node.keys = bf_keyring_load(keys_path, &err);
+        if (!node.keys) {
+            g_printerr("blowfish-memnode: --keys: %s\n", err->message);
+            return 2;
+        }
     }
     if (verbose) {
         g_setenv("G_MESSAGES_DEBUG", "all", TRUE);
@@ -250,8 +271,9 @@ int main(int argc, char **argv)
         g_socket_service_start(node.service);
     }
     for (guint i = 0; i < bound->len; i++) {
-        printf("blowfish-memnode: listening on %s, capacity %" G_GUINT64_FORMAT " bytes\n",
-               (char *)g_ptr_array_index(bound, i), capacity);
+        printf("blowfish-memnode: listening on %s, capacity %" G_GUINT64_FORMAT " bytes%s\n",
+               (char *)g_ptr_array_index(bound, i), capacity,
+               node.keys ? ", clients need a key" : "");
     }
     fflush(stdout);
 
@@ -269,5 +291,6 @@ int main(int argc, char **argv)
     }
     g_ptr_array_free(node.rdma, TRUE);
     g_main_loop_unref(node.loop);
+    bf_keyring_free(node.keys);
     return 0;
 }

@@ -37,16 +37,27 @@ bool memnode_log_contains(MemnodeProcess *node, const char *needle)
 static char *memnode_spawn(MemnodeProcess *node, const char *listen)
 {
     const char *binary = g_getenv("BLOWFISH_MEMNODE");
-    const char *argv[] = {
-        binary, "--listen", listen, "--capacity", node->capacity,
-        node->store ? "--store" : NULL, node->store, NULL
-    };
+    g_autoptr(GPtrArray) argv = g_ptr_array_new();
     g_autoptr(GError) err = NULL;
     char line[256], *at;
     int out_fd;
     FILE *out;
 
-    if (!g_spawn_async_with_pipes(NULL, (char **)argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD,
+    const char *fixed[] = { binary, "--listen", listen, "--capacity", node->capacity };
+
+    for (guint i = 0; i < G_N_ELEMENTS(fixed); i++) {
+        g_ptr_array_add(argv, (gpointer)fixed[i]);
+    }
+    if (node->store) {
+        g_ptr_array_add(argv, (gpointer)"--store");
+        g_ptr_array_add(argv, node->store);
+    }
+    if (node->keys) {
+        g_ptr_array_add(argv, (gpointer)"--keys");
+        g_ptr_array_add(argv, node->keys);
+    }
+    g_ptr_array_add(argv, NULL);
+    if (!g_spawn_async_with_pipes(NULL, (char **)argv->pdata, NULL, G_SPAWN_DO_NOT_REAP_CHILD,
                                   memnode_child_setup, node, &node->pid, NULL, &out_fd, NULL,
                                   &err)) {
         g_error("cannot start %s: %s", binary, err->message);
@@ -68,7 +79,7 @@ const char *memnode_default_listen(void)
 }
 
 static MemnodeProcess *memnode_start_with(const char *listen, const char *capacity,
-                                          bool persistent, char **why)
+                                          bool persistent, const char *keys, char **why)
 {
     MemnodeProcess *node;
 
@@ -78,6 +89,7 @@ static MemnodeProcess *memnode_start_with(const char *listen, const char *capaci
     }
     node = g_new0(MemnodeProcess, 1);
     node->capacity = g_strdup(capacity);
+    node->keys = g_strdup(keys);
     node->log = g_strdup_printf("%s/blowfish-memnode-%d-%p.log", g_get_tmp_dir(), getpid(),
                                 node);
     if (persistent) {
@@ -89,17 +101,22 @@ static MemnodeProcess *memnode_start_with(const char *listen, const char *capaci
 
 MemnodeProcess *memnode_start(const char *capacity, char **why)
 {
-    return memnode_start_with(memnode_default_listen(), capacity, false, why);
+    return memnode_start_with(memnode_default_listen(), capacity, false, NULL, why);
 }
 
 MemnodeProcess *memnode_start_on(const char *listen, const char *capacity, char **why)
 {
-    return memnode_start_with(listen, capacity, false, why);
+    return memnode_start_with(listen, capacity, false, NULL, why);
 }
 
 MemnodeProcess *memnode_start_persistent(const char *capacity, char **why)
 {
-    return memnode_start_with(memnode_default_listen(), capacity, true, why);
+    return memnode_start_with(memnode_default_listen(), capacity, true, NULL, why);
+}
+
+MemnodeProcess *memnode_start_with_keys(const char *keys, const char *capacity, char **why)
+{
+    return memnode_start_with("tcp:127.0.0.1:0", capacity, false, keys, why);
 }
 
 void memnode_restart(MemnodeProcess *node)
@@ -135,5 +152,6 @@ void memnode_stop(MemnodeProcess *node)
     g_free(node->address);
     g_free(node->capacity);
     g_free(node->store);
+    g_free(node->keys);
     g_free(node);
 }

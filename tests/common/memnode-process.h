@@ -18,6 +18,7 @@ typedef struct {
     char *address;      /* tcp:127.0.0.1:PORT, or as $BLOWFISH_MEMNODE_LISTEN says */
     char *capacity;
     char *store;        /* --store FILE, or NULL */
+    char *keys;         /* --keys PATH, or NULL */
     char *log;          /* its standard error */
 } MemnodeProcess;
 
@@ -29,6 +30,8 @@ MemnodeProcess *memnode_start_on(const char *listen, const char *capacity, char 
 const char *memnode_default_listen(void);
 /* The same, keeping its pages in a fresh store file (removed by memnode_stop). */
 MemnodeProcess *memnode_start_persistent(const char *capacity, char **why);
+/* One on TCP loopback taking only clients with a key of @keys (its --keys). */
+MemnodeProcess *memnode_start_with_keys(const char *keys, const char *capacity, char **why);
 /* Starts it again on the same port (after memnode_kill). */
 void memnode_restart(MemnodeProcess *node);
 /* SIGKILL, and reap. */

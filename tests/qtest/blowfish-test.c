@@ -447,8 +447,16 @@ static void test_property_errors(void)
         { "'size': 67108864, 'prealloc': true", "prealloc=on is not supported" },
         { "'size': 67108864, 'share': true", "share=on is not supported" },
         { "'size': 67108864, 'hugetlb': true", "hugetlb" },
+        { "'size': 67108864, 'pool': 'tcp:h:1', 'secret': 'nosuch'",
+          "No secret with id 'nosuch'" },
+        { "'size': 67108864, 'pool': 'tcp:h:1', 'key-name': 'vm1'", "key-name needs secret" },
+        { "'size': 67108864, 'secret': 'short'", "secret needs a pool" },
+        { "'size': 67108864, 'pool': 'tcp:h:1', 'secret': 'short'", "has 5 bytes" },
+        { "'size': 67108864, 'pool': 'tcp:h:1', 'secret': 'short', 'key-name': 'a b'",
+          "invalid key name" },
     };
-    QTestState *qts = qtest_init("-machine pc -m 128M");
+    QTestState *qts = qtest_init("-machine pc -m 128M "
+                                 "-object secret,id=short,data=short");
 
     for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
         g_autofree char *json = g_strdup_printf("{%s}", cases[i].props);
@@ -753,6 +761,83 @@ static QTestState *start_with_pool(MemnodeProcess *node, const char *extra)
     return qtest_initf("-machine pc,memory-backend=mem0 -m 64M "
                        "-object memory-backend-blowfish,id=mem0,size=64M,pool=%s,"
                        "scan-period=50%s", node->address, extra);
+}
+
+#define POOL_KEY "q83vASNFZ4mrze8BI0VniavN7wEjRWeJq83vASNFZ4k="
+#define OTHER_KEY "ESIzRFVmd4iZqrvM3e7/ABEiM0RVZneImaq7zN3u/wA="
+
+static char *write_temp_file(const char *text)
+{
+    char *path = NULL;
+    int fd = g_file_open_tmp("blowfish-key-XXXXXX", &path, NULL);
+
+    g_assert_cmpint(fd, >=, 0);
+    close(fd);
+    g_assert_true(g_file_set_contents(path, text, -1, NULL));
+    return path;
+}
+
+/* A backend whose key the node does not take says so in pool-error. */
+static void assert_pool_refuses(MemnodeProcess *node, const char *secret_object,
+                                const char *needle)
+{
+    QTestState *qts = qtest_initf("-machine pc,memory-backend=mem0 -m 64M %s "
+                                  "-object memory-backend-blowfish,id=mem0,size=64M,pool=%s,"
+                                  "local-limit=16M%s", secret_object, node->address,
+                                  *secret_object ? ",secret=vm1" : "");
+    QDict *now;
+
+    WAIT_FOR_INFO(qts, "mem0", qdict_haskey(info, "pool-error"));
+    now = query_backend(qts, "mem0");
+    g_assert_cmpstr(qdict_get_str(now, "pool-state"), !=, "connected");
+    assert_contains(qdict_get_str(now, "pool-error"), needle);
+    qobject_unref(now);
+    qtest_quit(qts);
+}
+
+/*
+ * A memory node with keys: a backend with the key (a secret object, as operators pass it)
+ * evicts and reads back byte for byte; one with another key, or none, is refused with an
+ * error that says why, and moves no page.
+ */
+static void test_pool_keys(void)
+{
+    g_autofree char *keys = write_temp_file("vm1 " POOL_KEY "\n");
+    g_autofree char *secret = write_temp_file(POOL_KEY);
+    g_autofree char *other = write_temp_file(OTHER_KEY);
+    g_autofree char *why = NULL;
+    g_autofree char *secret_object = NULL, *other_object = NULL;
+    MemnodeProcess *node = memnode_start_with_keys(keys, "1G", &why);
+    QTestState *qts;
+    QDict *now;
+
+    if (!node) {
+        g_test_skip(why);
+        goto out;
+    }
+    secret_object = g_strdup_printf("-object secret,id=vm1,file=%s,format=base64", secret);
+    qts = qtest_initf("-machine pc,memory-backend=mem0 -m 64M %s "
+                      "-object memory-backend-blowfish,id=mem0,size=64M,pool=%s,"
+                      "secret=vm1,local-limit=4M,scan-period=50", secret_object,
+                      node->address);
+    WAIT_FOR_INFO(qts, "mem0", !strcmp(qdict_get_str(info, "pool-state"), "connected"));
+    write_pattern(qts, 16 * MiB, 12 * MiB, 71);
+    WAIT_FOR_INFO(qts, "mem0", info_u64(info, "resident") <= 4 * MiB);
+    now = query_backend(qts, "mem0");
+    g_assert_cmpuint(info_u64(now, "remote"), >=, 7 * MiB);
+    qobject_unref(now);
+    check_pattern(qts, 16 * MiB, 12 * MiB, 71);
+    qtest_quit(qts);
+
+    other_object = g_strdup_printf("-object secret,id=vm1,file=%s,format=base64", other);
+    assert_pool_refuses(node, other_object, "did not prove it holds key 'vm1'");
+    assert_pool_refuses(node, "", "takes only clients with a key");
+    g_assert_true(memnode_log_contains(node, "refused: HELLO without a key"));
+    memnode_stop(node);
+out:
+    unlink(keys);
+    unlink(secret);
+    unlink(other);
 }
 
 /*
@@ -1072,6 +1157,7 @@ int main(int argc, char **argv)
     qtest_add_func("/blowfish/pool/stopped", test_pool_stopped);
     qtest_add_func("/blowfish/pool/killed", test_pool_killed);
     qtest_add_func("/blowfish/pool/rdma-no-device", test_pool_rdma_no_device);
+    qtest_add_func("/blowfish/pool/keys", test_pool_keys);
 
     return g_test_run();
 }
