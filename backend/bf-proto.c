@@ -276,7 +276,7 @@ gboolean bf_proto_parse_hello(const uint8_t *payload, uint32_t length, BfHello *
     }
     memcpy(hello->session, payload, BF_PROTO_SESSION_SIZE);
     hello->pages = bf_get_u64(payload + 16);
-    if (hello->pages == 0 || hello->pages > (UINT64_C(1) << 40)) {
+    if (hello->pages == 0 || hello->pages > BF_PROTO_MAX_SESSION_PAGES) {
         return bf_proto_fail(errp, "HELLO for %" G_GUINT64_FORMAT " pages",
                              (guint64)hello->pages);
     }

@@ -60,6 +60,11 @@
 #define BF_PROTO_MAX_NAME 64u
 #define BF_PROTO_MAX_MESSAGE 256u
 #define BF_PROTO_EXTENT_PAGES 512u
+/*
+ * The largest session: 16 TiB of guest RAM. It bounds what a HELLO makes the node set up (a
+ * page table directory of 8 bytes per 4 MiB: 32 MiB at most).
+ */
+#define BF_PROTO_MAX_SESSION_PAGES (UINT64_C(1) << 32)
 #define BF_PROTO_NONCE_SIZE 32u
 #define BF_PROTO_PROOF_SIZE 32u
 /* The largest payload: a full WRITE. */

@@ -105,6 +105,16 @@ static void test_hello(void)
     len = bf_proto_put_hello(payload, &in);
     g_assert_false(bf_proto_parse_hello(payload, len, &out, &err));
     assert_protocol_error(err, "HELLO for 0 pages");
+    g_clear_error(&err);
+
+    /* More than 16 TiB: the node would set up a page table for all of it (found by fuzzing). */
+    in.pages = BF_PROTO_MAX_SESSION_PAGES;
+    len = bf_proto_put_hello(payload, &in);
+    g_assert_true(bf_proto_parse_hello(payload, len, &out, &err));
+    in.pages = BF_PROTO_MAX_SESSION_PAGES + 1;
+    len = bf_proto_put_hello(payload, &in);
+    g_assert_false(bf_proto_parse_hello(payload, len, &out, &err));
+    assert_protocol_error(err, "HELLO for 4294967297 pages");
 }
 
 static void test_page_list(void)
