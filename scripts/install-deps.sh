@@ -2,7 +2,8 @@
 # Installs Blowfish's build and test dependencies from Debian's archive on a Debian 12
 # (bookworm) machine: the toolchain and libraries for QEMU and for our own code, meson from
 # bookworm-backports (QEMU 10 needs >= 1.5), the firmware the patched QEMU loads at run
-# time, and libvirt for tests/libvirt (the test starts its own libvirtd). Adds the apt
+# time, libvirt for tests/libvirt (the test starts its own libvirtd), and clang with its
+# fuzzer and sanitizer runtimes for scripts/fuzz.sh and scripts/sanitize.sh. Adds the apt
 # entries it needs (bookworm-backports binaries, trixie sources for QEMU's source package).
 # Fast when everything is already there.
 set -eu
@@ -11,7 +12,7 @@ PACKAGES="build-essential pkg-config git dpkg-dev ninja-build flex bison python3
 python3 libglib2.0-dev libpixman-1-dev libfdt-dev libslirp-dev zlib1g-dev
 libibverbs-dev librdmacm-dev libgnutls28-dev seabios qemu-system-data ipxe-qemu
 busybox-static cpio lz4 xz-utils iproute2 ibverbs-providers ibverbs-utils rdmacm-utils perftest
-libvirt-daemon-system libvirt-clients"
+libvirt-daemon-system libvirt-clients clang libclang-rt-14-dev"
 BACKPORTS_PACKAGES="meson python3-pycotap"
 
 SUDO=
