@@ -21,6 +21,7 @@ Tests:
            BLOWFISH_RESTORE_COMPLETED through `virsh qemu-monitor-event`; the workload passes;
            destroy and undefine leave nothing behind
   numa     a guest with two NUMA cells: one backend per cell through blowfish-qemu
+  destroy  virsh destroy of a running Blowfish domain stops its QEMU; undefine leaves nothing
 """
 
 import json
@@ -282,10 +283,8 @@ def test_convert(lv, node):
     assert run.returncode != 0 and "no -object for ram-node0" in run.stderr, run.stderr
 
 
-def run_domain(lv, node, name, cells):
-    """Defines and starts a Blowfish domain running the working-set workload with a quarter
-    of its RAM local, drives it through virsh, and checks it passes and goes away cleanly."""
-    steps = "working-set 16 120 30"
+def define_and_start(lv, node, name, steps, cells=0):
+    """A Blowfish domain made by the converter, a quarter of its RAM local, booted."""
     xml = convert(domain_xml(lv, name, steps, cells), "--pool", node.address,
                   "--local-limit", "25%").stdout
     path = os.path.join(lv.dir, f"{name}.xml")
@@ -294,6 +293,23 @@ def run_domain(lv, node, name, cells):
     lv.virsh("define", path)
     lv.virsh("start", name)
     lv.wait_console(name, "bfwork-init: up")
+
+
+def undefine(lv, name):
+    lv.virsh("undefine", name)
+    listed = lv.virsh("list", "--all", "--name").stdout.split()
+    assert name not in listed, listed
+
+
+def qemu_running(name):
+    return subprocess.run(["pgrep", "-f", f"guest={name},"],
+                          capture_output=True).returncode == 0
+
+
+def run_domain(lv, node, name, cells):
+    """Runs the working-set workload in a Blowfish domain, drives it through virsh, and
+    checks it passes and goes away cleanly."""
+    define_and_start(lv, node, name, "working-set 16 120 30", cells)
     expected = ["blowfish-ram"] if not cells else [f"ram-node{i}" for i in range(cells)]
     infos = lv.qmp(name, "query-blowfish")
     assert sorted(i["id"] for i in infos) == expected, infos
@@ -342,9 +358,7 @@ def run_domain(lv, node, name, cells):
     while lv.state(name) != "shut off":
         assert time.monotonic() < deadline, "the domain did not stop after the guest's exit"
         time.sleep(0.3)
-    lv.virsh("undefine", name)
-    listed = lv.virsh("list", "--all", "--name").stdout.split()
-    assert name not in listed, listed
+    undefine(lv, name)
 
 
 def test_plain(lv, node):
@@ -355,7 +369,20 @@ def test_numa(lv, node):
     run_domain(lv, node, "blowfish-numa", cells=2)
 
 
-TESTS = [("convert", test_convert), ("plain", test_plain), ("numa", test_numa)]
+def test_destroy(lv, node):
+    """virsh destroy in the middle of a run: QEMU goes, and the domain can be undefined."""
+    name = "blowfish-destroy"
+    define_and_start(lv, node, name, "working-set 16 120 60")
+    assert lv.qmp(name, "query-blowfish")[0]["pool-state"] == "connected"
+    assert qemu_running(name)
+    lv.virsh("destroy", name)
+    assert lv.state(name) == "shut off", lv.state(name)
+    assert not qemu_running(name), "QEMU outlived virsh destroy"
+    undefine(lv, name)
+
+
+TESTS = [("convert", test_convert), ("plain", test_plain), ("numa", test_numa),
+         ("destroy", test_destroy)]
 
 
 def main():
