@@ -16,7 +16,7 @@ static const char bf_auth_labels[][24] = {
     [BF_AUTH_BY_NODE] = "blowfish node proof",
 };
 
-static gboolean bf_key_name_valid(const char *name)
+gboolean bf_key_name_valid(const char *name)
 {
     size_t len = strlen(name);
 

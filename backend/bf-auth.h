@@ -26,6 +26,9 @@ typedef struct BfKey {
     size_t len;
 } BfKey;
 
+/* 1 .. BF_PROTO_MAX_NAME of letters, digits, '-', '_' and '.'. */
+gboolean bf_key_name_valid(const char *name);
+
 /*
  * A key named @name (1 .. BF_PROTO_MAX_NAME of letters, digits, '-', '_' and '.') holding
  * @len bytes of @secret (BF_AUTH_MIN_KEY .. BF_AUTH_MAX_KEY).

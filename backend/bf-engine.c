@@ -428,6 +428,11 @@ BfEngine *bf_engine_new(const BfEngineConfig *config, GError **errp)
             g_set_error(errp, BF_ERROR, BF_ERROR_INVALID, "a key needs a pool");
             return NULL;
         }
+        if (e->pool->transport != BF_TRANSPORT_TCP) {
+            g_set_error(errp, BF_ERROR, BF_ERROR_INVALID,
+                        "keys are not supported over RDMA yet: use a tcp: pool");
+            return NULL;
+        }
         e->pool_key = bf_key_new(config->pool_key->name, config->pool_key->secret,
                                  config->pool_key->len, errp);
         if (!e->pool_key) {

@@ -6,7 +6,25 @@
 #include "bf-keyring.h"
 #include "bf-error.h"
 
+#include <gnutls/gnutls.h>
 #include <string.h>
+
+/* Key text is as good as the key: wiped before it is freed. */
+static void bf_keyring_wipe_free(char *text)
+{
+    if (text) {
+        gnutls_memset(text, 0, strlen(text));
+        g_free(text);
+    }
+}
+
+static void bf_keyring_wipe_strv(char **strv)
+{
+    for (char **s = strv; s && *s; s++) {
+        gnutls_memset(*s, 0, strlen(*s));
+    }
+    g_strfreev(strv);
+}
 
 struct BfKeyring {
     GHashTable *keys;       /* name -> BfKey */
@@ -16,19 +34,23 @@ struct BfKeyring {
 static gboolean bf_keyring_add(BfKeyring *ring, const char *name, const char *base64,
                                const char *where, GError **errp)
 {
-    g_autofree char *text = g_strstrip(g_strdup(base64));
+    char *text = g_strstrip(g_strdup(base64));
     g_autofree guchar *secret = NULL;
     gsize len = 0;
     BfKey *key;
+    gboolean base64_only;
 
     /* g_base64_decode() skips what is not base64: check the text is all of it first. */
-    if (!text[0] || strspn(text, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                 "0123456789+/=") != strlen(text)) {
+    base64_only = text[0] && strspn(text, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                          "0123456789+/=") == strlen(text);
+    if (!base64_only) {
+        bf_keyring_wipe_free(text);
         g_set_error(errp, BF_ERROR, BF_ERROR_INVALID, "%s: key '%s' is not base64", where,
                     name);
         return FALSE;
     }
     secret = g_base64_decode(text, &len);
+    bf_keyring_wipe_free(text);
     key = bf_key_new(name, secret, len, errp);
     memset(secret, 0, len);
     if (!key) {
@@ -55,13 +77,18 @@ static gboolean bf_keyring_load_dir(BfKeyring *ring, const char *path, GError **
     }
     while ((name = g_dir_read_name(dir))) {
         g_autofree char *file = g_build_filename(path, name, NULL);
-        g_autofree char *text = NULL;
+        char *text = NULL;
+        gboolean added;
 
         if (name[0] == '.' || !g_file_test(file, G_FILE_TEST_IS_REGULAR)) {
             continue;
         }
-        if (!g_file_get_contents(file, &text, NULL, errp) ||
-            !bf_keyring_add(ring, name, text, file, errp)) {
+        if (!g_file_get_contents(file, &text, NULL, errp)) {
+            return FALSE;
+        }
+        added = bf_keyring_add(ring, name, text, file, errp);
+        bf_keyring_wipe_free(text);
+        if (!added) {
             return FALSE;
         }
     }
@@ -70,17 +97,19 @@ static gboolean bf_keyring_load_dir(BfKeyring *ring, const char *path, GError **
 
 static gboolean bf_keyring_load_file(BfKeyring *ring, const char *path, GError **errp)
 {
-    g_autofree char *text = NULL;
-    g_auto(GStrv) lines = NULL;
+    char *text = NULL;
+    char **lines;
+    gboolean ok = TRUE;
 
     if (!g_file_get_contents(path, &text, NULL, errp)) {
         return FALSE;
     }
     lines = g_strsplit(text, "\n", -1);
-    for (guint i = 0; lines[i]; i++) {
+    bf_keyring_wipe_free(text);
+    for (guint i = 0; ok && lines[i]; i++) {
         g_autofree char *where = g_strdup_printf("%s:%u", path, i + 1);
-        g_auto(GStrv) fields = NULL;
         char *line = g_strstrip(lines[i]);
+        char **fields;
 
         if (!line[0] || line[0] == '#') {
             continue;
@@ -88,13 +117,14 @@ static gboolean bf_keyring_load_file(BfKeyring *ring, const char *path, GError *
         fields = g_strsplit_set(line, " \t", -1);
         if (g_strv_length(fields) != 2) {
             g_set_error(errp, BF_ERROR, BF_ERROR_INVALID, "%s: expected NAME KEY", where);
-            return FALSE;
+            ok = FALSE;
+        } else {
+            ok = bf_keyring_add(ring, fields[0], fields[1], where, errp);
         }
-        if (!bf_keyring_add(ring, fields[0], fields[1], where, errp)) {
-            return FALSE;
-        }
+        bf_keyring_wipe_strv(fields);
     }
-    return TRUE;
+    bf_keyring_wipe_strv(lines);
+    return ok;
 }
 
 BfKeyring *bf_keyring_load(const char *path, GError **errp)

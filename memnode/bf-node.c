@@ -12,6 +12,10 @@
  * page after page then gets its answer without waiting for this thread to wake up.
  */
 #define BF_NODE_SPIN_US 50
+/* A client of a node with keys has this long to prove one, message by message. */
+#define BF_NODE_AUTH_TIMEOUT_US (10 * G_USEC_PER_SEC)
+/* Before that, only AUTH and AUTH_PROOF are read: this much payload at most. */
+#define BF_NODE_AUTH_PAYLOAD (BF_PROTO_NONCE_SIZE + 4 + BF_PROTO_MAX_NAME)
 
 typedef struct {
     BfStore *store;
@@ -22,6 +26,7 @@ typedef struct {
     const BfKey *key;
     gboolean challenged;
     const BfKey *asked;
+    BfKey *decoy;                           /* stands in for an unknown key's proof */
     char asked_name[BF_PROTO_MAX_NAME + 1];
     uint8_t client_nonce[BF_PROTO_NONCE_SIZE];
     uint8_t node_nonce[BF_PROTO_NONCE_SIZE];
@@ -101,14 +106,27 @@ static gboolean bf_node_auth(BfNodeConn *c, const BfMsgHeader *h, GError **errp)
         !bf_auth_nonce(c->node_nonce, errp)) {
         return FALSE;
     }
+    if (!bf_key_name_valid(auth.key_name)) {
+        g_set_error(errp, BF_ERROR, BF_ERROR_PROTOCOL,
+                    "protocol error: AUTH names no valid key name");
+        return FALSE;
+    }
     memcpy(c->client_nonce, auth.nonce, sizeof(c->client_nonce));
     g_strlcpy(c->asked_name, auth.key_name, sizeof(c->asked_name));
     c->asked = bf_keyring_lookup(c->keys, auth.key_name);
-    if (c->asked) {
-        bf_auth_proof(c->asked, BF_AUTH_BY_NODE, c->client_nonce, c->node_nonce, proof);
-    } else if (!bf_auth_nonce(proof, errp)) {
-        return FALSE;
+    if (!c->asked) {
+        uint8_t secret[32];
+
+        if (!bf_auth_nonce(secret, errp)) {
+            return FALSE;
+        }
+        c->decoy = bf_key_new(auth.key_name, secret, sizeof(secret), errp);
+        if (!c->decoy) {
+            return FALSE;
+        }
     }
+    bf_auth_proof(c->asked ? c->asked : c->decoy, BF_AUTH_BY_NODE, c->client_nonce,
+                  c->node_nonce, proof);
     c->challenged = TRUE;
     return bf_node_reply(c, BF_MSG_AUTH_CHALLENGE, h->tag, payload,
                          bf_proto_put_challenge(payload, c->node_nonce, proof), NULL, 0);
@@ -124,12 +142,14 @@ static gboolean bf_node_auth_proof(BfNodeConn *c, const BfMsgHeader *h, GError *
                     c->key ? "after AUTH_OK" : "before AUTH");
         return FALSE;
     }
-    if (!c->asked) {
-        g_message("%s: authentication failed: no key '%s'", c->peer, c->asked_name);
-        return bf_node_refuse_auth(c, h->tag, "authentication failed");
-    }
-    bf_auth_proof(c->asked, BF_AUTH_BY_CLIENT, c->client_nonce, c->node_nonce, expected);
-    if (!bf_auth_proof_equal(c->payload, expected)) {
+    /* The same work for a name it does not know, so that time does not tell. */
+    bf_auth_proof(c->asked ? c->asked : c->decoy, BF_AUTH_BY_CLIENT, c->client_nonce,
+                  c->node_nonce, expected);
+    if (!bf_auth_proof_equal(c->payload, expected) || !c->asked) {
+        if (!c->asked) {
+            g_message("%s: authentication failed: no key '%s'", c->peer, c->asked_name);
+            return bf_node_refuse_auth(c, h->tag, "authentication failed");
+        }
         g_message("%s: authentication failed: wrong proof for key '%s'", c->peer,
                   c->asked_name);
         return bf_node_refuse_auth(c, h->tag, "authentication failed");
@@ -234,11 +254,7 @@ static gboolean bf_node_handle(BfNodeConn *c, const BfMsgHeader *h, GError **err
     if (h->type == BF_MSG_AUTH_PROOF) {
         return bf_node_auth_proof(c, h, errp);
     }
-    if (c->keys && !c->key) {
-        g_message("%s: refused: %s without a key", c->peer, bf_msg_type_name(h->type));
-        return bf_node_refuse_auth(c, h->tag, "this memory node takes only clients with a "
-                                   "key: give the backend one (secret=)");
-    }
+    g_assert(!c->keys || c->key);   /* bf_node_serve() let nothing else through */
     switch (h->type) {
     case BF_MSG_HELLO:
         return bf_node_hello(c, h, errp);
@@ -274,23 +290,38 @@ static gboolean bf_node_handle(BfNodeConn *c, const BfMsgHeader *h, GError **err
 
 void bf_node_serve(BfStore *store, const BfKeyring *keys, int fd, const char *peer)
 {
-    BfNodeConn c = {
-        .store = store, .keys = keys, .fd = fd, .peer = peer,
-        .payload = g_malloc(BF_PROTO_MAX_PAYLOAD),
-        .pages_out = g_malloc(BF_PROTO_MAX_PAGES * BF_PROTO_PAGE_SIZE),
-    };
+    uint8_t auth_payload[BF_NODE_AUTH_PAYLOAD];
+    BfNodeConn c = { .store = store, .keys = keys, .fd = fd, .peer = peer };
+    gint64 auth_deadline = g_get_monotonic_time() + BF_NODE_AUTH_TIMEOUT_US;
 
     for (;;) {
         uint8_t raw[BF_PROTO_HEADER_SIZE];
         g_autoptr(GError) err = NULL;
         BfMsgHeader h = { 0 };
+        /* Until a client proves its key it gets a deadline, and no buffers of its own. */
+        gboolean trusted = !keys || c.key;
+        gint64 deadline = trusted ? -1 : auth_deadline;
+        gboolean ok;
 
-        if (!bf_socket_recv(fd, raw, sizeof(raw), -1, BF_NODE_SPIN_US, &err)) {
+        if (trusted && !c.pages_out) {
+            c.payload = g_malloc(BF_PROTO_MAX_PAYLOAD);
+            c.pages_out = g_malloc(BF_PROTO_MAX_PAGES * BF_PROTO_PAGE_SIZE);
+        } else if (!trusted) {
+            c.payload = auth_payload;
+        }
+        if (!bf_socket_recv(fd, raw, sizeof(raw), deadline, BF_NODE_SPIN_US, &err)) {
             g_info("%s: %s", peer, err->message);
             break;
         }
-        if (!bf_proto_parse_header(raw, &h, &err) ||
-            !bf_socket_recv(fd, c.payload, h.length, -1, 0, &err) ||
+        ok = bf_proto_parse_header(raw, &h, &err);
+        if (ok && !trusted && h.type != BF_MSG_AUTH && h.type != BF_MSG_AUTH_PROOF) {
+            /* Refused on its header: its payload is never read. */
+            g_message("%s: refused: %s without a key", c.peer, bf_msg_type_name(h.type));
+            bf_node_refuse_auth(&c, h.tag, "this memory node takes only clients with a "
+                                "key: give the backend one (secret=)");
+            break;
+        }
+        if (!ok || !bf_socket_recv(fd, c.payload, h.length, deadline, 0, &err) ||
             !bf_node_handle(&c, &h, &err)) {
             if (err && err->code == BF_ERROR_PROTOCOL) {
                 g_message("%s: %s: disconnecting", peer, err->message);
@@ -305,6 +336,9 @@ void bf_node_serve(BfStore *store, const BfKeyring *keys, int fd, const char *pe
         g_message("%s: session '%s' detached", peer, c.hello.name);
         bf_store_detach(store, c.session);
     }
-    g_free(c.payload);
-    g_free(c.pages_out);
+    if (c.pages_out) {
+        g_free(c.payload);
+        g_free(c.pages_out);
+    }
+    bf_key_free(c.decoy);
 }

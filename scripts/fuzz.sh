@@ -9,11 +9,14 @@ set -eu
 
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
-if ! command -v clang >/dev/null 2>&1 ||
-   ! ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1; then
+probe=$(mktemp)
+if ! printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }\n' |
+     clang -fsanitize=fuzzer -x c - -o "$probe" >/dev/null 2>&1; then
+    rm -f "$probe"
     echo "fuzz: clang and libFuzzer are needed (Debian: clang, libclang-rt-14-dev)"
     exit 77
 fi
+rm -f "$probe"
 if [ ! -f build-fuzz/build.ninja ]; then
     CC=clang meson setup build-fuzz -Db_sanitize=address,undefined -Db_lundef=false \
         -Dc_args=-fsanitize=fuzzer-no-link >/dev/null

@@ -354,6 +354,31 @@ static void test_replay(void)
     close(fd);
     g_assert_true(memnode_log_contains(k->node, "wrong proof for key 'vm1'"));
 
+    /* A WRITE's header before AUTH_OK: refused on the header, its 1 MiB never awaited. */
+    fd = bf_socket_connect(k->endpoint->host, k->endpoint->port, TIMEOUT_MS, &err);
+    {
+        uint8_t header[BF_PROTO_HEADER_SIZE];
+        BfMsgHeader h;
+
+        bf_proto_put_header(header, BF_MSG_WRITE, BF_PROTO_MAX_PAYLOAD, 0);
+        g_assert_true(bf_socket_send(fd, header, sizeof(header), &err));
+        g_assert_true(bf_socket_recv(fd, header, sizeof(header),
+                                     g_get_monotonic_time() + 5 * G_USEC_PER_SEC, 0, &err));
+        g_assert_true(bf_proto_parse_header(header, &h, &err));
+        g_assert_cmpint(h.type, ==, BF_MSG_ERROR);
+        g_assert_true(bf_socket_recv(fd, reply, h.length, -1, 0, &err));
+        expect_auth_error(reply, h.length, BF_PROTO_ERR_AUTH, "takes only clients with a key");
+    }
+    close(fd);
+
+    /* A key name that no key can have (it would go to the node's log): a protocol error. */
+    g_strlcpy(auth.key_name, "vm1\nforged log line", sizeof(auth.key_name));
+    fd = bf_socket_connect(k->endpoint->host, k->endpoint->port, TIMEOUT_MS, &err);
+    g_assert_cmpint(raw_call(fd, BF_MSG_AUTH, msg, bf_proto_put_auth(msg, &auth), reply, &len),
+                    ==, BF_MSG_ERROR);
+    expect_auth_error(reply, len, BF_PROTO_ERR_PROTOCOL, "no valid key name");
+    close(fd);
+
     /* A proof without a challenge is a protocol error. */
     fd = bf_socket_connect(k->endpoint->host, k->endpoint->port, TIMEOUT_MS, &err);
     g_assert_cmpint(raw_call(fd, BF_MSG_AUTH_PROOF, proof, sizeof(proof), reply, &len), ==,
