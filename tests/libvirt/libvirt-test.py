@@ -255,6 +255,12 @@ def test_convert(lv, node):
     numa = convert(domain_xml(lv, "convert", "pattern 8", cells=2), "--pool",
                    "tcp:127.0.0.1:7780", "--local-limit", "25%").stdout
     assert f"<emulator>{WRAPPER}</emulator>" in numa, numa
+    # On the wrapper's path properties are JSON: numbers, sizes and on/off typed as such.
+    typed = convert(domain_xml(lv, "convert", "pattern 8", cells=2), "--pool",
+                    "tcp:127.0.0.1:7780", "--backend-opt", "readahead=0", "--backend-opt",
+                    "dump=off", "--backend-opt", "pool-timeout=2k").stdout
+    assert ("&quot;dump&quot;:false,&quot;pool&quot;:&quot;tcp:127.0.0.1:7780&quot;,"
+            "&quot;pool-timeout&quot;:2048,&quot;readahead&quot;:0") in typed, typed
     assert ('{&quot;ram-node0&quot;:{&quot;local-limit&quot;:33554432,&quot;pool&quot;:'
             '&quot;tcp:127.0.0.1:7780&quot;}') in numa, numa
 
