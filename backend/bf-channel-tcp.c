@@ -64,6 +64,35 @@ static gboolean bf_tcp_recv_reply(BfChannelTcp *ch, uint32_t tag, gint64 deadlin
     return TRUE;
 }
 
+/*
+ * The reply to @request (tagged @tag): of type @expected, @length bytes into @payload (the
+ * header's bounds for @expected fit it); an ERROR is a refusal.
+ */
+static gboolean bf_tcp_recv_expected(BfChannelTcp *ch, BfMsgType request, uint32_t tag,
+                                     BfMsgType expected, gint64 deadline, uint8_t *payload,
+                                     uint32_t *length, GError **errp)
+{
+    char message[BF_PROTO_MAX_MESSAGE + 1];
+    BfMsgHeader header;
+    BfProtoError code;
+
+    if (!bf_tcp_recv_reply(ch, tag, deadline, &header, &code, message, errp)) {
+        return FALSE;
+    }
+    if (code) {
+        g_set_error(errp, BF_ERROR, BF_ERROR_POOL, "the memory node refused %s: %s",
+                    request == BF_MSG_HELLO ? "the session" :
+                    request == BF_MSG_STATS ? "STATS" : "the key", message);
+        return FALSE;
+    }
+    if (header.type != expected) {
+        return bf_tcp_protocol_error(errp, "%s in reply to %s", bf_msg_type_name(header.type),
+                                     bf_msg_type_name(request));
+    }
+    *length = header.length;
+    return bf_socket_recv(ch->fd, payload, header.length, deadline, 0, errp);
+}
+
 static gboolean bf_tcp_submit(BfChannel *channel, BfRequest *req, GError **errp)
 {
     BfChannelTcp *ch = (BfChannelTcp *)channel;
@@ -150,26 +179,13 @@ static gboolean bf_tcp_stats(BfChannel *channel, int timeout_ms, BfPoolStats *st
     uint8_t msg[BF_PROTO_HEADER_SIZE], payload[24];
     gint64 deadline = bf_channel_deadline(timeout_ms);
     uint32_t tag = ch->next_tag++;
-    BfMsgHeader header;
-    BfProtoError code;
-    char message[BF_PROTO_MAX_MESSAGE + 1];
+    uint32_t length;
 
     bf_proto_put_header(msg, BF_MSG_STATS, 0, tag);
-    if (!bf_socket_send(ch->fd, msg, sizeof(msg), errp) ||
-        !bf_tcp_recv_reply(ch, tag, deadline, &header, &code, message, errp)) {
-        return FALSE;
-    }
-    if (code) {
-        g_set_error(errp, BF_ERROR, BF_ERROR_POOL, "the memory node refused STATS: %s",
-                    message);
-        return FALSE;
-    }
-    if (header.type != BF_MSG_STATS_OK) {
-        return bf_tcp_protocol_error(errp, "%s in reply to STATS",
-                                     bf_msg_type_name(header.type));
-    }
-    return bf_socket_recv(ch->fd, payload, header.length, deadline, 0, errp) &&
-           bf_proto_parse_stats(payload, header.length, stats, errp);
+    return bf_socket_send(ch->fd, msg, sizeof(msg), errp) &&
+           bf_tcp_recv_expected(ch, BF_MSG_STATS, tag, BF_MSG_STATS_OK, deadline, payload,
+                                &length, errp) &&
+           bf_proto_parse_stats(payload, length, stats, errp);
 }
 
 static void bf_tcp_close(BfChannel *channel, gboolean drop_session)
@@ -200,31 +216,6 @@ static const BfChannelOps bf_channel_tcp_ops = {
     .close = bf_tcp_close,
 };
 
-/* A reply of type @expected (@length bytes) into @payload; an ERROR is a refusal. */
-static gboolean bf_tcp_recv_expected(BfChannelTcp *ch, BfMsgType request, BfMsgType expected,
-                                     gint64 deadline, uint8_t *payload, uint32_t *length,
-                                     GError **errp)
-{
-    char message[BF_PROTO_MAX_MESSAGE + 1];
-    BfMsgHeader header;
-    BfProtoError code;
-
-    if (!bf_tcp_recv_reply(ch, 0, deadline, &header, &code, message, errp)) {
-        return FALSE;
-    }
-    if (code) {
-        g_set_error(errp, BF_ERROR, BF_ERROR_POOL, "the memory node refused %s: %s",
-                    request == BF_MSG_HELLO ? "the session" : "the key", message);
-        return FALSE;
-    }
-    if (header.type != expected) {
-        return bf_tcp_protocol_error(errp, "%s in reply to %s", bf_msg_type_name(header.type),
-                                     bf_msg_type_name(request));
-    }
-    *length = header.length;
-    return bf_socket_recv(ch->fd, payload, header.length, deadline, 0, errp);
-}
-
 static gboolean bf_tcp_send(BfChannelTcp *ch, BfMsgType type, uint8_t *msg, uint32_t length,
                             GError **errp)
 {
@@ -247,8 +238,8 @@ static gboolean bf_tcp_authenticate(BfChannelTcp *ch, const BfKey *key, gint64 d
     if (!bf_auth_nonce(auth.nonce, errp) ||
         !bf_tcp_send(ch, BF_MSG_AUTH, msg, bf_proto_put_auth(msg + BF_PROTO_HEADER_SIZE, &auth),
                      errp) ||
-        !bf_tcp_recv_expected(ch, BF_MSG_AUTH, BF_MSG_AUTH_CHALLENGE, deadline, reply, &length,
-                              errp) ||
+        !bf_tcp_recv_expected(ch, BF_MSG_AUTH, 0, BF_MSG_AUTH_CHALLENGE, deadline, reply,
+                              &length, errp) ||
         !bf_proto_parse_challenge(reply, length, node_nonce, node_proof, errp)) {
         return FALSE;
     }
@@ -262,7 +253,7 @@ static gboolean bf_tcp_authenticate(BfChannelTcp *ch, const BfKey *key, gint64 d
     bf_auth_proof(key, BF_AUTH_BY_CLIENT, auth.nonce, node_nonce, proof);
     memcpy(msg + BF_PROTO_HEADER_SIZE, proof, sizeof(proof));
     return bf_tcp_send(ch, BF_MSG_AUTH_PROOF, msg, sizeof(proof), errp) &&
-           bf_tcp_recv_expected(ch, BF_MSG_AUTH_PROOF, BF_MSG_AUTH_OK, deadline, reply,
+           bf_tcp_recv_expected(ch, BF_MSG_AUTH_PROOF, 0, BF_MSG_AUTH_OK, deadline, reply,
                                 &length, errp);
 }
 
@@ -287,8 +278,8 @@ BfChannel *bf_channel_tcp_connect(const BfEndpoint *endpoint, const BfHello *hel
     }
     if (!bf_tcp_send(ch, BF_MSG_HELLO, msg, bf_proto_put_hello(msg + BF_PROTO_HEADER_SIZE, hello),
                      errp) ||
-        !bf_tcp_recv_expected(ch, BF_MSG_HELLO, BF_MSG_HELLO_OK, deadline, payload, &length,
-                              errp) ||
+        !bf_tcp_recv_expected(ch, BF_MSG_HELLO, 0, BF_MSG_HELLO_OK, deadline, payload,
+                              &length, errp) ||
         !bf_proto_parse_hello_ok(payload, length, &ch->parent.stored_at_hello, &free_pages,
                                  errp)) {
         goto fail;

@@ -145,13 +145,9 @@ static gboolean bf_node_auth_proof(BfNodeConn *c, const BfMsgHeader *h, GError *
     /* The same work for a name it does not know, so that time does not tell. */
     bf_auth_proof(c->asked ? c->asked : c->decoy, BF_AUTH_BY_CLIENT, c->client_nonce,
                   c->node_nonce, expected);
-    if (!bf_auth_proof_equal(c->payload, expected) || !c->asked) {
-        if (!c->asked) {
-            g_message("%s: authentication failed: no key '%s'", c->peer, c->asked_name);
-            return bf_node_refuse_auth(c, h->tag, "authentication failed");
-        }
-        g_message("%s: authentication failed: wrong proof for key '%s'", c->peer,
-                  c->asked_name);
+    if (!c->asked || !bf_auth_proof_equal(c->payload, expected)) {
+        g_message("%s: authentication failed: %s '%s'", c->peer,
+                  c->asked ? "wrong proof for key" : "no key", c->asked_name);
         return bf_node_refuse_auth(c, h->tag, "authentication failed");
     }
     c->key = c->asked;
