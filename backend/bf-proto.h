@@ -104,6 +104,8 @@ typedef enum {
     BF_PROTO_ERR_NO_SPACE,      /* the node is full: nothing of this request was stored */
     BF_PROTO_ERR_NOT_STORED,    /* READ of a page the node does not hold */
     BF_PROTO_ERR_AUTH,          /* no or failed authentication: the node disconnects */
+    BF_PROTO_ERR_QUOTA,         /* the client's key is at its quota: nothing was stored */
+    BF_PROTO_ERR_BUSY,          /* too many clients are authenticating: retry later */
 } BfProtoError;
 
 typedef struct {

@@ -85,7 +85,7 @@ BfChannel *bf_channel_local_new(BfStore *store, const BfHello *hello, GError **e
 
     ch->parent.ops = &bf_channel_local_ops;
     ch->store = store;
-    ch->session = bf_store_attach(store, hello, &ch->parent.stored_at_hello, &code, errp);
+    ch->session = bf_store_attach(store, hello, NULL, &ch->parent.stored_at_hello, &code, errp);
     if (!ch->session) {
         g_free(ch);
         return NULL;

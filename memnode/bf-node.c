@@ -17,9 +17,17 @@
 /* Before that, only AUTH and AUTH_PROOF are read: this much payload at most. */
 #define BF_NODE_AUTH_PAYLOAD (BF_PROTO_NONCE_SIZE + 4 + BF_PROTO_MAX_NAME)
 
-typedef struct {
+struct BfNode {
     BfStore *store;
     const BfKeyring *keys;                  /* NULL: the node takes anyone */
+    guint max_unauthenticated;
+    gint unauthenticated;                   /* connections proving a key now (atomic) */
+    gint connections;                       /* connections being served (atomic) */
+};
+
+typedef struct {
+    BfStore *store;
+    const BfKeyring *keys;
     int fd;
     const char *peer;
     /* Authentication: the key proven, or the one asked for (NULL if unknown) meanwhile. */
@@ -159,7 +167,6 @@ static gboolean bf_node_hello(BfNodeConn *c, const BfMsgHeader *h, GError **errp
 {
     uint8_t payload[16];
     uint64_t values[2];
-    BfStoreStats stats;
     BfProtoError code;
     g_autoptr(GError) refusal = NULL;
 
@@ -174,13 +181,13 @@ static gboolean bf_node_hello(BfNodeConn *c, const BfMsgHeader *h, GError **errp
         /* The key's own namespace: no other key can name this session. */
         bf_auth_session_in_key(c->key->name, c->hello.session);
     }
-    c->session = bf_store_attach(c->store, &c->hello, &values[0], &code, &refusal);
+    c->session = bf_store_attach(c->store, &c->hello, c->key ? c->key->name : NULL,
+                                 &values[0], &code, &refusal);
     if (!c->session) {
         g_message("%s: session refused: %s", c->peer, refusal->message);
         return bf_node_reply_error(c, h->tag, code, refusal->message);
     }
-    bf_store_get_stats(c->store, &stats);
-    values[1] = stats.capacity_pages - stats.stored_pages;
+    values[1] = bf_store_session_room(c->store, c->session);
     g_message("%s: session '%s' (%" G_GUINT64_FORMAT " pages) attached, %" G_GUINT64_FORMAT
               " pages stored", c->peer, c->hello.name, (guint64)c->hello.pages,
               (guint64)values[0]);
@@ -284,12 +291,45 @@ static gboolean bf_node_handle(BfNodeConn *c, const BfMsgHeader *h, GError **err
     }
 }
 
-void bf_node_serve(BfStore *store, const BfKeyring *keys, int fd, const char *peer)
+BfNode *bf_node_new(BfStore *store, const BfKeyring *keys, guint max_unauthenticated)
+{
+    BfNode *node = g_new0(BfNode, 1);
+
+    node->store = store;
+    node->keys = keys;
+    node->max_unauthenticated = max_unauthenticated;
+    return node;
+}
+
+void bf_node_free(BfNode *node)
+{
+    g_free(node);
+}
+
+guint bf_node_connections(BfNode *node)
+{
+    return g_atomic_int_get(&node->connections);
+}
+
+static void bf_node_serve_conn(BfNode *node, int fd, const char *peer)
 {
     uint8_t auth_payload[BF_NODE_AUTH_PAYLOAD];
+    const BfKeyring *keys = node->keys;
+    BfStore *store = node->store;
     BfNodeConn c = { .store = store, .keys = keys, .fd = fd, .peer = peer };
     gint64 auth_deadline = g_get_monotonic_time() + BF_NODE_AUTH_TIMEOUT_US;
+    /* Counted among those proving a key until it has proven one or left. */
+    gboolean counted = keys != NULL;
 
+    if (counted && (guint)g_atomic_int_add(&node->unauthenticated, 1) >=
+                   node->max_unauthenticated) {
+        g_message("%s: turned away: %u connections are authenticating already", peer,
+                  node->max_unauthenticated);
+        bf_node_reply_error(&c, 0, BF_PROTO_ERR_BUSY, "the memory node is busy "
+                            "authenticating other clients: try again later");
+        g_atomic_int_dec_and_test(&node->unauthenticated);
+        return;
+    }
     for (;;) {
         uint8_t raw[BF_PROTO_HEADER_SIZE];
         g_autoptr(GError) err = NULL;
@@ -299,6 +339,10 @@ void bf_node_serve(BfStore *store, const BfKeyring *keys, int fd, const char *pe
         gint64 deadline = trusted ? -1 : auth_deadline;
         gboolean ok;
 
+        if (trusted && counted) {
+            g_atomic_int_dec_and_test(&node->unauthenticated);
+            counted = FALSE;
+        }
         if (trusted && !c.pages_out) {
             c.payload = g_malloc(BF_PROTO_MAX_PAYLOAD);
             c.pages_out = g_malloc(BF_PROTO_MAX_PAGES * BF_PROTO_PAGE_SIZE);
@@ -328,6 +372,9 @@ void bf_node_serve(BfStore *store, const BfKeyring *keys, int fd, const char *pe
             break;
         }
     }
+    if (counted) {
+        g_atomic_int_dec_and_test(&node->unauthenticated);
+    }
     if (c.session) {
         g_message("%s: session '%s' detached", peer, c.hello.name);
         bf_store_detach(store, c.session);
@@ -337,4 +384,11 @@ void bf_node_serve(BfStore *store, const BfKeyring *keys, int fd, const char *pe
         g_free(c.pages_out);
     }
     bf_key_free(c.decoy);
+}
+
+void bf_node_serve(BfNode *node, int fd, const char *peer)
+{
+    g_atomic_int_inc(&node->connections);
+    bf_node_serve_conn(node, fd, peer);
+    g_atomic_int_dec_and_test(&node->connections);
 }

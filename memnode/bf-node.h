@@ -11,11 +11,24 @@
 #include "bf-keyring.h"
 #include "bf-store.h"
 
+typedef struct BfNode BfNode;
+
+/*
+ * A node serving @store. With @keys, a client must prove it holds one of them (bf-auth.h)
+ * before anything else, its sessions are the key's own and count against the key's quota
+ * (bf_store_set_quota); at most @max_unauthenticated connections may be proving a key at
+ * once, and the next ones are turned away at once with BF_PROTO_ERR_BUSY.
+ */
+BfNode *bf_node_new(BfStore *store, const BfKeyring *keys, guint max_unauthenticated);
+void bf_node_free(BfNode *node);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(BfNode, bf_node_free)
+
 /*
  * Serves @fd (a connected stream socket) until it closes; @peer names it in log messages.
- * With @keys, the client must prove it holds one of them (bf-auth.h) before anything else,
- * and its sessions are the key's own.
+ * Any number of connections may be served at once, each on its own thread.
  */
-void bf_node_serve(BfStore *store, const BfKeyring *keys, int fd, const char *peer);
+void bf_node_serve(BfNode *node, int fd, const char *peer);
+/* How many connections it is serving now. */
+guint bf_node_connections(BfNode *node);
 
 #endif

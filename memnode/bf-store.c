@@ -5,7 +5,7 @@
  * numbers to slot numbers (0: not stored), allocated when a page in its range is first
  * stored. Slots are numbered from 1 and live in 2 MiB chunks mapped on demand, or in a store
  * file (bf-store-file.c) that outlives the process; a freed slot goes back on a free list
- * and its memory back to the host.
+ * and its memory back to the host. An owner's account counts the slots of its sessions.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -19,8 +19,15 @@
 #define BF_CHUNK_SIZE (BF_CHUNK_SLOTS * BF_PROTO_PAGE_SIZE)
 #define BF_LEAF_PAGES 1024u
 
+typedef struct {
+    char *name;
+    uint64_t quota;             /* pages; 0: the store's default */
+    uint64_t used;              /* pages its sessions hold */
+} BfStoreOwner;
+
 struct BfStoreSession {
     char *key;                  /* the session id in hex */
+    BfStoreOwner *owner;        /* NULL: none (yet, after a restart) */
     char *name;
     uint64_t pages;
     uint64_t stored;
@@ -39,6 +46,8 @@ struct BfStore {
     uint8_t **chunks;           /* fixed size: entries are published once, under @lock */
     GArray *free_slots;         /* uint32_t, a stack */
     GHashTable *sessions;       /* key -> BfStoreSession */
+    GHashTable *owners;         /* name -> BfStoreOwner */
+    uint64_t default_quota;     /* pages; 0: none */
     BfStoreFile *file;          /* NULL: slots in anonymous memory chunks */
 };
 
@@ -50,6 +59,14 @@ static void bf_store_session_free_leaves(BfStoreSession *s)
         g_free(s->leaves[i]);
         s->leaves[i] = NULL;
     }
+}
+
+static void bf_store_owner_free(gpointer data)
+{
+    BfStoreOwner *owner = data;
+
+    g_free(owner->name);
+    g_free(owner);
 }
 
 static void bf_store_session_free(gpointer data)
@@ -76,6 +93,7 @@ BfStore *bf_store_new(uint64_t capacity_bytes)
     store->free_slots = g_array_new(FALSE, FALSE, sizeof(uint32_t));
     store->sessions = g_hash_table_new_full(g_str_hash, g_str_equal, NULL,
                                             bf_store_session_free);
+    store->owners = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, bf_store_owner_free);
     return store;
 }
 
@@ -85,6 +103,7 @@ void bf_store_free(BfStore *store)
         return;
     }
     g_hash_table_destroy(store->sessions);
+    g_hash_table_destroy(store->owners);
     bf_store_file_close(store->file);
     for (uint32_t i = 0; i < store->nr_chunks; i++) {
         munmap(store->chunks[i], BF_CHUNK_SIZE);
@@ -145,9 +164,12 @@ static uint32_t bf_store_alloc_slot(BfStore *store)
     return slot;
 }
 
-/* Frees @slot and gives its memory back to the host. Called with @lock held. */
-static void bf_store_release_slot(BfStore *store, uint32_t slot)
+/* Frees @slot of @s and gives its memory back to the host. Called with @lock held. */
+static void bf_store_release_slot(BfStore *store, BfStoreSession *s, uint32_t slot)
 {
+    if (s->owner) {
+        s->owner->used--;
+    }
     if (store->file) {
         bf_store_file_clear_slot(store->file, slot);
     } else {
@@ -210,8 +232,40 @@ static BfStoreSession *bf_store_session_new(BfStore *store, const BfHello *hello
     return s;
 }
 
-BfStoreSession *bf_store_attach(BfStore *store, const BfHello *hello, uint64_t *stored,
-                                BfProtoError *code, GError **errp)
+static BfStoreOwner *bf_store_owner(BfStore *store, const char *name)
+{
+    BfStoreOwner *owner = g_hash_table_lookup(store->owners, name);
+
+    if (!owner) {
+        owner = g_new0(BfStoreOwner, 1);
+        owner->name = g_strdup(name);
+        g_hash_table_insert(store->owners, owner->name, owner);
+    }
+    return owner;
+}
+
+/* The pages @owner may hold (G_MAXUINT64: no quota). Called with @lock held. */
+static uint64_t bf_store_owner_quota(BfStore *store, const BfStoreOwner *owner)
+{
+    uint64_t quota = owner->quota ? owner->quota : store->default_quota;
+
+    return quota ? quota : G_MAXUINT64;
+}
+
+void bf_store_set_quota(BfStore *store, const char *owner, uint64_t bytes)
+{
+    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&store->lock);
+    uint64_t pages = bytes / BF_PROTO_PAGE_SIZE;
+
+    if (owner) {
+        bf_store_owner(store, owner)->quota = pages;
+    } else {
+        store->default_quota = pages;
+    }
+}
+
+BfStoreSession *bf_store_attach(BfStore *store, const BfHello *hello, const char *owner,
+                                uint64_t *stored, BfProtoError *code, GError **errp)
 {
     g_autofree char *key = bf_store_key(hello->session);
     BfStoreSession *s;
@@ -235,6 +289,10 @@ BfStoreSession *bf_store_attach(BfStore *store, const BfHello *hello, uint64_t *
             return NULL;
         }
         s = bf_store_session_new(store, hello, file_index);
+    }
+    if (owner && !s->owner) {
+        s->owner = bf_store_owner(store, owner);
+        s->owner->used += s->stored;
     }
     s->refs++;
     *stored = s->stored;
@@ -267,7 +325,7 @@ void bf_store_drop(BfStore *store, BfStoreSession *s)
                 uint32_t slot = s->leaves[i][j];
 
                 if (slot) {
-                    bf_store_release_slot(store, slot);
+                    bf_store_release_slot(store, s, slot);
                 }
             }
         }
@@ -309,6 +367,22 @@ gboolean bf_store_write(BfStore *store, BfStoreSession *s, uint32_t count,
     if (!bf_store_check_live(s, code, errp)) {
         return FALSE;
     }
+    if (s->owner) {
+        uint64_t quota = bf_store_owner_quota(store, s->owner), new_pages = 0;
+
+        for (uint32_t i = 0; i < count; i++) {
+            uint32_t *entry = bf_store_entry(s, pages[i], FALSE);
+
+            /* A page named twice in one request counts twice here: the stricter answer. */
+            new_pages += !entry || !*entry;
+        }
+        if (s->owner->used + new_pages > quota) {
+            *code = BF_PROTO_ERR_QUOTA;
+            g_set_error(errp, BF_ERROR, BF_ERROR_POOL, "key '%s' is at its quota (%"
+                        G_GUINT64_FORMAT " pages)", s->owner->name, (guint64)quota);
+            return FALSE;
+        }
+    }
     for (uint32_t i = 0; i < count; i++) {
         uint32_t *entry = bf_store_entry(s, pages[i], TRUE);
 
@@ -326,7 +400,7 @@ gboolean bf_store_write(BfStore *store, BfStoreSession *s, uint32_t count,
                     }
                 }
                 for (uint32_t k = 0; k < nr_fresh; k++) {
-                    bf_store_release_slot(store, fresh[k]);
+                    bf_store_release_slot(store, s, fresh[k]);
                 }
                 s->stored -= nr_fresh;
                 *code = BF_PROTO_ERR_NO_SPACE;
@@ -336,6 +410,9 @@ gboolean bf_store_write(BfStore *store, BfStoreSession *s, uint32_t count,
             }
             fresh[nr_fresh++] = *entry;
             s->stored++;
+            if (s->owner) {
+                s->owner->used++;
+            }
         }
     }
     for (uint32_t i = 0; i < count; i++) {
@@ -395,7 +472,7 @@ void bf_store_free_pages(BfStore *store, BfStoreSession *s, uint32_t count,
         uint32_t *entry = pages[i] < s->pages ? bf_store_entry(s, pages[i], FALSE) : NULL;
 
         if (entry && *entry) {
-            bf_store_release_slot(store, *entry);
+            bf_store_release_slot(store, s, *entry);
             *entry = 0;
             s->stored--;
         }
@@ -426,6 +503,20 @@ uint64_t bf_store_session_pages(BfStore *store, BfStoreSession *session)
     g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&store->lock);
 
     return session->stored;
+}
+
+uint64_t bf_store_session_room(BfStore *store, BfStoreSession *session)
+{
+    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&store->lock);
+    uint64_t room = store->capacity_slots - store->used_slots;
+    BfStoreOwner *owner = session->owner;
+
+    if (owner) {
+        uint64_t quota = bf_store_owner_quota(store, owner);
+
+        room = MIN(room, quota > owner->used ? quota - owner->used : 0);
+    }
+    return room;
 }
 
 void bf_store_get_stats(BfStore *store, BfStoreStats *stats)

@@ -6,6 +6,9 @@
  *
  * A client may attach several connections to its session (the engine has one per thread);
  * the store serializes them, and all sessions, under one lock.
+ *
+ * A session may belong to an owner (the key its client proved): the pages of all an owner's
+ * sessions count against the owner's quota, if it has one.
  * blowfish-memnode serves a store over the network; the engine's unit tests and benchmarks
  * use one in-process (bf-channel-local).
  *
@@ -33,11 +36,19 @@ BfStore *bf_store_open(const char *path, uint64_t capacity_bytes, GError **errp)
 void bf_store_free(BfStore *store);
 
 /*
- * Attaches to the session @hello names, creating it if new. Fails (BfProtoError in
- * *code) if it exists with another size. *stored is the number of pages it already holds.
+ * The most bytes the sessions of @owner may hold together (0: no quota); with @owner NULL,
+ * the quota of every owner not given one of its own. Takes effect for later writes.
  */
-BfStoreSession *bf_store_attach(BfStore *store, const BfHello *hello, uint64_t *stored,
-                                BfProtoError *code, GError **errp);
+void bf_store_set_quota(BfStore *store, const char *owner, uint64_t bytes);
+
+/*
+ * Attaches to the session @hello names, creating it if new, on behalf of @owner (NULL: none).
+ * Fails (BfProtoError in *code) if it exists with another size. *stored is the number of
+ * pages it already holds. A session belongs to the first owner that attaches it; after a
+ * restart on a store file, its pages count against that owner again from its first attach.
+ */
+BfStoreSession *bf_store_attach(BfStore *store, const BfHello *hello, const char *owner,
+                                uint64_t *stored, BfProtoError *code, GError **errp);
 /* Detaches, keeping the pages for the next attach. */
 void bf_store_detach(BfStore *store, BfStoreSession *session);
 /* Frees the session and all its pages (BYE), and detaches. Its other connections get
@@ -46,8 +57,9 @@ void bf_store_drop(BfStore *store, BfStoreSession *session);
 
 /*
  * Stores @count pages (numbers below the session's size) from @data. All or nothing: if the
- * store lacks room for the pages not stored yet, returns FALSE with BF_PROTO_ERR_NO_SPACE
- * and stores none.
+ * store lacks room for the pages not stored yet, returns FALSE with BF_PROTO_ERR_NO_SPACE,
+ * or BF_PROTO_ERR_QUOTA if they would take the session's owner past its quota, and stores
+ * none.
  */
 gboolean bf_store_write(BfStore *store, BfStoreSession *session, uint32_t count,
                         const uint64_t *pages, const void *const *data,
@@ -68,6 +80,8 @@ gboolean bf_store_reserve(BfStore *store, uint64_t pages);
 void bf_store_unreserve(BfStore *store, uint64_t pages);
 
 uint64_t bf_store_session_pages(BfStore *store, BfStoreSession *session);
+/* How many more pages @session may store now: the store's room, or its owner's if less. */
+uint64_t bf_store_session_room(BfStore *store, BfStoreSession *session);
 void bf_store_get_stats(BfStore *store, BfStoreStats *stats);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(BfStore, bf_store_free)

@@ -5,13 +5,16 @@
  * RDMA clients from one thread (bf-node-rdma.c).
  *
  *   blowfish-memnode --listen tcp:HOST:PORT|rdma:HOST:PORT [--listen ...] --capacity SIZE
- *                    [--store FILE] [--keys DIR|FILE] [--verbose]
+ *                    [--store FILE] [--keys DIR|FILE [--quota [NAME=]SIZE ...]
+ *                    [--max-unauthenticated N]] [--verbose]
  *
  * With --store, pages live in FILE (put it on tmpfs, e.g. /dev/shm): restarted on the same
  * file, the node still holds every page it acknowledged before it stopped or was killed.
  *
  * With --keys, a client must prove it holds one of the keys (bf-auth.h, bf-keyring.h) before
- * anything else, and each key's sessions are its own. TCP only, for now.
+ * anything else, and each key's sessions are its own. TCP only, for now. --quota caps the
+ * memory of one key's sessions together (NAME=SIZE), or of every key's (SIZE), within the
+ * --capacity of all; --max-unauthenticated caps the connections proving a key at once.
  *
  * RDMA clients' pages live in extents lent to them (registered memory); --store does not
  * apply to them, and they count against the same --capacity.
@@ -34,9 +37,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+/* Connections proving a key at once, unless --max-unauthenticated says otherwise. */
+#define DEFAULT_MAX_UNAUTHENTICATED 64
+
 typedef struct {
     BfStore *store;
     BfKeyring *keys;            /* --keys, or NULL */
+    BfNode *node;
     GMainLoop *loop;
     GSocketService *service;    /* TCP, if asked for */
     GPtrArray *rdma;            /* BfNodeRdma */
@@ -97,7 +104,29 @@ static gboolean on_connection(GThreadedSocketService *service, GSocketConnection
         peer = g_strdup("client");
     }
     setsockopt(g_socket_get_fd(socket), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    bf_node_serve(node->store, node->keys, g_socket_get_fd(socket), peer);
+    bf_node_serve(node->node, g_socket_get_fd(socket), peer);
+    return TRUE;
+}
+
+/* --quota NAME=SIZE (a key's) or SIZE (every key's): applied to @store. */
+static gboolean apply_quota(BfStore *store, const BfKeyring *keys, const char *text,
+                            GError **errp)
+{
+    const char *eq = strchr(text, '=');
+    g_autofree char *name = eq ? g_strndup(text, eq - text) : NULL;
+    guint64 bytes;
+
+    if (!parse_size(eq ? eq + 1 : text, &bytes) || bytes < BF_PROTO_PAGE_SIZE) {
+        g_set_error(errp, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "invalid size in '%s': "
+                    "[NAME=]SIZE, a size such as 512M", text);
+        return FALSE;
+    }
+    if (name && !bf_keyring_lookup(keys, name)) {
+        g_set_error(errp, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "'%s': --keys has no "
+                    "key '%s'", text, name);
+        return FALSE;
+    }
+    bf_store_set_quota(store, name, bytes);
     return TRUE;
 }
 
@@ -175,7 +204,9 @@ static char *listen_rdma(Memnode *node, const BfEndpoint *endpoint, GError **err
 int main(int argc, char **argv)
 {
     g_auto(GStrv) listens = NULL;
+    g_auto(GStrv) quotas = NULL;
     g_autofree char *capacity_text = NULL, *store_path = NULL, *keys_path = NULL;
+    gint max_unauthenticated = DEFAULT_MAX_UNAUTHENTICATED;
     gboolean verbose = FALSE;
     GOptionEntry entries[] = {
         { "listen", 'l', 0, G_OPTION_ARG_STRING_ARRAY, &listens,
@@ -189,6 +220,13 @@ int main(int argc, char **argv)
           "Take only clients that prove they hold one of these keys: a directory of files "
           "NAME holding a base64 key each, or a file of NAME KEY lines (TCP only)",
           "DIR|FILE" },
+        { "quota", 'q', 0, G_OPTION_ARG_STRING_ARRAY, &quotas,
+          "Most memory the sessions of key NAME may hold together, or without NAME= of "
+          "each key without a quota of its own; may be repeated (needs --keys)",
+          "[NAME=]SIZE" },
+        { "max-unauthenticated", 0, 0, G_OPTION_ARG_INT, &max_unauthenticated,
+          "Most connections that may be proving a key at once; more are turned away "
+          "(default 64)", "N" },
         { "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose,
           "Log every connection event", NULL },
         { NULL },
@@ -199,7 +237,7 @@ int main(int argc, char **argv)
     g_autoptr(GPtrArray) endpoints = g_ptr_array_new_with_free_func(
         (GDestroyNotify)bf_endpoint_free);
     g_autoptr(GPtrArray) bound = NULL;
-    Memnode node = { 0 };
+    static Memnode node;    /* static: what connections still use stays reachable */
     guint64 capacity;
 
     g_option_context_add_main_entries(context, entries, NULL);
@@ -236,6 +274,13 @@ int main(int argc, char **argv)
             g_printerr("blowfish-memnode: --keys: %s\n", err->message);
             return 2;
         }
+    } else if (quotas) {
+        g_printerr("blowfish-memnode: --quota is per key: it needs --keys\n");
+        return 2;
+    }
+    if (max_unauthenticated < 1) {
+        g_printerr("blowfish-memnode: --max-unauthenticated must be at least 1\n");
+        return 2;
     }
     if (verbose) {
         g_setenv("G_MESSAGES_DEBUG", "all", TRUE);
@@ -250,6 +295,13 @@ int main(int argc, char **argv)
     } else {
         node.store = bf_store_new(capacity);
     }
+    for (char **q = quotas; q && *q; q++) {
+        if (!apply_quota(node.store, node.keys, *q, &err)) {
+            g_printerr("blowfish-memnode: --quota %s\n", err->message);
+            return 2;
+        }
+    }
+    node.node = bf_node_new(node.store, node.keys, max_unauthenticated);
     node.rdma = g_ptr_array_new();
     bound = g_ptr_array_new_with_free_func(g_free);
     for (guint i = 0; i < endpoints->len; i++) {
@@ -279,8 +331,7 @@ int main(int argc, char **argv)
 
     g_main_loop_run(node.loop);
 
-    /* Stop accepting; TCP sessions still being served keep their threads until the process
-     * exits: their pages go with it. */
+    /* Stop accepting. */
     if (node.service) {
         g_socket_service_stop(node.service);
         g_socket_listener_close(G_SOCKET_LISTENER(node.service));
@@ -291,6 +342,15 @@ int main(int argc, char **argv)
     }
     g_ptr_array_free(node.rdma, TRUE);
     g_main_loop_unref(node.loop);
-    bf_keyring_free(node.keys);
+    /*
+     * TCP connections still being served keep their threads, and what they use, until the
+     * process exits: their pages go with it. Without any, everything is freed, so that leak
+     * checkers see what the node holds per connection.
+     */
+    if (bf_node_connections(node.node) == 0) {
+        bf_node_free(node.node);
+        bf_store_free(node.store);
+        bf_keyring_free(node.keys);
+    }
     return 0;
 }

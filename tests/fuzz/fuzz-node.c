@@ -56,6 +56,7 @@ static gpointer fuzz_drain(gpointer opaque)
 static void fuzz_serve(const BfKeyring *keys, const uint8_t *data, size_t size)
 {
     g_autoptr(BfStore) store = bf_store_new(8 << 20);
+    g_autoptr(BfNode) node = bf_node_new(store, keys, 1);
     FuzzPeer peer = { .data = data, .size = size };
     GThread *sender, *drainer;
     int fds[2];
@@ -64,7 +65,7 @@ static void fuzz_serve(const BfKeyring *keys, const uint8_t *data, size_t size)
     peer.fd = fds[1];
     sender = g_thread_new("fuzz-send", fuzz_send, &peer);
     drainer = g_thread_new("fuzz-drain", fuzz_drain, &peer);
-    bf_node_serve(store, keys, fds[0], "fuzz");
+    bf_node_serve(node, fds[0], "fuzz");
     close(fds[0]);
     g_thread_join(sender);
     g_thread_join(drainer);

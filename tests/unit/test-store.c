@@ -1,6 +1,6 @@
 /*
  * Unit tests of bf-store: pages read back as written, sessions are isolated and survive a
- * detach, capacity is all-or-nothing, and freeing returns slots.
+ * detach, capacity and quotas are all-or-nothing, and freeing returns slots.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -67,7 +67,7 @@ static void test_write_read_free(void)
     BfProtoError code = 0;
     BfStoreStats stats;
     uint64_t stored, page = 5000;
-    BfStoreSession *s = bf_store_attach(store, &hello, &stored, &code, &err);
+    BfStoreSession *s = bf_store_attach(store, &hello, NULL, &stored, &code, &err);
     uint8_t buf[PAGE];
     void *dest[1] = { buf };
 
@@ -108,7 +108,7 @@ static void test_capacity(void)
     BfProtoError code = 0;
     BfStoreStats stats;
     uint64_t stored;
-    BfStoreSession *s = bf_store_attach(store, &hello, &stored, &code, &err);
+    BfStoreSession *s = bf_store_attach(store, &hello, NULL, &stored, &code, &err);
 
     g_assert_true(write_pages(store, s, 0, 256, 1, &code));
     g_assert_true(write_pages(store, s, 256, 256, 1, &code));
@@ -130,6 +130,54 @@ static void test_capacity(void)
     bf_store_detach(store, s);
 }
 
+/*
+ * An owner's sessions share its quota; another owner, and sessions without an owner, are not
+ * counted against it; freeing and dropping give quota back; an owner's own quota overrides
+ * the default.
+ */
+static void test_quota(void)
+{
+    g_autoptr(BfStore) store = bf_store_new(4096 * PAGE);
+    BfHello a1 = make_hello(1, 1024, "a1"), a2 = make_hello(2, 1024, "a2");
+    BfHello b1 = make_hello(3, 1024, "b1"), c1 = make_hello(4, 1024, "c1");
+    g_autoptr(GError) err = NULL;
+    BfProtoError code = 0;
+    uint64_t stored, first = 0;
+    BfStoreSession *sa1, *sa2, *sb1, *sc1;
+
+    bf_store_set_quota(store, NULL, 200 * PAGE);
+    bf_store_set_quota(store, "a", 300 * PAGE);
+    sa1 = bf_store_attach(store, &a1, "a", &stored, &code, &err);
+    sa2 = bf_store_attach(store, &a2, "a", &stored, &code, &err);
+    sb1 = bf_store_attach(store, &b1, "b", &stored, &code, &err);
+    sc1 = bf_store_attach(store, &c1, NULL, &stored, &code, &err);
+
+    g_assert_true(write_pages(store, sa1, 0, 200, 1, &code));
+    g_assert_cmpuint(bf_store_session_room(store, sa2), ==, 100);
+    /* 101 new pages would pass a's 300: none is stored. */
+    g_assert_false(write_pages(store, sa2, 0, 101, 1, &code));
+    g_assert_cmpint(code, ==, BF_PROTO_ERR_QUOTA);
+    g_assert_cmpuint(bf_store_session_pages(store, sa2), ==, 0);
+    g_assert_true(write_pages(store, sa2, 0, 100, 1, &code));
+    /* Rewrites need no quota; b has the default 200; no owner, no quota. */
+    g_assert_true(write_pages(store, sa1, 0, 200, 2, &code));
+    g_assert_true(write_pages(store, sb1, 0, 200, 1, &code));
+    g_assert_false(write_pages(store, sb1, 200, 1, 1, &code));
+    g_assert_cmpint(code, ==, BF_PROTO_ERR_QUOTA);
+    g_assert_true(write_pages(store, sc1, 0, 1024, 1, &code));
+
+    /* Freeing, and dropping a session, give it back. */
+    bf_store_free_pages(store, sa1, 1, &first);
+    g_assert_cmpuint(bf_store_session_room(store, sa2), ==, 1);
+    bf_store_drop(store, sa2);
+    g_assert_true(write_pages(store, sa1, 200, 101, 1, &code));
+    check_pages(store, sa1, 1, 199, 2);
+    check_pages(store, sa1, 200, 101, 1);
+    bf_store_detach(store, sa1);
+    bf_store_detach(store, sb1);
+    bf_store_detach(store, sc1);
+}
+
 static void test_sessions(void)
 {
     g_autoptr(BfStore) store = bf_store_new(1024 * PAGE);
@@ -139,8 +187,8 @@ static void test_sessions(void)
     BfProtoError code = 0;
     BfStoreStats stats;
     uint64_t stored;
-    BfStoreSession *sa = bf_store_attach(store, &a, &stored, &code, &err);
-    BfStoreSession *sb = bf_store_attach(store, &b, &stored, &code, &err);
+    BfStoreSession *sa = bf_store_attach(store, &a, NULL, &stored, &code, &err);
+    BfStoreSession *sb = bf_store_attach(store, &b, NULL, &stored, &code, &err);
 
     g_assert_true(write_pages(store, sa, 0, 10, 1, &code));
     g_assert_true(write_pages(store, sb, 0, 10, 2, &code));
@@ -149,7 +197,7 @@ static void test_sessions(void)
 
     /* A second connection shares the session; dropping it through one ends it for both. */
     {
-        BfStoreSession *again = bf_store_attach(store, &a, &stored, &code, &err);
+        BfStoreSession *again = bf_store_attach(store, &a, NULL, &stored, &code, &err);
         BfStoreSession *other;
         uint64_t page = 3;
         uint8_t buf[PAGE];
@@ -165,7 +213,7 @@ static void test_sessions(void)
         g_assert_false(write_pages(store, sa, 0, 1, 1, &code));
         g_assert_cmpint(code, ==, BF_PROTO_ERR_NO_SESSION);
         /* The same id now names a new, empty session. */
-        other = bf_store_attach(store, &a, &stored, &code, &err);
+        other = bf_store_attach(store, &a, NULL, &stored, &code, &err);
         g_assert_true(other != sa);
         g_assert_cmpuint(stored, ==, 0);
         g_assert_true(write_pages(store, other, 0, 10, 1, &code));
@@ -175,9 +223,9 @@ static void test_sessions(void)
 
     /* A detached session keeps its pages for the next attach. */
     bf_store_detach(store, sa);
-    g_assert_null(bf_store_attach(store, &a_resized, &stored, &code, &err));
+    g_assert_null(bf_store_attach(store, &a_resized, NULL, &stored, &code, &err));
     g_clear_error(&err);
-    sa = bf_store_attach(store, &a, &stored, &code, &err);
+    sa = bf_store_attach(store, &a, NULL, &stored, &code, &err);
     g_assert_nonnull(sa);
     g_assert_cmpuint(stored, ==, 10);
     check_pages(store, sa, 0, 10, 1);
@@ -187,7 +235,7 @@ static void test_sessions(void)
     bf_store_get_stats(store, &stats);
     g_assert_cmpuint(stats.stored_pages, ==, 10);
     g_assert_cmpuint(stats.sessions, ==, 1);
-    sb = bf_store_attach(store, &b, &stored, &code, &err);
+    sb = bf_store_attach(store, &b, NULL, &stored, &code, &err);
     g_assert_cmpuint(stored, ==, 0);
     bf_store_detach(store, sa);
     bf_store_detach(store, sb);
@@ -207,8 +255,8 @@ static void test_persistent(void)
     BfStoreSession *sa, *sb;
 
     g_assert_no_error(err);
-    sa = bf_store_attach(store, &a, &stored, &code, &err);
-    sb = bf_store_attach(store, &b, &stored, &code, &err);
+    sa = bf_store_attach(store, &a, NULL, &stored, &code, &err);
+    sb = bf_store_attach(store, &b, NULL, &stored, &code, &err);
     g_assert_true(write_pages(store, sa, 900, 300, 5, &code));
     g_assert_true(write_pages(store, sb, 0, 50, 6, &code));
     bf_store_free_pages(store, sa, 2, freed);
@@ -221,11 +269,11 @@ static void test_persistent(void)
     bf_store_get_stats(store, &stats);
     g_assert_cmpuint(stats.sessions, ==, 1);
     g_assert_cmpuint(stats.stored_pages, ==, 298);
-    sa = bf_store_attach(store, &a, &stored, &code, &err);
+    sa = bf_store_attach(store, &a, NULL, &stored, &code, &err);
     g_assert_cmpuint(stored, ==, 298);
     check_pages(store, sa, 900, 100, 5);
     check_pages(store, sa, 1002, 198, 5);
-    sb = bf_store_attach(store, &b, &stored, &code, &err);
+    sb = bf_store_attach(store, &b, NULL, &stored, &code, &err);
     g_assert_cmpuint(stored, ==, 0);
     /* The slots freed before the restart are usable again: fill the store up. */
     g_assert_true(write_pages(store, sb, 0, 100, 7, &code));
@@ -249,6 +297,7 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/store/write-read-free", test_write_read_free);
     g_test_add_func("/store/capacity", test_capacity);
+    g_test_add_func("/store/quota", test_quota);
     g_test_add_func("/store/sessions", test_sessions);
     g_test_add_func("/store/persistent", test_persistent);
     return g_test_run();
