@@ -87,6 +87,9 @@ struct BfEngine {
     _Atomic bool restoring;
     _Atomic uint64_t local_limit;   /* bytes */
     _Atomic BfPoolState pool_state;
+    /* The pool refused the last eviction for lack of room (full, or our key's quota): until
+     * it takes pages again, eviction is paused and faults may go past the local limit. */
+    _Atomic bool pool_full;
 
     /* Page counts by where the content is. */
     _Atomic uint64_t nr_resident;   /* RESIDENT, EVICTING, PUNCHING */

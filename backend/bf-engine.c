@@ -691,5 +691,6 @@ void bf_engine_get_stats(BfEngine *e, BfEngineStats *stats)
     g_strlcpy(stats->pool_error, e->pool_error, sizeof(stats->pool_error));
     g_mutex_unlock(&e->pool_error_lock);
     stats->pool_state = atomic_load(&e->pool_state);
+    stats->pool_full = atomic_load(&e->pool_full);
     stats->restoring = atomic_load(&e->restoring);
 }

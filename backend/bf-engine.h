@@ -59,6 +59,8 @@ typedef enum {
 typedef struct BfEngineEvents {
     void (*pool_state_changed)(void *opaque, BfPoolState state, const char *detail);
     void (*restore_done)(void *opaque, uint64_t bytes, uint64_t ns);
+    /* The pool refused pages for lack of room (@full, and its reason), or took some again. */
+    void (*pool_full)(void *opaque, gboolean full, const char *detail);
     void (*trace_fault)(void *opaque, uint64_t page, uint64_t flags, BfFaultAction action);
     void (*trace_fetch)(void *opaque, uint32_t pages, uint64_t ns);
     void (*trace_evict)(void *opaque, uint32_t pages, uint32_t sent, uint32_t zero,
@@ -107,6 +109,7 @@ typedef struct BfEngineStats {
     uint64_t free_latency_p50_ns;  /* time to free a discarded range */
     uint64_t free_latency_p99_ns;
     BfPoolState pool_state;
+    gboolean pool_full;            /* eviction paused: the pool has no room for us */
     /* Why the pool is not connected (the last error reaching it), "" when it is or none. */
     char pool_error[256];
     gboolean restoring;            /* a bf_engine_restore_all() is in progress */

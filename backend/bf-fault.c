@@ -62,9 +62,11 @@ static void bf_fault_done(BfFaultCtx *c, gint64 t0)
     }
 }
 
+/* At the local limit, a fault waits for eviction to make room; with a full pool, none can. */
 static bool bf_fault_over_ceiling(BfEngine *e)
 {
-    return bf_counter(&e->nr_resident) >= bf_engine_ceiling(e);
+    return bf_counter(&e->nr_resident) >= bf_engine_ceiling(e) &&
+           !atomic_load(&e->pool_full);
 }
 
 static void bf_fault_defer(BfFaultCtx *c, uint64_t page, gint64 t0)

@@ -41,6 +41,7 @@ typedef struct {
     bool sent[BF_PROTO_MAX_PAGES];
     bool punched[BF_PROTO_MAX_PAGES];
     uint32_t zeros;
+    uint32_t new_slots;             /* pages sent that the pool holds no copy of yet */
     bool submitted;                 /* req is in flight on the channel */
     gint64 start;
     BfRequest req;
@@ -317,6 +318,7 @@ static bool bf_reclaim_evict_begin(BfReclaimCtx *c, BfEvictBatch *b, uint32_t n)
 
     req->type = BF_MSG_WRITE;
     req->count = 0;
+    b->new_slots = 0;
     for (uint32_t i = 0; i < b->n; i++) {
         uint64_t p = b->victims[i];
         uint8_t *copy = b->bounce + (uint64_t)i * BF_PAGE_SIZE;
@@ -326,6 +328,7 @@ static bool bf_reclaim_evict_begin(BfReclaimCtx *c, BfEvictBatch *b, uint32_t n)
         b->zeros += b->zero[i];
         b->sent[i] = !b->zero[i] && !((m & BF_PAGE_CLEAN) && (m & BF_PAGE_POOL_COPY));
         if (b->sent[i]) {
+            b->new_slots += !(m & BF_PAGE_POOL_COPY);
             req->pages[req->count] = p;
             req->data[req->count++] = copy;
         }
@@ -343,6 +346,27 @@ static bool bf_reclaim_evict_begin(BfReclaimCtx *c, BfEvictBatch *b, uint32_t n)
         b->submitted = true;
     }
     return true;
+}
+
+/*
+ * The pool has no room for us (@full: it refused a write with @detail), or took pages again.
+ * While it is full, faults go past the local limit rather than wait for room that eviction
+ * cannot make: the guest runs on, and the event tells the operator.
+ */
+static void bf_reclaim_set_pool_full(BfEngine *e, bool full, const char *detail)
+{
+    if (atomic_exchange(&e->pool_full, full) == full) {
+        return;
+    }
+    if (full) {
+        g_message("blowfish %s: eviction paused, the guest may go past its local limit: the "
+                  "memory node has no room: %s", e->name, detail);
+        bf_engine_wake_fault_thread(e);     /* faults waiting for room go on */
+    } else {
+        g_message("blowfish %s: eviction resumed: the memory node takes pages again",
+                  e->name);
+    }
+    BF_EVENT(e, pool_full, full, detail);
 }
 
 /*
@@ -369,12 +393,20 @@ static bool bf_reclaim_evict_finish(BfReclaimCtx *c, BfEvictBatch *b)
             return false;
         }
         g_assert(done == req);
-        if (req->pool_error) {
+        if (req->pool_error == BF_PROTO_ERR_NO_SPACE || req->pool_error == BF_PROTO_ERR_QUOTA) {
+            bf_reclaim_set_pool_full(e, true, req->pool_message);
+        } else if (req->pool_error) {
             g_warning("blowfish %s: eviction paused: the memory node refused %u pages: %s",
                       e->name, req->count, req->pool_message);
+        }
+        if (req->pool_error) {
             c->evict_pause_until = g_get_monotonic_time() + e->tun.scan_period_ms * 1000;
             bf_reclaim_cancel(e, b);
             return false;
+        }
+        if (b->new_slots) {
+            /* Overwriting copies it holds shows no room: taking new pages does. */
+            bf_reclaim_set_pool_full(e, false, "");
         }
         bf_count(&e->pool_bytes_sent, (uint64_t)req->count * BF_PAGE_SIZE);
     }

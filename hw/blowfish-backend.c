@@ -420,6 +420,7 @@ BlowfishInfo *blowfish_backend_query(HostMemoryBackendBlowfish *bf)
     info->scan_samples = stats.scan_samples;
     info->pool = g_strdup(bf_engine_pool(bf->engine));
     info->pool_state = blowfish_pool_state(stats.pool_state);
+    info->pool_full = stats.pool_full;
     info->restoring = stats.restoring;
     info->pool_error = stats.pool_error[0] ? g_strdup(stats.pool_error) : NULL;
     return info;

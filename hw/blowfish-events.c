@@ -36,6 +36,7 @@ BlowfishPoolState blowfish_pool_state(BfPoolState state)
 typedef struct {
     char *id;
     BlowfishPoolState state;
+    bool full;
     char *detail;
     uint64_t bytes;
     uint64_t ms;
@@ -53,6 +54,14 @@ static void blowfish_emit_pool_state(void *opaque)
     BlowfishEvent *ev = opaque;
 
     qapi_event_send_blowfish_pool_state_changed(ev->id, ev->state, ev->detail);
+    blowfish_event_free(ev);
+}
+
+static void blowfish_emit_pool_full(void *opaque)
+{
+    BlowfishEvent *ev = opaque;
+
+    qapi_event_send_blowfish_pool_full(ev->id, ev->full, ev->detail);
     blowfish_event_free(ev);
 }
 
@@ -74,6 +83,17 @@ static void blowfish_on_pool_state(void *opaque, BfPoolState state, const char *
     ev->detail = g_strdup(detail);
     trace_blowfish_pool_state(ev->id, BlowfishPoolState_str(ev->state), detail);
     aio_bh_schedule_oneshot(qemu_get_aio_context(), blowfish_emit_pool_state, ev);
+}
+
+static void blowfish_on_pool_full(void *opaque, gboolean full, const char *detail)
+{
+    BlowfishEvent *ev = g_new0(BlowfishEvent, 1);
+
+    ev->id = g_strdup(opaque);
+    ev->full = full;
+    ev->detail = g_strdup(detail);
+    trace_blowfish_pool_full(ev->id, full, detail);
+    aio_bh_schedule_oneshot(qemu_get_aio_context(), blowfish_emit_pool_full, ev);
 }
 
 static void blowfish_on_restore_done(void *opaque, uint64_t bytes, uint64_t ns)
@@ -111,6 +131,7 @@ static void blowfish_on_scan(void *opaque, uint64_t samples, uint64_t ns)
 
 const BfEngineEvents blowfish_engine_events = {
     .pool_state_changed = blowfish_on_pool_state,
+    .pool_full = blowfish_on_pool_full,
     .restore_done = blowfish_on_restore_done,
     .trace_fault = blowfish_on_fault,
     .trace_fetch = blowfish_on_fetch,

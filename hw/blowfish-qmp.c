@@ -111,8 +111,9 @@ void hmp_info_blowfish(Monitor *mon, const QDict *qdict)
                        info->pool_bytes_received, info->pool_stored);
         monitor_printf(mon, "  %-12s %" PRIu64 " samples, %" PRIu64 " ms\n", "scanner:",
                        info->scan_samples, info->scan_time_ns / 1000000);
-        monitor_printf(mon, "  %-12s %s (%s)%s\n", "pool:", info->pool ? info->pool : "none",
+        monitor_printf(mon, "  %-12s %s (%s)%s%s\n", "pool:", info->pool ? info->pool : "none",
                        BlowfishPoolState_str(info->pool_state),
+                       info->pool_full ? ", full: eviction paused" : "",
                        info->restoring ? ", restoring" : "");
         if (info->pool_error) {
             monitor_printf(mon, "  %-12s %s\n", "pool error:", info->pool_error);

@@ -935,6 +935,44 @@ static void test_pool_evict_restore(void)
     memnode_stop(node);
 }
 
+/*
+ * A memory node too small for what must go out (8 MiB for 48 MiB of data, a 16 MiB limit):
+ * BLOWFISH_POOL_FULL says so, query-blowfish and HMP show it, the guest's writes go past
+ * the limit rather than wait, and every byte reads back.
+ */
+static void test_pool_full(void)
+{
+    g_autofree char *why = NULL;
+    MemnodeProcess *node = memnode_start("8M", &why);
+    QTestState *qts;
+    QDict *event, *now;
+    g_autofree char *hmp = NULL;
+
+    if (!node) {
+        g_test_skip(why);
+        return;
+    }
+    qts = start_with_pool(node, ",local-limit=16M");
+    WAIT_FOR_INFO(qts, "mem0",
+                  !strcmp(qdict_get_str(info, "pool-state"), "connected"));
+    write_pattern(qts, 8 * MiB, 48 * MiB, 61);
+    event = qtest_qmp_eventwait_ref(qts, "BLOWFISH_POOL_FULL");
+    g_assert_true(qdict_get_bool(qdict_get_qdict(event, "data"), "full"));
+    assert_contains(qdict_get_str(qdict_get_qdict(event, "data"), "detail"),
+                    "the memory node is full");
+    qobject_unref(event);
+    WAIT_FOR_INFO(qts, "mem0", qdict_get_bool(info, "pool-full"));
+    now = query_backend(qts, "mem0");
+    g_assert_cmpuint(info_u64(now, "resident"), >=, 40 * MiB);
+    g_assert_cmpuint(info_u64(now, "pool-stored"), <=, 8 * MiB);
+    qobject_unref(now);
+    hmp = qtest_hmp(qts, "info blowfish");
+    assert_contains(hmp, "full: eviction paused");
+    check_pattern(qts, 8 * MiB, 48 * MiB, 61);
+    qtest_quit(qts);
+    memnode_stop(node);
+}
+
 /* Pages that are all zero are reclaimed without a transfer, and read back as zero. */
 static void test_pool_zero_pages(void)
 {
@@ -1152,6 +1190,7 @@ int main(int argc, char **argv)
     qtest_add_func("/blowfish/pool/short-cycle", test_pool_short_cycle);
     qtest_add_func("/blowfish/pool/evict-restore", test_pool_evict_restore);
     qtest_add_func("/blowfish/pool/zero-pages", test_pool_zero_pages);
+    qtest_add_func("/blowfish/pool/full", test_pool_full);
     qtest_add_func("/blowfish/pool/restore-all", test_pool_restore_all);
     qtest_add_func("/blowfish/pool/teardown", test_pool_teardown);
     qtest_add_func("/blowfish/pool/stopped", test_pool_stopped);
