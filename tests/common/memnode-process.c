@@ -56,6 +56,9 @@ static char *memnode_spawn(MemnodeProcess *node, const char *listen)
         g_ptr_array_add(argv, (gpointer)"--keys");
         g_ptr_array_add(argv, node->keys);
     }
+    for (char **a = node->args; a && *a; a++) {
+        g_ptr_array_add(argv, *a);
+    }
     g_ptr_array_add(argv, NULL);
     if (!g_spawn_async_with_pipes(NULL, (char **)argv->pdata, NULL, G_SPAWN_DO_NOT_REAP_CHILD,
                                   memnode_child_setup, node, &node->pid, NULL, &out_fd, NULL,
@@ -79,7 +82,8 @@ const char *memnode_default_listen(void)
 }
 
 static MemnodeProcess *memnode_start_with(const char *listen, const char *capacity,
-                                          bool persistent, const char *keys, char **why)
+                                          bool persistent, const char *keys,
+                                          const char *const *args, char **why)
 {
     MemnodeProcess *node;
 
@@ -90,6 +94,7 @@ static MemnodeProcess *memnode_start_with(const char *listen, const char *capaci
     node = g_new0(MemnodeProcess, 1);
     node->capacity = g_strdup(capacity);
     node->keys = g_strdup(keys);
+    node->args = g_strdupv((char **)args);
     node->log = g_strdup_printf("%s/blowfish-memnode-%d-%p.log", g_get_tmp_dir(), getpid(),
                                 node);
     if (persistent) {
@@ -101,22 +106,28 @@ static MemnodeProcess *memnode_start_with(const char *listen, const char *capaci
 
 MemnodeProcess *memnode_start(const char *capacity, char **why)
 {
-    return memnode_start_with(memnode_default_listen(), capacity, false, NULL, why);
+    return memnode_start_with(memnode_default_listen(), capacity, false, NULL, NULL, why);
 }
 
 MemnodeProcess *memnode_start_on(const char *listen, const char *capacity, char **why)
 {
-    return memnode_start_with(listen, capacity, false, NULL, why);
+    return memnode_start_with(listen, capacity, false, NULL, NULL, why);
 }
 
 MemnodeProcess *memnode_start_persistent(const char *capacity, char **why)
 {
-    return memnode_start_with(memnode_default_listen(), capacity, true, NULL, why);
+    return memnode_start_with(memnode_default_listen(), capacity, true, NULL, NULL, why);
 }
 
 MemnodeProcess *memnode_start_with_keys(const char *keys, const char *capacity, char **why)
 {
-    return memnode_start_with("tcp:127.0.0.1:0", capacity, false, keys, why);
+    return memnode_start_with("tcp:127.0.0.1:0", capacity, false, keys, NULL, why);
+}
+
+MemnodeProcess *memnode_start_with_args(const char *keys, const char *capacity,
+                                        const char *const *args, char **why)
+{
+    return memnode_start_with("tcp:127.0.0.1:0", capacity, false, keys, args, why);
 }
 
 void memnode_restart(MemnodeProcess *node)
@@ -142,7 +153,30 @@ void memnode_stop(MemnodeProcess *node)
         return;
     }
     if (node->pid) {
-        memnode_kill(node);
+        int status = 0;
+        pid_t reaped = 0;
+
+        kill(node->pid, SIGTERM);
+        for (int i = 0; i < 1000 && reaped == 0; i++) {
+            reaped = waitpid(node->pid, &status, WNOHANG);
+            if (reaped == 0) {
+                g_usleep(10 * 1000);
+            }
+        }
+        if (reaped == 0) {
+            memnode_kill(node);
+            g_error("the memory node did not stop within 10 s of SIGTERM");
+        }
+        g_spawn_close_pid(node->pid);
+        node->pid = 0;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            g_autofree char *log = NULL;
+
+            g_file_get_contents(node->log, &log, NULL, NULL);
+            g_test_message("memory node log:\n%s", log ? log : "(none)");
+            g_error("the memory node exited with status 0x%x, not 0 (a leak, under a "
+                    "sanitizer?)", status);
+        }
     }
     if (node->store) {
         unlink(node->store);
@@ -153,5 +187,6 @@ void memnode_stop(MemnodeProcess *node)
     g_free(node->capacity);
     g_free(node->store);
     g_free(node->keys);
+    g_strfreev(node->args);
     g_free(node);
 }

@@ -19,6 +19,7 @@ typedef struct {
     char *capacity;
     char *store;        /* --store FILE, or NULL */
     char *keys;         /* --keys PATH, or NULL */
+    char **args;        /* more options, or NULL */
     char *log;          /* its standard error */
 } MemnodeProcess;
 
@@ -32,10 +33,17 @@ const char *memnode_default_listen(void);
 MemnodeProcess *memnode_start_persistent(const char *capacity, char **why);
 /* One on TCP loopback taking only clients with a key of @keys (its --keys). */
 MemnodeProcess *memnode_start_with_keys(const char *keys, const char *capacity, char **why);
+/* The same, with more options (e.g. --quota), NULL-terminated. */
+MemnodeProcess *memnode_start_with_args(const char *keys, const char *capacity,
+                                        const char *const *args, char **why);
 /* Starts it again on the same port (after memnode_kill). */
 void memnode_restart(MemnodeProcess *node);
 /* SIGKILL, and reap. */
 void memnode_kill(MemnodeProcess *node);
+/*
+ * Stops it as an operator would (SIGTERM) and checks that it exits with status 0: built with
+ * a leak checker (scripts/sanitize.sh), a node that leaked fails here. Then cleans up.
+ */
 void memnode_stop(MemnodeProcess *node);
 /* Has the node logged @needle (e.g. "session 'mem0' dropped")? */
 bool memnode_log_contains(MemnodeProcess *node, const char *needle);

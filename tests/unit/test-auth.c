@@ -141,13 +141,14 @@ typedef struct {
     char *keys;
 } KeyedNode;
 
-static KeyedNode *keyed_node_start(void)
+/* A node with keys vm1 and vm2, and @args (NULL-terminated, or NULL). */
+static KeyedNode *keyed_node_start(const char *const *args)
 {
     KeyedNode *k = g_new0(KeyedNode, 1);
     g_autofree char *why = NULL;
 
     k->keys = write_temp("vm1 " KEY_VM1 "\nvm2 " KEY_VM2 "\n");
-    k->node = memnode_start_with_keys(k->keys, "64M", &why);
+    k->node = memnode_start_with_args(k->keys, "64M", args, &why);
     if (!k->node) {
         g_test_skip(why);
         g_unlink(k->keys);
@@ -207,7 +208,7 @@ static void expect_refused(KeyedNode *k, const BfKey *key, const char *needle)
 
 static void test_node_keys(void)
 {
-    KeyedNode *k = keyed_node_start();
+    KeyedNode *k = keyed_node_start(NULL);
     g_autoptr(BfKey) vm1 = NULL, vm2 = NULL, wrong = NULL, unknown = NULL;
     uint8_t page[PAGE], back[PAGE];
     BfHello hello = make_hello();
@@ -313,7 +314,7 @@ static void expect_auth_error(uint8_t *reply, uint32_t length, BfProtoError expe
  */
 static void test_replay(void)
 {
-    KeyedNode *k = keyed_node_start();
+    KeyedNode *k = keyed_node_start(NULL);
     g_autoptr(BfKey) vm1 = NULL;
     BfAuthHello auth = { 0 };
     uint8_t msg[BF_PROTO_NONCE_SIZE + 4 + BF_PROTO_MAX_NAME];
@@ -388,6 +389,55 @@ static void test_replay(void)
     keyed_node_stop(k);
 }
 
+/*
+ * At most --max-unauthenticated connections may be proving a key: the next is turned away at
+ * once, as busy. One that proves its key, or leaves, makes room; a proven one takes none.
+ */
+static void test_unauthenticated_cap(void)
+{
+    static const char *const args[] = { "--max-unauthenticated", "2", NULL };
+    KeyedNode *k = keyed_node_start(args);
+    g_autoptr(BfKey) vm1 = NULL;
+    BfHello hello = make_hello();
+    g_autoptr(GError) err = NULL;
+    BfChannel *ch = NULL;
+    int idle[2];
+
+    if (!k) {
+        return;
+    }
+    vm1 = key_from_base64("vm1", KEY_VM1);
+    for (int i = 0; i < 2; i++) {
+        idle[i] = bf_socket_connect(k->endpoint->host, k->endpoint->port, TIMEOUT_MS, &err);
+        g_assert_no_error(err);
+    }
+    /* Once the node has counted them (their threads may not have started), a third waits. */
+    for (int tries = 0; (ch = bf_channel_connect(k->endpoint, &hello, vm1, TIMEOUT_MS, &err));
+         tries++) {
+        g_assert_cmpint(tries, <, 500);
+        bf_channel_close(ch, FALSE);
+        g_usleep(10 * 1000);
+    }
+    g_assert_error(err, BF_ERROR, BF_ERROR_POOL);
+    g_assert_nonnull(strstr(err->message, "the memory node is busy"));
+    g_assert_true(memnode_log_contains(k->node, "turned away"));
+
+    /* One idle client leaves: the key holder gets in, and once in takes no place. */
+    close(idle[0]);
+    g_clear_error(&err);
+    for (int tries = 0; !ch; tries++) {
+        g_assert_cmpint(tries, <, 500);
+        g_clear_error(&err);
+        g_usleep(10 * 1000);
+        ch = bf_channel_connect(k->endpoint, &hello, vm1, TIMEOUT_MS, &err);
+    }
+    bf_channel_close(bf_channel_connect(k->endpoint, &hello, vm1, TIMEOUT_MS, &err), FALSE);
+    g_assert_no_error(err);
+    bf_channel_close(ch, TRUE);
+    close(idle[1]);
+    keyed_node_stop(k);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -396,5 +446,6 @@ int main(int argc, char **argv)
     g_test_add_func("/auth/node-keys", test_node_keys);
     g_test_add_func("/auth/node-without-keys", test_node_without_keys);
     g_test_add_func("/auth/replay", test_replay);
+    g_test_add_func("/auth/unauthenticated-cap", test_unauthenticated_cap);
     return g_test_run();
 }

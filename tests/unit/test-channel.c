@@ -4,7 +4,8 @@
  * $BLOWFISH_TEST_RDMA names its address): pages read back byte for byte, pipelined requests
  * complete in order, sessions survive reconnection, are shared by a client's connections and
  * isolated from others, the node's refusals (full, not stored) arrive as such, freed memory
- * goes back to the node, and a node that dies or a client that sends garbage breaks only
+ * goes back to the node, and a node that dies or a client that sends garbage, lies about
+ * lengths or pages, leaves in the middle of a request or never reads its replies breaks only
  * that connection.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
@@ -15,6 +16,7 @@
 #include "bf-socket.h"
 #include "memnode-process.h"
 
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define PAGE BF_PROTO_PAGE_SIZE
@@ -416,6 +418,135 @@ static void test_garbage(gconstpointer opaque)
     bf_channel_close(ch, TRUE);
 }
 
+/* Sends a message with a header of its own and @length bytes of @payload. */
+static void raw_send(int fd, BfMsgType type, uint32_t header_length, const void *payload,
+                     uint32_t length)
+{
+    uint8_t header[BF_PROTO_HEADER_SIZE];
+    g_autoptr(GError) err = NULL;
+
+    bf_proto_put_header(header, type, header_length, 0);
+    g_assert_true(bf_socket_send(fd, header, sizeof(header), &err));
+    g_assert_true(!length || bf_socket_send(fd, payload, length, &err));
+}
+
+/* Reads the next reply, which must be of @type; returns its payload's length. */
+static uint32_t raw_reply(int fd, BfMsgType type, uint8_t *payload)
+{
+    uint8_t header[BF_PROTO_HEADER_SIZE];
+    BfMsgHeader h;
+    g_autoptr(GError) err = NULL;
+
+    g_assert_true(bf_socket_recv(fd, header, sizeof(header), -1, 0, &err));
+    g_assert_true(bf_proto_parse_header(header, &h, &err));
+    g_assert_cmpint(h.type, ==, type);
+    g_assert_true(bf_socket_recv(fd, payload, h.length, -1, 0, &err));
+    return h.length;
+}
+
+/* A raw connection attached to @hello's session. */
+static int raw_attach(Transport *t, const BfHello *hello)
+{
+    uint8_t payload[64 + BF_PROTO_MAX_NAME];
+    uint32_t length = bf_proto_put_hello(payload, hello);
+    g_autoptr(GError) err = NULL;
+    int fd = bf_socket_connect(t->endpoint->host, t->endpoint->port, TIMEOUT_MS, &err);
+
+    g_assert_no_error(err);
+    raw_send(fd, BF_MSG_HELLO, length, payload, length);
+    raw_reply(fd, BF_MSG_HELLO_OK, payload);
+    return fd;
+}
+
+/* The node answers a protocol error with ERROR naming it, and closes the connection. */
+static void expect_protocol_error(int fd, const char *needle)
+{
+    uint8_t payload[8 + BF_PROTO_MAX_MESSAGE], byte;
+    g_autofree char *message = NULL;
+    g_autoptr(GError) err = NULL;
+    uint32_t length = raw_reply(fd, BF_MSG_ERROR, payload);
+    BfProtoError code;
+
+    g_assert_true(bf_proto_parse_error(payload, length, &code, &message, &err));
+    g_assert_cmpint(code, ==, BF_PROTO_ERR_PROTOCOL);
+    g_test_message("refused: %s", message);
+    g_assert_nonnull(strstr(message, needle));
+    g_assert_false(bf_socket_recv(fd, &byte, 1, -1, 0, &err));
+    close(fd);
+}
+
+/* A page-list message's payload: @count pages from @first. */
+static uint32_t put_page_list(uint8_t *out, BfMsgType type, uint64_t first, uint32_t count)
+{
+    bf_proto_put_count(out, count);
+    for (uint32_t i = 0; i < count; i++) {
+        uint64_t le = GUINT64_TO_LE(first + i);
+
+        memcpy(out + 8 + 8 * i, &le, 8);
+    }
+    return bf_proto_page_list_length(type, count);
+}
+
+/*
+ * TCP only: a client that claims more than the largest message, names a page beyond its
+ * session, leaves in the middle of a WRITE or floods READs it never reads is cut off, or
+ * served until it leaves; nothing of the broken WRITE is stored, and others are served on.
+ */
+static void test_hostile(gconstpointer opaque)
+{
+    Transport *t = (Transport *)opaque;
+    BfHello victim = make_hello(10, 64), other = make_hello(11, 4096);
+    g_autofree uint8_t *write = g_malloc0(BF_PROTO_MAX_PAYLOAD);
+    uint8_t read[8 + 8 * BF_PROTO_MAX_PAGES];
+    BfChannel *ch;
+    uint32_t length;
+    int fd;
+
+    /* A length past the largest message: refused on the header. */
+    fd = raw_attach(t, &victim);
+    raw_send(fd, BF_MSG_WRITE, BF_PROTO_MAX_PAYLOAD + 1, NULL, 0);
+    expect_protocol_error(fd, "WRITE of");
+
+    /* Page 64 of a 64-page session. */
+    fd = raw_attach(t, &victim);
+    length = put_page_list(write, BF_MSG_WRITE, 64, 1);
+    raw_send(fd, BF_MSG_WRITE, length, write, length);
+    expect_protocol_error(fd, "beyond the");
+
+    /* A WRITE of 64 pages, of which 10 arrive before the client goes. */
+    fd = raw_attach(t, &victim);
+    length = put_page_list(write, BF_MSG_WRITE, 0, 64);
+    raw_send(fd, BF_MSG_WRITE, length, write, length - 54 * PAGE);
+    close(fd);
+
+    /* Reads of 1 MiB each, never read back, then gone. */
+    ch = connect_ok(t, &other);
+    write_range(ch, 0, 4096, 11);
+    fd = raw_attach(t, &other);
+    length = put_page_list(read, BF_MSG_READ, 0, BF_PROTO_MAX_PAGES);
+    for (int i = 0; i < 64; i++) {
+        uint8_t header[BF_PROTO_HEADER_SIZE];
+
+        /* Until the node stops reading us: its replies fill both socket buffers. */
+        bf_proto_put_header(header, BF_MSG_READ, length, 0);
+        if (send(fd, header, sizeof(header), MSG_DONTWAIT | MSG_NOSIGNAL) != sizeof(header) ||
+            send(fd, read, length, MSG_DONTWAIT | MSG_NOSIGNAL) != length) {
+            break;
+        }
+    }
+    close(fd);
+
+    /* Nothing of the broken WRITE was kept; the others are served as before. */
+    bf_channel_close(ch, FALSE);
+    ch = connect_ok(t, &victim);
+    g_assert_cmpuint(ch->stored_at_hello, ==, 0);
+    bf_channel_close(ch, TRUE);
+    ch = connect_ok(t, &other);
+    g_assert_cmpuint(ch->stored_at_hello, ==, 4096);
+    check_range(ch, 0, 4096, 256, 11);
+    bf_channel_close(ch, TRUE);
+}
+
 /* Without an RDMA device, an rdma: pool is refused with a clear error, at once. */
 static void test_rdma_no_device(void)
 {
@@ -474,6 +605,7 @@ int main(int argc, char **argv)
             { .name = "full", .fn = test_full },
             { .name = "give-back", .fn = test_give_back },
             { .name = "garbage", .fn = test_garbage, .node_only = TRUE, .tcp_only = TRUE },
+            { .name = "hostile", .fn = test_hostile, .node_only = TRUE, .tcp_only = TRUE },
             { .name = "node-dies", .fn = test_node_dies, .node_only = TRUE },
         };
 

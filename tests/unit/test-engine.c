@@ -11,6 +11,7 @@
 #include "bf-engine.h"
 #include "bf-error.h"
 #include "bf-uffd.h"
+#include "engine-test.h"
 #include "memnode-process.h"
 
 #include <grp.h>
@@ -20,31 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define MiB (1024ULL * 1024)
 #define PAGE BF_PAGE_SIZE
-
-static uint8_t pattern_byte(uint64_t offset, uint8_t seed)
-{
-    return (uint8_t)((offset >> 12) * 131 + (offset & 0xfff) * 7 + seed);
-}
-
-static void fill(uint8_t *ram, uint64_t start, uint64_t len, uint8_t seed)
-{
-    for (uint64_t i = start; i < start + len; i++) {
-        ram[i] = pattern_byte(i, seed);
-    }
-}
-
-static void check(const uint8_t *ram, uint64_t start, uint64_t len, uint8_t seed)
-{
-    for (uint64_t i = start; i < start + len; i++) {
-        if (ram[i] != pattern_byte(i, seed)) {
-            g_test_message("offset 0x%" G_GINT64_MODIFIER "x reads 0x%02x, wrote 0x%02x",
-                           (guint64)i, ram[i], pattern_byte(i, seed));
-            g_assert_not_reached();
-        }
-    }
-}
 
 static BfChannel *local_connect(void *opaque, const BfHello *hello, GError **errp)
 {
@@ -66,51 +43,12 @@ static BfEngineConfig make_config(const char *name, uint64_t size, uint64_t limi
     return config;
 }
 
-/* An engine, or NULL after marking the test skipped when userfaultfd is not permitted. */
-static BfEngine *engine_or_skip(const BfEngineConfig *config)
-{
-    g_autoptr(GError) err = NULL;
-    BfEngine *e = bf_engine_new(config, &err);
-
-    if (!e && g_error_matches(err, BF_ERROR, BF_ERROR_PERMISSION)) {
-        g_test_skip(err->message);
-        return NULL;
-    }
-    g_assert_no_error(err);
-    return e;
-}
-
-static BfEngineStats stats_of(BfEngine *e)
-{
-    BfEngineStats stats;
-
-    bf_engine_get_stats(e, &stats);
-    return stats;
-}
-
 /*
  * Under a 16 MiB limit the reclaimer evicts down to the limit less its headroom (1 MiB here):
  * once resident is there, no eviction batch is in flight. At 16 MiB, one may still be, and
  * its pages are neither freed nor discarded by what the test does next.
  */
 #define SETTLED_UNDER_16M (15 * MiB)
-
-/*
- * Waits up to 60 s for @cond on the engine's statistics: these take a fraction of that
- * alone, but seconds in a TCG guest (tests/rdma) on a machine busy with other tests.
- */
-#define WAIT_FOR(e, st, cond) do {                                  \
-        BfEngineStats st;                                           \
-        int tries_ = 0;                                             \
-        for (;;) {                                                  \
-            bf_engine_get_stats((e), &st);                          \
-            if (cond) {                                             \
-                break;                                              \
-            }                                                       \
-            g_assert_cmpint(++tries_, <, 6000);                     \
-            g_usleep(10 * 1000);                                    \
-        }                                                           \
-    } while (0)
 
 static void test_config_errors(void)
 {
@@ -414,32 +352,6 @@ static void test_discard_frees(void)
     fill(ram, 4 * MiB, 24 * MiB, 92);
     check(ram, 4 * MiB, 24 * MiB, 92);
     g_assert_cmpuint(stats_of(e).free, ==, 0);
-}
-
-typedef struct {
-    uint8_t *ram;
-    uint64_t start, len;
-    uint8_t seed;
-    int rounds;
-} WriterJob;
-
-static gpointer check_thread(gpointer opaque)
-{
-    WriterJob *job = opaque;
-
-    check(job->ram, job->start, job->len, job->seed);
-    return NULL;
-}
-
-static gpointer writer_thread(gpointer opaque)
-{
-    WriterJob *job = opaque;
-
-    for (int round = 0; round < job->rounds; round++) {
-        fill(job->ram, job->start, job->len, job->seed + round);
-        check(job->ram, job->start, job->len, job->seed + round);
-    }
-    return NULL;
 }
 
 /*
