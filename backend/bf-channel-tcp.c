@@ -1,17 +1,18 @@
 /*
- * bf-channel-tcp: a channel to a memory node over TCP.
+ * bf-channel-tcp: a channel to a memory node over TCP, or TLS over TCP.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #include "bf-channel-tcp.h"
 #include "bf-error.h"
 #include "bf-socket.h"
+#include "bf-tls.h"
 
 #include <unistd.h>
 
 typedef struct {
     BfChannel parent;
-    int fd;
+    BfStream stream;
     uint32_t next_tag;
     /* A request's header, count and page numbers, ahead of its data. */
     uint8_t head[BF_PROTO_HEADER_SIZE + 8 + 8 * BF_PROTO_MAX_PAGES];
@@ -43,7 +44,7 @@ static gboolean bf_tcp_recv_reply(BfChannelTcp *ch, uint32_t tag, gint64 deadlin
     g_autofree char *text = NULL;
 
     *code = 0;
-    if (!bf_socket_recv(ch->fd, raw, sizeof(raw), deadline, BF_CHANNEL_TCP_SPIN_US, errp) ||
+    if (!bf_stream_recv(&ch->stream, raw, sizeof(raw), deadline, BF_CHANNEL_TCP_SPIN_US, errp) ||
         !bf_proto_parse_header(raw, header, errp)) {
         return FALSE;
     }
@@ -53,7 +54,7 @@ static gboolean bf_tcp_recv_reply(BfChannelTcp *ch, uint32_t tag, gint64 deadlin
     if (header->type != BF_MSG_ERROR) {
         return TRUE;
     }
-    if (!bf_socket_recv(ch->fd, payload, header->length, deadline, 0, errp) ||
+    if (!bf_stream_recv(&ch->stream, payload, header->length, deadline, 0, errp) ||
         !bf_proto_parse_error(payload, header->length, code, &text, errp)) {
         return FALSE;
     }
@@ -90,7 +91,7 @@ static gboolean bf_tcp_recv_expected(BfChannelTcp *ch, BfMsgType request, uint32
                                      bf_msg_type_name(request));
     }
     *length = header.length;
-    return bf_socket_recv(ch->fd, payload, header.length, deadline, 0, errp);
+    return bf_stream_recv(&ch->stream, payload, header.length, deadline, 0, errp);
 }
 
 static gboolean bf_tcp_submit(BfChannel *channel, BfRequest *req, GError **errp)
@@ -112,7 +113,7 @@ static gboolean bf_tcp_submit(BfChannel *channel, BfRequest *req, GError **errp)
             };
         }
     }
-    return bf_socket_send_iov(ch->fd, ch->iov, iovcnt, errp);
+    return bf_stream_send_iov(&ch->stream, ch->iov, iovcnt, errp);
 }
 
 static BfMsgType bf_reply_type(BfMsgType type)
@@ -155,7 +156,7 @@ static BfRequest *bf_tcp_complete(BfChannel *channel, int timeout_ms, GError **e
                               req->count);
         return NULL;
     }
-    if (!bf_socket_recv(ch->fd, count, sizeof(count), deadline, 0, errp) ||
+    if (!bf_stream_recv(&ch->stream, count, sizeof(count), deadline, 0, errp) ||
         !bf_proto_parse_count(count, sizeof(count), req->count, errp)) {
         return NULL;
     }
@@ -165,7 +166,7 @@ static BfRequest *bf_tcp_complete(BfChannel *channel, int timeout_ms, GError **e
                 .iov_base = req->data[i], .iov_len = BF_PROTO_PAGE_SIZE,
             };
         }
-        if (!bf_socket_recv_iov(ch->fd, ch->iov, req->count, deadline, 0, errp)) {
+        if (!bf_stream_recv_iov(&ch->stream, ch->iov, req->count, deadline, 0, errp)) {
             return NULL;
         }
     }
@@ -182,7 +183,7 @@ static gboolean bf_tcp_stats(BfChannel *channel, int timeout_ms, BfPoolStats *st
     uint32_t length;
 
     bf_proto_put_header(msg, BF_MSG_STATS, 0, tag);
-    return bf_socket_send(ch->fd, msg, sizeof(msg), errp) &&
+    return bf_stream_send(&ch->stream, msg, sizeof(msg), errp) &&
            bf_tcp_recv_expected(ch, BF_MSG_STATS, tag, BF_MSG_STATS_OK, deadline, payload,
                                 &length, errp) &&
            bf_proto_parse_stats(payload, length, stats, errp);
@@ -201,11 +202,12 @@ static void bf_tcp_close(BfChannel *channel, gboolean drop_session)
 
         /* Best effort: a node that is gone keeps the pages until it drops the session. */
         bf_proto_put_header(bye, BF_MSG_BYE, 0, tag);
-        if (bf_socket_send(ch->fd, bye, sizeof(bye), NULL)) {
+        if (bf_stream_send(&ch->stream, bye, sizeof(bye), NULL)) {
             bf_tcp_recv_reply(ch, tag, bf_channel_deadline(1000), &header, &code, message, NULL);
         }
     }
-    close(ch->fd);
+    bf_tls_end(&ch->stream);
+    close(ch->stream.fd);
     g_free(ch);
 }
 
@@ -220,7 +222,7 @@ static gboolean bf_tcp_send(BfChannelTcp *ch, BfMsgType type, uint8_t *msg, uint
                             GError **errp)
 {
     bf_proto_put_header(msg, type, length, 0);
-    return bf_socket_send(ch->fd, msg, BF_PROTO_HEADER_SIZE + length, errp);
+    return bf_stream_send(&ch->stream, msg, BF_PROTO_HEADER_SIZE + length, errp);
 }
 
 /* The AUTH exchange (bf-auth.h): the node proves @key first, then this side. */
@@ -258,7 +260,8 @@ static gboolean bf_tcp_authenticate(BfChannelTcp *ch, const BfKey *key, gint64 d
 }
 
 BfChannel *bf_channel_tcp_connect(const BfEndpoint *endpoint, const BfHello *hello,
-                                  const BfKey *key, int timeout_ms, GError **errp)
+                                  const BfKey *key, const BfTlsCreds *tls, int timeout_ms,
+                                  GError **errp)
 {
     g_autofree BfChannelTcp *ch = g_new0(BfChannelTcp, 1);
     uint8_t msg[BF_PROTO_HEADER_SIZE + 32 + BF_PROTO_MAX_NAME];
@@ -268,11 +271,14 @@ BfChannel *bf_channel_tcp_connect(const BfEndpoint *endpoint, const BfHello *hel
     uint32_t length;
 
     ch->parent.ops = &bf_channel_tcp_ops;
-    ch->fd = bf_socket_connect(endpoint->host, endpoint->port, timeout_ms, errp);
-    if (ch->fd < 0) {
+    ch->stream.fd = bf_socket_connect(endpoint->host, endpoint->port, timeout_ms, errp);
+    if (ch->stream.fd < 0) {
         return NULL;
     }
     ch->next_tag = 1;
+    if (tls && !bf_tls_start(&ch->stream, tls, endpoint->host, deadline, errp)) {
+        goto fail;
+    }
     if (key && !bf_tcp_authenticate(ch, key, deadline, errp)) {
         goto fail;
     }
@@ -287,6 +293,7 @@ BfChannel *bf_channel_tcp_connect(const BfEndpoint *endpoint, const BfHello *hel
     return &g_steal_pointer(&ch)->parent;
 
 fail:
-    close(ch->fd);
+    bf_tls_end(&ch->stream);
+    close(ch->stream.fd);
     return NULL;
 }

@@ -1,5 +1,5 @@
 /*
- * bf-channel-tcp: a channel to a memory node over TCP. Pages are sent straight from where the
+ * bf-channel-tcp: a channel to a memory node over TCP, in TLS if asked. Pages are sent straight from where the
  * engine points (no copy) and received straight into their destination.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
@@ -13,6 +13,7 @@
 #define BF_CHANNEL_TCP_SPIN_US 20
 
 BfChannel *bf_channel_tcp_connect(const BfEndpoint *endpoint, const BfHello *hello,
-                                  const BfKey *key, int timeout_ms, GError **errp);
+                                  const BfKey *key, const BfTlsCreds *tls, int timeout_ms,
+                                  GError **errp);
 
 #endif

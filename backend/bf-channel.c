@@ -9,15 +9,17 @@
 #include "bf-error.h"
 
 BfChannel *bf_channel_connect(const BfEndpoint *endpoint, const BfHello *hello,
-                              const BfKey *key, int timeout_ms, GError **errp)
+                              const BfKey *key, const BfTlsCreds *tls, int timeout_ms,
+                              GError **errp)
 {
     switch (endpoint->transport) {
     case BF_TRANSPORT_TCP:
-        return bf_channel_tcp_connect(endpoint, hello, key, timeout_ms, errp);
+        return bf_channel_tcp_connect(endpoint, hello, key, tls, timeout_ms, errp);
     case BF_TRANSPORT_RDMA:
-        if (key) {
+        if (key || tls) {
             g_set_error(errp, BF_ERROR, BF_ERROR_INVALID,
-                        "keys are not supported over RDMA yet: use a tcp: pool");
+                        "%s not supported over RDMA yet: use a tcp: pool",
+                        key ? "keys are" : "TLS is");
             return NULL;
         }
         return bf_channel_rdma_connect(endpoint, hello, timeout_ms, errp);

@@ -15,6 +15,7 @@
 #include "bf-auth.h"
 #include "bf-endpoint.h"
 #include "bf-proto.h"
+#include "bf-tls.h"
 
 typedef struct BfRequest {
     BfMsgType type;                     /* BF_MSG_WRITE, BF_MSG_READ or BF_MSG_FREE */
@@ -45,13 +46,15 @@ struct BfChannel {
 };
 
 /*
- * Connects to the node at @endpoint, proves it holds @key (if not NULL: bf-auth.h), and opens
- * the session @hello names. Fails with BF_ERROR_UNREACHABLE (no node there, or it did not
- * answer within @timeout_ms), BF_ERROR_PROTOCOL, or BF_ERROR_POOL (the node refused the key or
- * the session, or did not prove it holds @key).
+ * Connects to the node at @endpoint, over TLS with @tls (if not NULL: bf-tls.h), proves it
+ * holds @key (if not NULL: bf-auth.h), and opens the session @hello names. Fails with
+ * BF_ERROR_UNREACHABLE (no node there, or it did not answer within @timeout_ms),
+ * BF_ERROR_PROTOCOL, or BF_ERROR_POOL (the node refused the key, the certificate or the
+ * session, or did not prove it holds @key, or its certificate did not verify).
  */
 BfChannel *bf_channel_connect(const BfEndpoint *endpoint, const BfHello *hello,
-                              const BfKey *key, int timeout_ms, GError **errp);
+                              const BfKey *key, const BfTlsCreds *tls, int timeout_ms,
+                              GError **errp);
 
 /* Sends @req. On error the channel is broken: close it. */
 gboolean bf_channel_submit(BfChannel *channel, BfRequest *req, GError **errp);

@@ -34,6 +34,7 @@ struct BfEngine {
     BfEngineTunables tun;
     BfEndpoint *pool;
     BfKey *pool_key;
+    BfTlsCreds *pool_tls;           /* NULL: plain TCP */
     char *pool_text;
     BfConnectFunc connect;
     void *connect_opaque;

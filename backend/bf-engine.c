@@ -321,7 +321,8 @@ BfChannel *bf_engine_connect_channel(BfEngine *e, GError **errp)
     if (e->connect) {
         return e->connect(e->connect_opaque, &e->hello, errp);
     }
-    return bf_channel_connect(e->pool, &e->hello, e->pool_key, e->tun.pool_timeout_ms, errp);
+    return bf_channel_connect(e->pool, &e->hello, e->pool_key, e->pool_tls,
+                              e->tun.pool_timeout_ms, errp);
 }
 
 /* Engine threads take no signals: the host process (QEMU) handles them elsewhere. */
@@ -423,19 +424,31 @@ BfEngine *bf_engine_new(const BfEngineConfig *config, GError **errp)
         }
         e->pool_text = bf_endpoint_to_string(e->pool);
     }
-    if (config->pool_key) {
+    if (config->pool_key || config->pool_tls_dir) {
+        const char *what = config->pool_key ? "a key" : "TLS";
+
         if (!config->pool) {
-            g_set_error(errp, BF_ERROR, BF_ERROR_INVALID, "a key needs a pool");
+            g_set_error(errp, BF_ERROR, BF_ERROR_INVALID, "%s needs a pool", what);
             return NULL;
         }
         if (e->pool->transport != BF_TRANSPORT_TCP) {
             g_set_error(errp, BF_ERROR, BF_ERROR_INVALID,
-                        "keys are not supported over RDMA yet: use a tcp: pool");
+                        "%s is not supported over RDMA yet: use a tcp: pool", what);
             return NULL;
         }
+    }
+    if (config->pool_key) {
         e->pool_key = bf_key_new(config->pool_key->name, config->pool_key->secret,
                                  config->pool_key->len, errp);
         if (!e->pool_key) {
+            return NULL;
+        }
+    }
+    if (config->pool_tls_dir) {
+        e->pool_tls = bf_tls_creds_load(config->pool_tls_dir, FALSE,
+                                        config->pool_tls_verify_peer,
+                                        config->pool_tls_priority, errp);
+        if (!e->pool_tls) {
             return NULL;
         }
     }
@@ -524,6 +537,7 @@ void bf_engine_free(BfEngine *e)
     g_free(e->pages);
     bf_endpoint_free(e->pool);
     bf_key_free(e->pool_key);
+    bf_tls_creds_free(e->pool_tls);
     g_free(e->pool_text);
     g_free(e->name);
     g_free(e);

@@ -74,6 +74,11 @@ typedef struct BfEngineConfig {
     uint64_t local_limit;      /* most bytes kept in host memory; 0 means size */
     const char *pool;          /* pool address (see bf-endpoint.h), or NULL */
     const BfKey *pool_key;     /* the key to prove to the pool (bf-auth.h; copied), or NULL */
+    /* TLS to the pool: certificates in this directory (bf-tls.h), or NULL for plain TCP;
+     * whether to verify the node's certificate; a GnuTLS priority string, or NULL. */
+    const char *pool_tls_dir;
+    gboolean pool_tls_verify_peer;
+    const char *pool_tls_priority;
     BfConnectFunc connect;     /* or this, to reach a pool another way (tests) */
     void *connect_opaque;
     BfEngineTunables tunables;

@@ -22,8 +22,7 @@ static gboolean bf_socket_fail(GError **errp, const char *what, int err)
     return FALSE;
 }
 
-/* Waits for @events on @fd until @deadline; FALSE with @errp set on timeout or error. */
-static gboolean bf_socket_wait(int fd, short events, gint64 deadline, GError **errp)
+gboolean bf_socket_wait(int fd, short events, gint64 deadline, GError **errp)
 {
     for (;;) {
         struct pollfd pfd = { .fd = fd, .events = events };
@@ -98,7 +97,7 @@ int bf_socket_connect(const char *host, uint16_t port, int timeout_ms, GError **
     return -1;
 }
 
-static void bf_iov_advance(struct iovec **iov, int *iovcnt, size_t n)
+void bf_iov_advance(struct iovec **iov, int *iovcnt, size_t n)
 {
     while (n > 0) {
         size_t step = MIN(n, (*iov)->iov_len);

@@ -13,6 +13,12 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+/* Waits for @events on @fd until @deadline; FALSE with @errp set on timeout or error. */
+gboolean bf_socket_wait(int fd, short events, gint64 deadline, GError **errp);
+
+/* Drops @n bytes from the front of @iov, and the elements left empty. */
+void bf_iov_advance(struct iovec **iov, int *iovcnt, size_t n);
+
 /* Connects a TCP socket (TCP_NODELAY) to @host:@port within @timeout_ms. */
 int bf_socket_connect(const char *host, uint16_t port, int timeout_ms, GError **errp);
 

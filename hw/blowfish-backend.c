@@ -15,6 +15,7 @@
 #include "qapi/visitor.h"
 #include "qom/object_interfaces.h"
 #include "crypto/secret_common.h"
+#include "crypto/tlscredsx509.h"
 #include "exec/memory.h"
 #include "system/system.h"
 #include "migration/blocker.h"
@@ -30,6 +31,7 @@ struct HostMemoryBackendBlowfish {
     char *pool;
     char *secret;                  /* id of the secret object holding the pool key */
     char *key_name;                /* the key's name on the memory node; default: @secret */
+    char *tls_creds;               /* id of the tls-creds-x509 object for TLS to the pool */
     uint64_t local_limit;          /* 0 until set: the backend's size */
     BfEngineTunables tunables;
 
@@ -154,6 +156,50 @@ static BfKey *blowfish_pool_key(HostMemoryBackendBlowfish *bf, Error **errp)
     return key;
 }
 
+/*
+ * TLS to the pool, from the tls-creds-x509 object @bf->tls_creds (endpoint=client): its
+ * directory, verify-peer and priority go into @config, for the engine to load.
+ * The returned strings belong to the caller.
+ */
+static bool blowfish_pool_tls(HostMemoryBackendBlowfish *bf, BfEngineConfig *config,
+                              char **dir, char **priority, Error **errp)
+{
+    Object *obj = object_resolve_path_component(object_get_objects_root(), bf->tls_creds);
+    g_autofree char *passwordid = NULL;
+
+    if (!bf->pool) {
+        error_setg(errp, "memory-backend-blowfish '%s': tls-creds needs a pool",
+                   blowfish_id(bf));
+        return false;
+    }
+    if (!obj || !object_dynamic_cast(obj, TYPE_QCRYPTO_TLS_CREDS_X509)) {
+        error_setg(errp, "memory-backend-blowfish '%s': tls-creds '%s' is not a "
+                   "tls-creds-x509 object", blowfish_id(bf), bf->tls_creds);
+        return false;
+    }
+    if (!qcrypto_tls_creds_check_endpoint(QCRYPTO_TLS_CREDS(obj),
+                                          QCRYPTO_TLS_CREDS_ENDPOINT_CLIENT, errp)) {
+        error_prepend(errp, "memory-backend-blowfish '%s': tls-creds '%s': ",
+                      blowfish_id(bf), bf->tls_creds);
+        return false;
+    }
+    passwordid = object_property_get_str(obj, "passwordid", NULL);
+    if (passwordid && *passwordid) {
+        error_setg(errp, "memory-backend-blowfish '%s': tls-creds '%s': an encrypted key "
+                   "(passwordid) is not supported", blowfish_id(bf), bf->tls_creds);
+        return false;
+    }
+    *dir = object_property_get_str(obj, "dir", errp);
+    if (!*dir) {
+        return false;
+    }
+    *priority = object_property_get_str(obj, "priority", NULL);
+    config->pool_tls_dir = *dir;
+    config->pool_tls_priority = *priority && **priority ? *priority : NULL;
+    config->pool_tls_verify_peer = object_property_get_bool(obj, "verify-peer", NULL);
+    return true;
+}
+
 static bool blowfish_memory_alloc(HostMemoryBackend *backend, Error **errp)
 {
     HostMemoryBackendBlowfish *bf = MEMORY_BACKEND_BLOWFISH(backend);
@@ -167,6 +213,7 @@ static bool blowfish_memory_alloc(HostMemoryBackend *backend, Error **errp)
         .events = &blowfish_engine_events,
     };
     g_autoptr(BfKey) key = NULL;
+    g_autofree char *tls_dir = NULL, *tls_priority = NULL;
     GError *gerr = NULL;
     void *ram;
 
@@ -187,6 +234,9 @@ static bool blowfish_memory_alloc(HostMemoryBackend *backend, Error **errp)
             return false;
         }
         config.pool_key = key;
+    }
+    if (bf->tls_creds && !blowfish_pool_tls(bf, &config, &tls_dir, &tls_priority, errp)) {
+        return false;
     }
     /* Devices that pin guest RAM (VFIO, vDPA, ...) now fail to realize, and vice versa. */
     if (ram_block_discard_require(true)) {
@@ -447,6 +497,7 @@ static void blowfish_instance_finalize(Object *obj)
     g_free(bf->pool);
     g_free(bf->secret);
     g_free(bf->key_name);
+    g_free(bf->tls_creds);
 }
 
 static void blowfish_instance_init(Object *obj)
@@ -484,7 +535,11 @@ static const struct {
       "rdma:HOST:PORT (default: none, only free and zero pages are reclaimed)" },
     { "secret", offsetof(HostMemoryBackendBlowfish, secret), "ID of the secret object holding the key to prove to the memory pool "
       "(default: none, for a pool that takes clients without keys)" },
-    { "key-name", offsetof(HostMemoryBackendBlowfish, key_name), "Name of that key on the memory pool (default: the secret's ID)" },
+    { "key-name", offsetof(HostMemoryBackendBlowfish, key_name),
+      "Name of that key on the memory pool (default: the secret's ID)" },
+    { "tls-creds", offsetof(HostMemoryBackendBlowfish, tls_creds),
+      "ID of the tls-creds-x509 object (endpoint=client) for TLS to a tcp: pool "
+      "(default: none, plain TCP)" },
 };
 
 static void blowfish_class_init(ObjectClass *oc, void *data)

@@ -6,6 +6,10 @@
 #include "bf-node.h"
 #include "bf-error.h"
 #include "bf-socket.h"
+#include "bf-stream.h"
+
+#include <poll.h>
+#include <sys/socket.h>
 
 /*
  * How long a connection polls for the next request before it sleeps: a client faulting
@@ -20,6 +24,7 @@
 struct BfNode {
     BfStore *store;
     const BfKeyring *keys;                  /* NULL: the node takes anyone */
+    const BfTlsCreds *tls;                  /* NULL: plain TCP */
     guint max_unauthenticated;
     gint unauthenticated;                   /* connections proving a key now (atomic) */
     gint connections;                       /* connections being served (atomic) */
@@ -28,7 +33,7 @@ struct BfNode {
 typedef struct {
     BfStore *store;
     const BfKeyring *keys;
-    int fd;
+    BfStream stream;
     const char *peer;
     /* Authentication: the key proven, or the one asked for (NULL if unknown) meanwhile. */
     const BfKey *key;
@@ -59,7 +64,7 @@ static gboolean bf_node_reply(BfNodeConn *c, BfMsgType type, uint32_t tag,
     g_autoptr(GError) err = NULL;
 
     bf_proto_put_header(header, type, length + data_length, tag);
-    if (!bf_socket_send_iov(c->fd, iov, 3, &err)) {
+    if (!bf_stream_send_iov(&c->stream, iov, 3, &err)) {
         g_info("%s: %s", c->peer, err->message);
         return FALSE;
     }
@@ -291,12 +296,24 @@ static gboolean bf_node_handle(BfNodeConn *c, const BfMsgHeader *h, GError **err
     }
 }
 
-BfNode *bf_node_new(BfStore *store, const BfKeyring *keys, guint max_unauthenticated)
+/* Does the client, on a node that speaks TLS, begin with a plain Blowfish header? */
+static gboolean bf_node_plain_client(BfNodeConn *c, gint64 deadline)
+{
+    uint8_t magic[4];
+
+    return bf_socket_wait(c->stream.fd, POLLIN, deadline, NULL) &&
+           recv(c->stream.fd, magic, sizeof(magic), MSG_PEEK | MSG_DONTWAIT) == sizeof(magic) &&
+           memcmp(magic, "BFSH", sizeof(magic)) == 0;
+}
+
+BfNode *bf_node_new(BfStore *store, const BfKeyring *keys, const BfTlsCreds *tls,
+                    guint max_unauthenticated)
 {
     BfNode *node = g_new0(BfNode, 1);
 
     node->store = store;
     node->keys = keys;
+    node->tls = tls;
     node->max_unauthenticated = max_unauthenticated;
     return node;
 }
@@ -311,24 +328,71 @@ guint bf_node_connections(BfNode *node)
     return g_atomic_int_get(&node->connections);
 }
 
+/*
+ * Before closing on a refusal: closes our side and drains the client's for a moment, so
+ * that our last words (an ERROR, a TLS alert) reach it rather than a reset for the bytes it
+ * sent that we left unread.
+ */
+static void bf_node_linger(BfNodeConn *c)
+{
+    gint64 until = g_get_monotonic_time() + 200 * 1000;
+    uint8_t buf[4096];
+
+    shutdown(c->stream.fd, SHUT_WR);
+    while (bf_socket_wait(c->stream.fd, POLLIN, until, NULL) &&
+           recv(c->stream.fd, buf, sizeof(buf), MSG_DONTWAIT) > 0) {
+    }
+}
+
+/*
+ * The start of a connection that must earn trust: within the cap on such connections
+ * (@before of them were there already) and, on a node with TLS, through the handshake.
+ * FALSE: the connection ends.
+ */
+static gboolean bf_node_admit(BfNode *node, BfNodeConn *c, guint before, gint64 deadline)
+{
+    g_autoptr(GError) err = NULL;
+
+    if (before >= node->max_unauthenticated) {
+        g_message("%s: turned away: %u connections are authenticating already", c->peer,
+                  node->max_unauthenticated);
+        if (!node->tls) {
+            bf_node_reply_error(c, 0, BF_PROTO_ERR_BUSY, "the memory node is busy "
+                                "authenticating other clients: try again later");
+        }
+        return FALSE;
+    }
+    if (!node->tls) {
+        return TRUE;
+    }
+    if (bf_node_plain_client(c, deadline)) {
+        g_message("%s: refused: a client without TLS", c->peer);
+        bf_node_reply_error(c, 0, BF_PROTO_ERR_PROTOCOL, "this memory node speaks TLS: "
+                            "give the backend tls-creds (a tls-creds-x509 object)");
+        bf_node_linger(c);
+        return FALSE;
+    }
+    if (!bf_tls_start(&c->stream, node->tls, NULL, deadline, &err)) {
+        g_message("%s: refused: %s", c->peer, err->message);
+        bf_node_linger(c);
+        return FALSE;
+    }
+    return TRUE;
+}
+
 static void bf_node_serve_conn(BfNode *node, int fd, const char *peer)
 {
     uint8_t auth_payload[BF_NODE_AUTH_PAYLOAD];
     const BfKeyring *keys = node->keys;
     BfStore *store = node->store;
-    BfNodeConn c = { .store = store, .keys = keys, .fd = fd, .peer = peer };
+    BfNodeConn c = { .store = store, .keys = keys, .stream = { .fd = fd }, .peer = peer };
     gint64 auth_deadline = g_get_monotonic_time() + BF_NODE_AUTH_TIMEOUT_US;
-    /* Counted among those proving a key until it has proven one or left. */
-    gboolean counted = keys != NULL;
+    /* Counted among the untrusted until its handshake is done and its key proven, or gone. */
+    gboolean counted = keys || node->tls;
+    guint before = counted ? (guint)g_atomic_int_add(&node->unauthenticated, 1) : 0;
 
-    if (counted && (guint)g_atomic_int_add(&node->unauthenticated, 1) >=
-                   node->max_unauthenticated) {
-        g_message("%s: turned away: %u connections are authenticating already", peer,
-                  node->max_unauthenticated);
-        bf_node_reply_error(&c, 0, BF_PROTO_ERR_BUSY, "the memory node is busy "
-                            "authenticating other clients: try again later");
-        g_atomic_int_dec_and_test(&node->unauthenticated);
-        return;
+    if (counted && !bf_node_admit(node, &c, before, auth_deadline)) {
+        goto end;
     }
     for (;;) {
         uint8_t raw[BF_PROTO_HEADER_SIZE];
@@ -349,7 +413,7 @@ static void bf_node_serve_conn(BfNode *node, int fd, const char *peer)
         } else if (!trusted) {
             c.payload = auth_payload;
         }
-        if (!bf_socket_recv(fd, raw, sizeof(raw), deadline, BF_NODE_SPIN_US, &err)) {
+        if (!bf_stream_recv(&c.stream, raw, sizeof(raw), deadline, BF_NODE_SPIN_US, &err)) {
             g_info("%s: %s", peer, err->message);
             break;
         }
@@ -361,7 +425,7 @@ static void bf_node_serve_conn(BfNode *node, int fd, const char *peer)
                                 "key: give the backend one (secret=)");
             break;
         }
-        if (!ok || !bf_socket_recv(fd, c.payload, h.length, deadline, 0, &err) ||
+        if (!ok || !bf_stream_recv(&c.stream, c.payload, h.length, deadline, 0, &err) ||
             !bf_node_handle(&c, &h, &err)) {
             if (err && err->code == BF_ERROR_PROTOCOL) {
                 g_message("%s: %s: disconnecting", peer, err->message);
@@ -372,6 +436,7 @@ static void bf_node_serve_conn(BfNode *node, int fd, const char *peer)
             break;
         }
     }
+end:
     if (counted) {
         g_atomic_int_dec_and_test(&node->unauthenticated);
     }
@@ -384,6 +449,7 @@ static void bf_node_serve_conn(BfNode *node, int fd, const char *peer)
         g_free(c.pages_out);
     }
     bf_key_free(c.decoy);
+    bf_tls_end(&c.stream);
 }
 
 void bf_node_serve(BfNode *node, int fd, const char *peer)

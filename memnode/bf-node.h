@@ -10,16 +10,19 @@
 
 #include "bf-keyring.h"
 #include "bf-store.h"
+#include "bf-tls.h"
 
 typedef struct BfNode BfNode;
 
 /*
- * A node serving @store. With @keys, a client must prove it holds one of them (bf-auth.h)
- * before anything else, its sessions are the key's own and count against the key's quota
- * (bf_store_set_quota); at most @max_unauthenticated connections may be proving a key at
- * once, and the next ones are turned away at once with BF_PROTO_ERR_BUSY.
+ * A node serving @store. With @tls, every connection starts with a TLS handshake (bf-tls.h).
+ * With @keys, a client must prove it holds one of them (bf-auth.h) before anything else, and
+ * its sessions are the key's own and count against the key's quota (bf_store_set_quota).
+ * With either, at most @max_unauthenticated connections may be in the handshake or proving
+ * a key at once, and the next ones are turned away at once with BF_PROTO_ERR_BUSY.
  */
-BfNode *bf_node_new(BfStore *store, const BfKeyring *keys, guint max_unauthenticated);
+BfNode *bf_node_new(BfStore *store, const BfKeyring *keys, const BfTlsCreds *tls,
+                    guint max_unauthenticated);
 void bf_node_free(BfNode *node);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(BfNode, bf_node_free)
 

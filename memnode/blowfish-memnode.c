@@ -5,8 +5,9 @@
  * RDMA clients from one thread (bf-node-rdma.c).
  *
  *   blowfish-memnode --listen tcp:HOST:PORT|rdma:HOST:PORT [--listen ...] --capacity SIZE
- *                    [--store FILE] [--keys DIR|FILE [--quota [NAME=]SIZE ...]
- *                    [--max-unauthenticated N]] [--verbose]
+ *                    [--store FILE] [--keys DIR|FILE [--quota [NAME=]SIZE ...]]
+ *                    [--tls-dir DIR [--tls-any-client] [--tls-priority STRING]]
+ *                    [--max-unauthenticated N] [--verbose]
  *
  * With --store, pages live in FILE (put it on tmpfs, e.g. /dev/shm): restarted on the same
  * file, the node still holds every page it acknowledged before it stopped or was killed.
@@ -15,6 +16,10 @@
  * anything else, and each key's sessions are its own. TCP only, for now. --quota caps the
  * memory of one key's sessions together (NAME=SIZE), or of every key's (SIZE), within the
  * --capacity of all; --max-unauthenticated caps the connections proving a key at once.
+ *
+ * With --tls-dir, TCP clients speak TLS (bf-tls.h): the node's certificate is DIR/server-cert.pem
+ * (and server-key.pem), and clients need a certificate signed by DIR/ca-cert.pem unless
+ * --tls-any-client.
  *
  * RDMA clients' pages live in extents lent to them (registered memory); --store does not
  * apply to them, and they count against the same --capacity.
@@ -43,6 +48,7 @@
 typedef struct {
     BfStore *store;
     BfKeyring *keys;            /* --keys, or NULL */
+    BfTlsCreds *tls;            /* --tls-dir, or NULL */
     BfNode *node;
     GMainLoop *loop;
     GSocketService *service;    /* TCP, if asked for */
@@ -206,8 +212,9 @@ int main(int argc, char **argv)
     g_auto(GStrv) listens = NULL;
     g_auto(GStrv) quotas = NULL;
     g_autofree char *capacity_text = NULL, *store_path = NULL, *keys_path = NULL;
+    g_autofree char *tls_dir = NULL, *tls_priority = NULL;
     gint max_unauthenticated = DEFAULT_MAX_UNAUTHENTICATED;
-    gboolean verbose = FALSE;
+    gboolean verbose = FALSE, tls_any_client = FALSE;
     GOptionEntry entries[] = {
         { "listen", 'l', 0, G_OPTION_ARG_STRING_ARRAY, &listens,
           "Where to accept clients: tcp:HOST:PORT or rdma:HOST:PORT (port 0: any free port); "
@@ -224,9 +231,16 @@ int main(int argc, char **argv)
           "Most memory the sessions of key NAME may hold together, or without NAME= of "
           "each key without a quota of its own; may be repeated (needs --keys)",
           "[NAME=]SIZE" },
+        { "tls-dir", 0, 0, G_OPTION_ARG_FILENAME, &tls_dir,
+          "Speak TLS with TCP clients: server-cert.pem, server-key.pem and the clients' CA "
+          "ca-cert.pem in DIR (as for QEMU's tls-creds-x509)", "DIR" },
+        { "tls-any-client", 0, 0, G_OPTION_ARG_NONE, &tls_any_client,
+          "With --tls-dir, take clients without a certificate (use --keys then)", NULL },
+        { "tls-priority", 0, 0, G_OPTION_ARG_STRING, &tls_priority,
+          "GnuTLS priority string (default: the system's)", "STRING" },
         { "max-unauthenticated", 0, 0, G_OPTION_ARG_INT, &max_unauthenticated,
-          "Most connections that may be proving a key at once; more are turned away "
-          "(default 64)", "N" },
+          "Most connections that may be in their TLS handshake or proving a key at once; "
+          "more are turned away (default 64)", "N" },
         { "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose,
           "Log every connection event", NULL },
         { NULL },
@@ -261,9 +275,9 @@ int main(int argc, char **argv)
             g_printerr("blowfish-memnode: --listen: %s\n", err->message);
             return 2;
         }
-        if (keys_path && endpoint->transport == BF_TRANSPORT_RDMA) {
-            g_printerr("blowfish-memnode: --keys covers TCP clients only for now: it cannot "
-                       "be used with --listen %s\n", *l);
+        if ((keys_path || tls_dir) && endpoint->transport == BF_TRANSPORT_RDMA) {
+            g_printerr("blowfish-memnode: %s covers TCP clients only for now: it cannot "
+                       "be used with --listen %s\n", keys_path ? "--keys" : "--tls-dir", *l);
             return 2;
         }
         g_ptr_array_add(endpoints, endpoint);
@@ -276,6 +290,16 @@ int main(int argc, char **argv)
         }
     } else if (quotas) {
         g_printerr("blowfish-memnode: --quota is per key: it needs --keys\n");
+        return 2;
+    }
+    if (tls_dir) {
+        node.tls = bf_tls_creds_load(tls_dir, TRUE, !tls_any_client, tls_priority, &err);
+        if (!node.tls) {
+            g_printerr("blowfish-memnode: --tls-dir: %s\n", err->message);
+            return 2;
+        }
+    } else if (tls_any_client || tls_priority) {
+        g_printerr("blowfish-memnode: --tls-any-client and --tls-priority need --tls-dir\n");
         return 2;
     }
     if (max_unauthenticated < 1) {
@@ -301,7 +325,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    node.node = bf_node_new(node.store, node.keys, max_unauthenticated);
+    node.node = bf_node_new(node.store, node.keys, node.tls, max_unauthenticated);
     node.rdma = g_ptr_array_new();
     bound = g_ptr_array_new_with_free_func(g_free);
     for (guint i = 0; i < endpoints->len; i++) {
@@ -323,9 +347,9 @@ int main(int argc, char **argv)
         g_socket_service_start(node.service);
     }
     for (guint i = 0; i < bound->len; i++) {
-        printf("blowfish-memnode: listening on %s, capacity %" G_GUINT64_FORMAT " bytes%s\n",
+        printf("blowfish-memnode: listening on %s, capacity %" G_GUINT64_FORMAT " bytes%s%s\n",
                (char *)g_ptr_array_index(bound, i), capacity,
-               node.keys ? ", clients need a key" : "");
+               node.tls ? ", TLS" : "", node.keys ? ", clients need a key" : "");
     }
     fflush(stdout);
 
@@ -351,6 +375,7 @@ int main(int argc, char **argv)
         bf_node_free(node.node);
         bf_store_free(node.store);
         bf_keyring_free(node.keys);
+        bf_tls_creds_free(node.tls);
     }
     return 0;
 }

@@ -56,7 +56,7 @@ static gpointer fuzz_drain(gpointer opaque)
 static void fuzz_serve(const BfKeyring *keys, const uint8_t *data, size_t size)
 {
     g_autoptr(BfStore) store = bf_store_new(8 << 20);
-    g_autoptr(BfNode) node = bf_node_new(store, keys, 1);
+    g_autoptr(BfNode) node = bf_node_new(store, keys, NULL, 1);
     FuzzPeer peer = { .data = data, .size = size };
     GThread *sender, *drainer;
     int fds[2];
