@@ -9,7 +9,7 @@ if [ ! -f build-asan/build.ninja ]; then
     meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
 fi
 targets=memnode/blowfish-memnode
-for t in auth channel endpoint engine extents proto readahead robust store; do
+for t in auth channel endpoint engine extents proto readahead robust store tls; do
     targets="$targets tests/unit/test-$t"
 done
 # shellcheck disable=SC2086

@@ -778,13 +778,13 @@ static char *write_temp_file(const char *text)
 }
 
 /* A backend whose key the node does not take says so in pool-error. */
-static void assert_pool_refuses(MemnodeProcess *node, const char *secret_object,
+/* QEMU with @objects and a backend with @options (",secret=vm1", ...) gets no pool. */
+static void assert_pool_refuses(MemnodeProcess *node, const char *objects, const char *options,
                                 const char *needle)
 {
     QTestState *qts = qtest_initf("-machine pc,memory-backend=mem0 -m 64M %s "
                                   "-object memory-backend-blowfish,id=mem0,size=64M,pool=%s,"
-                                  "local-limit=16M%s", secret_object, node->address,
-                                  *secret_object ? ",secret=vm1" : "");
+                                  "local-limit=16M%s", objects, node->address, options);
     QDict *now;
 
     WAIT_FOR_INFO(qts, "mem0", qdict_haskey(info, "pool-error"));
@@ -830,8 +830,8 @@ static void test_pool_keys(void)
     qtest_quit(qts);
 
     other_object = g_strdup_printf("-object secret,id=vm1,file=%s,format=base64", other);
-    assert_pool_refuses(node, other_object, "did not prove it holds key 'vm1'");
-    assert_pool_refuses(node, "", "takes only clients with a key");
+    assert_pool_refuses(node, other_object, ",secret=vm1", "did not prove it holds key 'vm1'");
+    assert_pool_refuses(node, "", "", "takes only clients with a key");
     g_assert_true(memnode_log_contains(node, "refused: HELLO without a key"));
     memnode_stop(node);
 out:
@@ -971,6 +971,71 @@ static void test_pool_full(void)
     check_pattern(qts, 8 * MiB, 48 * MiB, 61);
     qtest_quit(qts);
     memnode_stop(node);
+}
+
+/*
+ * TLS to the pool with QEMU's own tls-creds-x509 object: pages go out and come back byte for
+ * byte through a node with --tls-dir; a backend without TLS, or one whose CA the node's
+ * certificate does not match, gets no pool and says why; tls-creds must name a client
+ * tls-creds-x509 object.
+ */
+static void test_pool_tls(void)
+{
+    const char *make_certs = g_getenv("BLOWFISH_MAKE_CERTS");
+    g_autofree char *openssl = g_find_program_in_path("openssl");
+    g_autofree char *certs = NULL, *cmd = NULL, *node_dir = NULL, *why = NULL;
+    g_autofree char *client = NULL, *wrong_ca = NULL, *server_creds = NULL;
+    MemnodeProcess *node;
+    QTestState *qts;
+    QDict *now;
+
+    if (!make_certs || !openssl) {
+        g_test_skip("BLOWFISH_MAKE_CERTS is not set, or no openssl to make certificates");
+        return;
+    }
+    certs = g_dir_make_tmp("blowfish-certs-XXXXXX", NULL);
+    cmd = g_strdup_printf("sh '%s' '%s'", make_certs, certs);
+    g_assert_cmpint(system(cmd), ==, 0);
+    node_dir = g_build_filename(certs, "node", NULL);
+    node = memnode_start_with_args(NULL, "1G", (const char *const[]) {
+                                       "--tls-dir", node_dir, NULL }, &why);
+    if (!node) {
+        g_test_skip(why);
+        goto out;
+    }
+    client = g_strdup_printf("-object tls-creds-x509,id=tls0,endpoint=client,dir=%s/client",
+                             certs);
+    qts = qtest_initf("-machine pc,memory-backend=mem0 -m 64M %s "
+                      "-object memory-backend-blowfish,id=mem0,size=64M,pool=%s,"
+                      "tls-creds=tls0,local-limit=4M,scan-period=50", client, node->address);
+    WAIT_FOR_INFO(qts, "mem0", !strcmp(qdict_get_str(info, "pool-state"), "connected"));
+    write_pattern(qts, 16 * MiB, 12 * MiB, 81);
+    WAIT_FOR_INFO(qts, "mem0", info_u64(info, "resident") <= 4 * MiB);
+    now = query_backend(qts, "mem0");
+    g_assert_cmpuint(info_u64(now, "remote"), >=, 7 * MiB);
+    qobject_unref(now);
+    check_pattern(qts, 16 * MiB, 12 * MiB, 81);
+    qtest_quit(qts);
+
+    assert_pool_refuses(node, "", "", "this memory node speaks TLS");
+    wrong_ca = g_strdup_printf("-object tls-creds-x509,id=tls0,endpoint=client,"
+                               "dir=%s/wrong-ca", certs);
+    assert_pool_refuses(node, wrong_ca, ",tls-creds=tls0", "certificate is refused");
+
+    server_creds = g_strdup_printf("-M none -object tls-creds-x509,id=tls0,endpoint=server,"
+                                   "dir=%s -object memory-backend-blowfish,id=m,size=64M,"
+                                   "pool=%s,tls-creds=tls0", node_dir, node->address);
+    assert_startup_error(server_creds, "tls-creds 'tls0'");
+    assert_startup_error("-M none -object secret,id=tls0,data=x -object "
+                         "memory-backend-blowfish,id=m,size=64M,pool=tcp:127.0.0.1:1,"
+                         "tls-creds=tls0", "tls-creds 'tls0' is not a tls-creds-x509 object");
+    assert_startup_error("-M none -object memory-backend-blowfish,id=m,size=64M,"
+                         "tls-creds=tls0", "tls-creds needs a pool");
+    memnode_stop(node);
+out:
+    g_free(cmd);
+    cmd = g_strdup_printf("rm -rf '%s'", certs);
+    g_assert_cmpint(system(cmd), ==, 0);
 }
 
 /* Pages that are all zero are reclaimed without a transfer, and read back as zero. */
@@ -1197,6 +1262,7 @@ int main(int argc, char **argv)
     qtest_add_func("/blowfish/pool/killed", test_pool_killed);
     qtest_add_func("/blowfish/pool/rdma-no-device", test_pool_rdma_no_device);
     qtest_add_func("/blowfish/pool/keys", test_pool_keys);
+    qtest_add_func("/blowfish/pool/tls", test_pool_tls);
 
     return g_test_run();
 }

@@ -45,7 +45,7 @@ static BfChannel *transport_connect(Transport *t, const BfHello *hello, GError *
     if (t->store) {
         return bf_channel_local_new(t->store, hello, errp);
     }
-    return bf_channel_connect(t->endpoint, hello, NULL, TIMEOUT_MS, errp);
+    return bf_channel_connect(t->endpoint, hello, NULL, NULL, TIMEOUT_MS, errp);
 }
 
 static BfChannel *connect_ok(Transport *t, const BfHello *hello)
@@ -372,7 +372,7 @@ static void test_node_dies(gconstpointer opaque)
     g_clear_error(&err);
     bf_channel_close(ch, FALSE);
 
-    g_assert_null(bf_channel_connect(t->endpoint, &hello, NULL, 1000, &err));
+    g_assert_null(bf_channel_connect(t->endpoint, &hello, NULL, NULL, 1000, &err));
     g_assert_error(err, BF_ERROR, BF_ERROR_UNREACHABLE);
     if (!t->one_sided) {
         g_assert_nonnull(strstr(err->message, "cannot connect to 127.0.0.1"));
@@ -554,7 +554,7 @@ static void test_rdma_no_device(void)
     BfHello hello = make_hello(9, 10);
     g_autoptr(GError) err = NULL;
 
-    g_assert_null(bf_channel_connect(endpoint, &hello, NULL, TIMEOUT_MS, &err));
+    g_assert_null(bf_channel_connect(endpoint, &hello, NULL, NULL, TIMEOUT_MS, &err));
     g_assert_error(err, BF_ERROR, BF_ERROR_UNSUPPORTED);
     g_assert_nonnull(strstr(err->message, "this host has no RDMA device"));
 }
