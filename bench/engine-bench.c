@@ -8,7 +8,10 @@
  *   throughput  eviction of cold, non-zero pages to the memnode, and blowfish-restore (every
  *               remote page back), per round;
  *   scan        slowdown of a workload that touches all its memory, with the cold-page
- *               scanner at its defaults against the scanner off.
+ *               scanner at its defaults against the scanner off;
+ *   tls         the cost of TLS (blowfish-memnode --tls-dir, certificates made by
+ *               tests/common/make-certs.sh): remote fault latency and eviction/restore
+ *               throughput through a TLS node against a plain one, interleaved.
  *
  * The memnode listens on TCP loopback, or where --listen says: --listen rdma:ADDR:0 measures
  * the RDMA transport on a machine with an RDMA device (ADDR: the address of its interface).
@@ -57,12 +60,16 @@ static BfChannel *local_connect(void *opaque, const BfHello *hello, GError **err
     return bf_channel_local_new(opaque, hello, errp);
 }
 
+/* Engines of the TLS benchmark speak TLS with the certificates there; NULL: plain. */
+static const char *pool_tls_dir;
+
 static BfEngine *new_engine(const char *name, uint64_t size, const char *pool, BfStore *store,
                             uint32_t scan_period_ms, uint32_t readahead)
 {
     BfEngineConfig config = {
         .name = name, .size = size, .pool = pool,
         .connect = store ? local_connect : NULL, .connect_opaque = store,
+        .pool_tls_dir = store ? NULL : pool_tls_dir, .pool_tls_verify_peer = TRUE,
     };
     g_autoptr(GError) err = NULL;
     BfEngine *e;
@@ -347,6 +354,93 @@ static void bench_scan(GString *json)
                            scan_s * 1000 / PAIRS, faults / PAIRS);
 }
 
+/* Evicts all but the minimum of @size bytes to @pool, then restores it all: GiB/s of each. */
+static void evict_restore(const char *pool, uint64_t size, double *evict_gibs,
+                          double *restore_gibs)
+{
+    /* Scanning every 20 ms: pages go cold at once, and the transport sets the pace. */
+    g_autoptr(BfEngine) e = new_engine("tls", size, pool, NULL, 20, 32);
+    g_autoptr(GError) err = NULL;
+    double gib = (size - BF_MIN_LOCAL_LIMIT) / (double)(1 << 30);
+    gint64 start;
+
+    wait_until_connected(e);
+    fill(bf_engine_guest_ram(e), size);
+    *evict_gibs = gib / evict_to(e, BF_MIN_LOCAL_LIMIT);
+    start = now_ns();
+    if (!bf_engine_restore_all(e, &err)) {
+        g_printerr("engine-bench: %s\n", err->message);
+        exit(1);
+    }
+    while (stats_of(e).restoring) {
+        g_usleep(200);
+    }
+    *restore_gibs = gib / ((now_ns() - start) / 1e9);
+}
+
+/*
+ * The same remote faults and transfers through a plain node and a TLS one, alternating
+ * (two rounds each), so that the machine's drift hits both; means of the rounds.
+ */
+static void bench_tls(GString *json, gboolean quick)
+{
+    const char *make_certs = g_getenv("BLOWFISH_MAKE_CERTS");
+    const uint64_t size = (quick ? 32 : 256) * MiB;
+    const size_t n = quick ? 1000 : 10000;
+    g_autofree char *certs = g_dir_make_tmp("blowfish-bench-certs-XXXXXX", NULL);
+    g_autofree char *cmd = g_strdup_printf("sh '%s' '%s'", make_certs ? make_certs :
+                                           "tests/common/make-certs.sh", certs);
+    g_autofree char *node_dir = g_build_filename(certs, "node", NULL);
+    g_autofree char *client_dir = g_build_filename(certs, "client", NULL);
+    const char *args[] = { "--tls-dir", node_dir, NULL };
+    g_autofree char *why = NULL;
+    MemnodeProcess *nodes[2];
+    const char *names[2] = { "plain", "tls" };
+    double p50[2][2], evict[2][2], restore[2][2];
+
+    if (system(cmd) != 0) {
+        g_printerr("engine-bench: %s failed: no TLS benchmark\n", cmd);
+        g_string_append(json, "  \"tls\": null,\n");
+        return;
+    }
+    nodes[0] = memnode_start_on("tcp:127.0.0.1:0", "4G", &why);
+    nodes[1] = memnode_start_with_args(NULL, "4G", args, &why);
+    for (int round = 0; round < 2; round++) {
+        for (int t = 0; t < 2; t++) {
+            pool_tls_dir = t ? client_dir : NULL;
+            p50[t][round] = remote_latency(nodes[t]->address, NULL, size, n).p50;
+            evict_restore(nodes[t]->address, size, &evict[t][round], &restore[t][round]);
+        }
+    }
+    pool_tls_dir = NULL;
+    printf("TLS (%" G_GUINT64_FORMAT " MiB, %zu remote faults; mean of 2 alternating rounds)\n",
+           (guint64)(size / MiB), n);
+    for (int t = 0; t < 2; t++) {
+        printf("  %-6s remote fault p50 %6.1f us   evict %5.2f GiB/s   restore %5.2f GiB/s\n",
+               names[t], (p50[t][0] + p50[t][1]) / 2e3, (evict[t][0] + evict[t][1]) / 2,
+               (restore[t][0] + restore[t][1]) / 2);
+    }
+    printf("  tls / plain: fault p50 x%.2f, evict x%.2f, restore x%.2f\n",
+           (p50[1][0] + p50[1][1]) / (p50[0][0] + p50[0][1]),
+           (evict[1][0] + evict[1][1]) / (evict[0][0] + evict[0][1]),
+           (restore[1][0] + restore[1][1]) / (restore[0][0] + restore[0][1]));
+    g_string_append(json, "  \"tls\": {");
+    for (int t = 0; t < 2; t++) {
+        g_string_append_printf(json, "\"%s\": {\"remote_p50_ns\": [%.0f, %.0f], "
+                               "\"evict_gibs\": [%.3f, %.3f], \"restore_gibs\": [%.3f, %.3f]}%s",
+                               names[t], p50[t][0], p50[t][1], evict[t][0], evict[t][1],
+                               restore[t][0], restore[t][1], t ? "" : ", ");
+    }
+    g_string_append(json, "},\n");
+    memnode_stop(nodes[0]);
+    memnode_stop(nodes[1]);
+    g_free(cmd);
+    cmd = g_strdup_printf("rm -rf '%s'", certs);
+    if (system(cmd) != 0) {
+        g_printerr("engine-bench: cannot remove %s\n", certs);
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_autofree char *json_path = NULL, *why = NULL, *listen = NULL;
@@ -381,6 +475,9 @@ int main(int argc, char **argv)
     g_string_append_printf(json, "  \"quick\": %s,\n", quick ? "true" : "false");
     bench_latency(json, node, quick);
     bench_throughput(json, node, quick);
+    if (g_str_has_prefix(node->address, "tcp:")) {
+        bench_tls(json, quick);
+    }
     if (!quick) {
         bench_scan(json);
     } else {
