@@ -148,6 +148,22 @@ gboolean bf_socket_send(int fd, const void *buf, size_t len, GError **errp)
     return bf_socket_send_iov(fd, &iov, 1, errp);
 }
 
+gboolean bf_socket_await_input(int fd, gint64 deadline, int spin_us, gint64 *spin_end,
+                               GError **errp)
+{
+    if (spin_us > 0) {
+        gint64 now = g_get_monotonic_time();
+
+        if (!*spin_end) {
+            *spin_end = now + spin_us;
+        }
+        if (now < *spin_end) {
+            return TRUE;
+        }
+    }
+    return bf_socket_wait(fd, POLLIN, deadline, errp);
+}
+
 gboolean bf_socket_recv_iov(int fd, struct iovec *iov, int iovcnt, gint64 deadline,
                             int spin_us, GError **errp)
 {
@@ -173,17 +189,7 @@ gboolean bf_socket_recv_iov(int fd, struct iovec *iov, int iovcnt, gint64 deadli
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
             return bf_socket_fail(errp, "cannot receive", errno);
         }
-        if (spin_us > 0) {
-            gint64 now = g_get_monotonic_time();
-
-            if (!spin_end) {
-                spin_end = now + spin_us;
-            }
-            if (now < spin_end) {
-                continue;
-            }
-        }
-        if (!bf_socket_wait(fd, POLLIN, deadline, errp)) {
+        if (!bf_socket_await_input(fd, deadline, spin_us, &spin_end, errp)) {
             return FALSE;
         }
     }

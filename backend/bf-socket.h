@@ -16,6 +16,13 @@
 /* Waits for @events on @fd until @deadline; FALSE with @errp set on timeout or error. */
 gboolean bf_socket_wait(int fd, short events, gint64 deadline, GError **errp);
 
+/*
+ * Nothing to read yet: returns at once while spinning (for @spin_us from the first call,
+ * *@spin_end 0 then), then waits for input on @fd until @deadline.
+ */
+gboolean bf_socket_await_input(int fd, gint64 deadline, int spin_us, gint64 *spin_end,
+                               GError **errp);
+
 /* Drops @n bytes from the front of @iov, and the elements left empty. */
 void bf_iov_advance(struct iovec **iov, int *iovcnt, size_t n);
 

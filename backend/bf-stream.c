@@ -10,8 +10,6 @@
 #include "bf-error.h"
 #include "bf-socket.h"
 
-#include <poll.h>
-
 static gboolean bf_stream_tls_fail(BfStream *stream, GError **errp, const char *what,
                                    ssize_t err)
 {
@@ -100,17 +98,7 @@ gboolean bf_stream_recv_iov(BfStream *stream, struct iovec *iov, int iovcnt, gin
         if (n != GNUTLS_E_AGAIN) {
             return bf_stream_tls_fail(stream, errp, "cannot receive", n);
         }
-        if (spin_us > 0) {
-            gint64 now = g_get_monotonic_time();
-
-            if (!spin_end) {
-                spin_end = now + spin_us;
-            }
-            if (now < spin_end) {
-                continue;
-            }
-        }
-        if (!bf_socket_wait(stream->fd, POLLIN, deadline, errp)) {
+        if (!bf_socket_await_input(stream->fd, deadline, spin_us, &spin_end, errp)) {
             return FALSE;
         }
     }
