@@ -763,6 +763,15 @@ static QTestState *start_with_pool(MemnodeProcess *node, const char *extra)
                        "scan-period=50%s", node->address, extra);
 }
 
+/* The same, once the backend has connected to @node (asked: QMP may miss the event). */
+static QTestState *start_connected(MemnodeProcess *node, const char *extra)
+{
+    QTestState *qts = start_with_pool(node, extra);
+
+    WAIT_FOR_INFO(qts, "mem0", !strcmp(qdict_get_str(info, "pool-state"), "connected"));
+    return qts;
+}
+
 #define POOL_KEY "q83vASNFZ4mrze8BI0VniavN7wEjRWeJq83vASNFZ4k="
 #define OTHER_KEY "ESIzRFVmd4iZqrvM3e7/ABEiM0RVZneImaq7zN3u/wA="
 
@@ -855,9 +864,7 @@ static void test_pool_short_cycle(void)
         return;
     }
     g_test_message("memory node at %s", node->address);
-    qts = start_with_pool(node, ",local-limit=4M");
-    WAIT_FOR_INFO(qts, "mem0",
-                  !strcmp(qdict_get_str(info, "pool-state"), "connected"));
+    qts = start_connected(node, ",local-limit=4M");
     write_pattern(qts, 16 * MiB, 12 * MiB, 61);
     WAIT_FOR_INFO(qts, "mem0", info_u64(info, "resident") <= 4 * MiB);
     now = query_backend(qts, "mem0");
@@ -892,9 +899,7 @@ static void test_pool_evict_restore(void)
     if (!node) {
         return;
     }
-    qts = start_with_pool(node, "");
-    WAIT_FOR_INFO(qts, "mem0",
-                  !strcmp(qdict_get_str(info, "pool-state"), "connected"));
+    qts = start_connected(node, "");
     write_pattern(qts, 8 * MiB, 48 * MiB, 51);
 
     for (int round = 0; round < 3; round++) {
@@ -952,9 +957,7 @@ static void test_pool_full(void)
         g_test_skip(why);
         return;
     }
-    qts = start_with_pool(node, ",local-limit=16M");
-    WAIT_FOR_INFO(qts, "mem0",
-                  !strcmp(qdict_get_str(info, "pool-state"), "connected"));
+    qts = start_connected(node, ",local-limit=16M");
     write_pattern(qts, 8 * MiB, 48 * MiB, 61);
     event = qtest_qmp_eventwait_ref(qts, "BLOWFISH_POOL_FULL");
     g_assert_true(qdict_get_bool(qdict_get_qdict(event, "data"), "full"));
@@ -1050,9 +1053,7 @@ static void test_pool_zero_pages(void)
     if (!node) {
         return;
     }
-    qts = start_with_pool(node, "");
-    WAIT_FOR_INFO(qts, "mem0",
-                  !strcmp(qdict_get_str(info, "pool-state"), "connected"));
+    qts = start_connected(node, "");
     for (uint64_t off = 0; off < 32 * MiB; off += CHUNK) {
         qtest_bufwrite(qts, 16 * MiB + off, zeroes, CHUNK);   /* written, but zero */
     }
@@ -1082,9 +1083,7 @@ static void test_pool_restore_all(void)
     if (!node) {
         return;
     }
-    qts = start_with_pool(node, ",local-limit=16M");
-    WAIT_FOR_INFO(qts, "mem0",
-                  !strcmp(qdict_get_str(info, "pool-state"), "connected"));
+    qts = start_connected(node, ",local-limit=16M");
     write_pattern(qts, 8 * MiB, 48 * MiB, 61);
     WAIT_FOR_INFO(qts, "mem0", info_u64(info, "resident") <= 16 * MiB);
 
@@ -1129,10 +1128,7 @@ static void pool_outage(bool kill_it)
         g_test_skip(why);
         return;
     }
-    qts = start_with_pool(node, ",pool-timeout=500");
-    /* It may connect before QMP is ready for events: ask. */
-    WAIT_FOR_INFO(qts, "mem0",
-                  !strcmp(qdict_get_str(info, "pool-state"), "connected"));
+    qts = start_connected(node, ",pool-timeout=500");
     write_pattern(qts, 8 * MiB, 48 * MiB, 71);
     qtest_qmp_assert_success(qts, "{'execute': 'blowfish-set-target', 'arguments':"
                              " {'id': 'mem0', 'local-limit': %d}}", 32 * MiB);
