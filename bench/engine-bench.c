@@ -118,6 +118,22 @@ static void set_limit(BfEngine *e, uint64_t limit)
     }
 }
 
+/* Brings every remote page back (blowfish-restore); returns the seconds it took. */
+static double restore_all(BfEngine *e)
+{
+    g_autoptr(GError) err = NULL;
+    gint64 start = now_ns();
+
+    if (!bf_engine_restore_all(e, &err)) {
+        g_printerr("engine-bench: %s\n", err->message);
+        exit(1);
+    }
+    while (stats_of(e).restoring) {
+        g_usleep(200);
+    }
+    return (now_ns() - start) / 1e9;
+}
+
 /* Waits until the engine keeps at most @limit bytes resident; returns the seconds it took. */
 static double evict_to(BfEngine *e, uint64_t limit)
 {
@@ -247,10 +263,8 @@ static void bench_throughput(GString *json, MemnodeProcess *node, gboolean quick
     wait_until_connected(e);
     g_string_append(json, "  \"throughput\": [\n");
     for (int round = 0; round < rounds; round++) {
-        g_autoptr(GError) err = NULL;
         BfEngineStats before, after;
         double evict_s, restore_s, evict_gib, restore_gib;
-        gint64 start;
 
         for (uint64_t off = 0; off < size; off += PAGE) {
             memset(ram + off, (uint8_t)(off / PAGE + round) | 1, PAGE);
@@ -260,15 +274,7 @@ static void bench_throughput(GString *json, MemnodeProcess *node, gboolean quick
         after = stats_of(e);
         evict_gib = (after.pool_bytes_sent - before.pool_bytes_sent) / (double)(1 << 30);
 
-        start = now_ns();
-        if (!bf_engine_restore_all(e, &err)) {
-            g_printerr("engine-bench: %s\n", err->message);
-            exit(1);
-        }
-        while (stats_of(e).restoring) {
-            g_usleep(200);
-        }
-        restore_s = (now_ns() - start) / 1e9;
+        restore_s = restore_all(e);
         restore_gib = (stats_of(e).pool_bytes_received - after.pool_bytes_received) /
                       (double)(1 << 30);
         printf("round %d (%s): eviction %.2f GiB/s, restore-all %.2f GiB/s (targets >= 1)\n",
@@ -360,22 +366,12 @@ static void evict_restore(const char *pool, uint64_t size, double *evict_gibs,
 {
     /* Scanning every 20 ms: pages go cold at once, and the transport sets the pace. */
     g_autoptr(BfEngine) e = new_engine("tls", size, pool, NULL, 20, 32);
-    g_autoptr(GError) err = NULL;
     double gib = (size - BF_MIN_LOCAL_LIMIT) / (double)(1 << 30);
-    gint64 start;
 
     wait_until_connected(e);
     fill(bf_engine_guest_ram(e), size);
     *evict_gibs = gib / evict_to(e, BF_MIN_LOCAL_LIMIT);
-    start = now_ns();
-    if (!bf_engine_restore_all(e, &err)) {
-        g_printerr("engine-bench: %s\n", err->message);
-        exit(1);
-    }
-    while (stats_of(e).restoring) {
-        g_usleep(200);
-    }
-    *restore_gibs = gib / ((now_ns() - start) / 1e9);
+    *restore_gibs = gib / restore_all(e);
 }
 
 /*
