@@ -1,6 +1,7 @@
 /*
- * bf-channel-tcp: a channel to a memory node over TCP, in TLS if asked. Pages are sent straight from where the
- * engine points (no copy) and received straight into their destination.
+ * bf-channel-tcp: a channel to a memory node over TCP, in TLS if asked. Pages are sent
+ * straight from where the engine points (no copy: in plain TCP) and received straight into
+ * their destination.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */

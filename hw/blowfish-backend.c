@@ -531,9 +531,11 @@ static const struct {
     size_t offset;
     const char *description;
 } blowfish_str_properties[] = {
-    { "pool", offsetof(HostMemoryBackendBlowfish, pool), "Address of the memory pool that holds evicted pages: tcp:HOST:PORT or "
+    { "pool", offsetof(HostMemoryBackendBlowfish, pool),
+      "Address of the memory pool that holds evicted pages: tcp:HOST:PORT or "
       "rdma:HOST:PORT (default: none, only free and zero pages are reclaimed)" },
-    { "secret", offsetof(HostMemoryBackendBlowfish, secret), "ID of the secret object holding the key to prove to the memory pool "
+    { "secret", offsetof(HostMemoryBackendBlowfish, secret),
+      "ID of the secret object holding the key to prove to the memory pool "
       "(default: none, for a pool that takes clients without keys)" },
     { "key-name", offsetof(HostMemoryBackendBlowfish, key_name),
       "Name of that key on the memory pool (default: the secret's ID)" },
