@@ -241,21 +241,58 @@ static void bf_reclaim_give_back(BfEngine *e, uint64_t page, bool punched, bool 
     bf_engine_release(e, page);
 }
 
-/* The eviction failed: the claimed pages stay resident (and dirty). */
+/*
+ * Ends a page of a batch that the guest freed while it was being evicted (DISCARDED, @m),
+ * its memfd copy punched out already: FREE, or a fresh zero page if a fault wants it since.
+ * FALSE if its metadata changed first (*@m then holds the new value).
+ */
+static bool bf_reclaim_end_discarded(BfEngine *e, uint64_t p, uint16_t *m)
+{
+    bool wanted = *m & BF_PAGE_WANTED;
+
+    if (!bf_page_cas(&e->pages[p], m, wanted ?
+                     BF_PAGE_RESIDENT | BF_PAGE_BUSY | BF_PAGE_ACCESSED : BF_PAGE_FREE)) {
+        return false;
+    }
+    if (*m & BF_PAGE_POOL_COPY) {
+        bf_engine_free_pool_copy(e, p);
+    }
+    if (wanted) {
+        bf_reclaim_give_back(e, p, true, true, NULL);
+    } else {
+        bf_count(&e->nr_resident, -1);
+        bf_count(&e->nr_free, 1);
+    }
+    return true;
+}
+
+/*
+ * The eviction failed: the claimed pages stay resident (and dirty), but for those the guest
+ * freed meanwhile, which end FREE as a finished eviction would end them.
+ */
 static void bf_reclaim_cancel(BfEngine *e, BfEvictBatch *b)
 {
     for (uint32_t i = 0; i < b->n; i++) {
         uint64_t p = b->victims[i];
         uint16_t m = bf_page_load(&e->pages[p]);
 
-        /* A page the guest freed meanwhile just stays: keeping it is harmless. */
-        while (!bf_page_cas(&e->pages[p], &m, (bf_page_with_state(m, BF_PAGE_RESIDENT) |
-                                               BF_PAGE_BUSY) & ~BF_PAGE_DISCARDED)) {
+        for (;;) {
+            if (m & BF_PAGE_DISCARDED) {
+                bf_engine_punch(e, p, 1);
+                if (bf_reclaim_end_discarded(e, p, &m)) {
+                    break;
+                }
+                continue;
+            }
+            if (bf_page_cas(&e->pages[p], &m,
+                            bf_page_with_state(m, BF_PAGE_RESIDENT) | BF_PAGE_BUSY)) {
+                if (m & BF_PAGE_WANTED) {
+                    bf_engine_map_back(e, p, m & BF_PAGE_CLEAN);
+                }
+                bf_engine_release(e, p);
+                break;
+            }
         }
-        if (m & BF_PAGE_WANTED) {
-            bf_engine_map_back(e, p, m & BF_PAGE_CLEAN);
-        }
-        bf_engine_release(e, p);
     }
     b->n = 0;
     b->submitted = false;
@@ -457,25 +494,13 @@ static bool bf_reclaim_evict_finish(BfReclaimCtx *c, BfEvictBatch *b)
         }
         for (;;) {
             uint16_t keep = m & BF_PAGE_POOL_COPY;
-            bool discarded = m & BF_PAGE_DISCARDED;
 
-            if (discarded) {
-                /* Freed by the guest meanwhile: FREE, or a fresh zero page if touched since. */
-                if (!bf_page_cas(&e->pages[p], &m, (m & BF_PAGE_WANTED) ?
-                                 BF_PAGE_RESIDENT | BF_PAGE_BUSY | BF_PAGE_ACCESSED :
-                                 BF_PAGE_FREE)) {
-                    continue;
+            if (m & BF_PAGE_DISCARDED) {
+                /* Freed by the guest meanwhile. */
+                if (bf_reclaim_end_discarded(e, p, &m)) {
+                    break;
                 }
-                if (keep) {
-                    bf_engine_free_pool_copy(e, p);
-                }
-                if (m & BF_PAGE_WANTED) {
-                    bf_reclaim_give_back(e, p, true, true, NULL);
-                } else {
-                    bf_count(&e->nr_resident, -1);
-                    bf_count(&e->nr_free, 1);
-                }
-                break;
+                continue;
             }
             if (m & BF_PAGE_WANTED) {
                 if (bf_page_cas(&e->pages[p], &m, BF_PAGE_RESIDENT | BF_PAGE_BUSY |
