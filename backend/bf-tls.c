@@ -42,6 +42,7 @@ BfTlsCreds *bf_tls_creds_load(const char *dir, gboolean server, gboolean verify_
 {
     const char *side = server ? "server" : "client";
     g_autofree char *ca = g_build_filename(dir, "ca-cert.pem", NULL);
+    g_autofree char *crl = g_build_filename(dir, "ca-crl.pem", NULL);
     g_autofree char *cert_name = g_strdup_printf("%s-cert.pem", side);
     g_autofree char *key_name = g_strdup_printf("%s-key.pem", side);
     g_autofree char *cert = g_build_filename(dir, cert_name, NULL);
@@ -62,6 +63,15 @@ BfTlsCreds *bf_tls_creds_load(const char *dir, gboolean server, gboolean verify_
         if (ret <= 0) {
             g_set_error(errp, BF_ERROR, BF_ERROR_INVALID, "cannot load the CA certificate "
                         "%s: %s", ca, ret < 0 ? gnutls_strerror(ret) : "it holds none");
+            return NULL;
+        }
+    }
+    /* Revoked certificates, where QEMU would look for them. */
+    if (g_file_test(crl, G_FILE_TEST_EXISTS)) {
+        ret = gnutls_certificate_set_x509_crl_file(creds->x509, crl, GNUTLS_X509_FMT_PEM);
+        if (ret < 0) {
+            g_set_error(errp, BF_ERROR, BF_ERROR_INVALID, "cannot load the revocation list "
+                        "%s: %s", crl, gnutls_strerror(ret));
             return NULL;
         }
     }

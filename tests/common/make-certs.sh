@@ -6,12 +6,16 @@
 #   DIR/anonymous/  ca-cert.pem only: a client without a certificate
 #   DIR/rogue/      a client whose certificate another CA signed
 #   DIR/wrong-ca/   a client that trusts only that other CA (not the node's)
+#   DIR/revoked/    a client whose certificate the CA revoked
+#   DIR/node-crl/   the node, with the CA's revocation list (ca-crl.pem), which also revokes
+#                   the node's own certificate: so that
+#   DIR/client-crl/ the client, with that list, refuses the node
 # Usage: make-certs.sh DIR
 set -eu
 
 dir=$1
 mkdir -p "$dir/ca" "$dir/rogue-ca" "$dir/node" "$dir/client" "$dir/anonymous" "$dir/rogue" \
-    "$dir/wrong-ca"
+    "$dir/wrong-ca" "$dir/revoked" "$dir/node-crl" "$dir/client-crl"
 cd "$dir"
 
 newkey() {
@@ -48,7 +52,26 @@ basicConstraints=CA:FALSE"
 sign rogue-ca rogue/client rogue-client "extendedKeyUsage=clientAuth
 keyUsage=critical,digitalSignature
 basicConstraints=CA:FALSE"
-for d in node client anonymous rogue; do
+sign ca revoked/client revoked-client "extendedKeyUsage=clientAuth
+keyUsage=critical,digitalSignature
+basicConstraints=CA:FALSE"
+for d in node client anonymous rogue revoked node-crl client-crl; do
     cp ca/ca-cert.pem "$d/"
 done
 cp rogue-ca/ca-cert.pem wrong-ca/
+cp node/server-cert.pem node/server-key.pem node-crl/
+cp client/client-cert.pem client/client-key.pem client-crl/
+
+# The revocation list: the revoked client's certificate, and the node's.
+touch ca/index.txt
+echo 01 > ca/crlnumber
+printf '%s\n' "[ca]" "default_ca = test_ca" "[test_ca]" "database = ca/index.txt" \
+    "crlnumber = ca/crlnumber" "default_md = sha256" "default_crl_days = 3650" > ca/ca.cnf
+for cert in revoked/client-cert.pem node/server-cert.pem; do
+    openssl ca -config ca/ca.cnf -keyfile ca/ca-key.pem -cert ca/ca-cert.pem \
+        -revoke "$cert" 2>/dev/null
+done
+openssl ca -config ca/ca.cnf -keyfile ca/ca-key.pem -cert ca/ca-cert.pem -gencrl \
+    -out ca/ca-crl.pem 2>/dev/null
+cp ca/ca-crl.pem node-crl/
+cp ca/ca-crl.pem client-crl/

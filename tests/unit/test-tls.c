@@ -46,10 +46,14 @@ static BfTlsCreds *client_creds(const char *which)
     return creds;
 }
 
-/* A node speaking TLS (unless @plain), with @extra options (NULL-terminated, or NULL). */
-static MemnodeProcess *tls_node(gboolean plain, const char *extra, const char *keys)
+/*
+ * A node speaking TLS with the certificates of certs/@which (unless @plain), and @extra (an
+ * option, or NULL).
+ */
+static MemnodeProcess *tls_node(const char *which, gboolean plain, const char *extra,
+                                const char *keys)
 {
-    g_autofree char *dir = cert_dir("node");
+    g_autofree char *dir = cert_dir(which);
     const char *args[] = { "--tls-dir", dir, extra, NULL };
     g_autofree char *why = NULL;
     MemnodeProcess *node;
@@ -107,7 +111,7 @@ static BfChannel *connect_to(MemnodeProcess *node, const BfKey *key, const BfTls
 /* Pages cross TLS byte for byte; the node says it speaks TLS. */
 static void test_roundtrip(void)
 {
-    MemnodeProcess *node = tls_node(FALSE, NULL, NULL);
+    MemnodeProcess *node = tls_node("node", FALSE, NULL, NULL);
     g_autoptr(BfTlsCreds) tls = NULL;
     g_autoptr(GError) err = NULL;
     BfChannel *ch;
@@ -145,7 +149,7 @@ static void test_with_keys(void)
     g_assert_no_error(err);
     close(fd);
     g_assert_true(g_file_set_contents(keys, line, -1, &err));
-    node = tls_node(FALSE, NULL, keys);
+    node = tls_node("node", FALSE, NULL, keys);
     if (!node) {
         g_unlink(keys);
         return;
@@ -186,7 +190,7 @@ static void expect_refused(MemnodeProcess *node, const BfTlsCreds *tls, int code
 
 static void test_refusals(void)
 {
-    MemnodeProcess *node = tls_node(FALSE, NULL, NULL), *plain;
+    MemnodeProcess *node = tls_node("node", FALSE, NULL, NULL), *plain;
     g_autoptr(BfTlsCreds) tls = NULL, anonymous = NULL, rogue = NULL, wrong_ca = NULL;
     g_autoptr(BfTlsCreds) no_verify = NULL;
     g_autofree char *anonymous_dir = NULL;
@@ -233,16 +237,45 @@ static void test_refusals(void)
     memnode_stop(node);
 
     /* A TLS client and a plain node. */
-    plain = tls_node(TRUE, NULL, NULL);
+    plain = tls_node("node", TRUE, NULL, NULL);
     expect_refused(plain, tls, BF_ERROR_POOL, "does the memory node use TLS", NULL);
     memnode_stop(plain);
 
     /* --tls-any-client takes a client without a certificate. */
-    node = tls_node(FALSE, "--tls-any-client", NULL);
+    node = tls_node("node", FALSE, "--tls-any-client", NULL);
     ch = connect_to(node, NULL, anonymous, &err);
     g_assert_no_error(err);
     roundtrip(ch);
     bf_channel_close(ch, TRUE);
+    memnode_stop(node);
+}
+
+/* Revoked certificates (ca-crl.pem) are refused, on both sides. */
+static void test_revoked(void)
+{
+    MemnodeProcess *node = tls_node("node-crl", FALSE, NULL, NULL);
+    g_autoptr(BfTlsCreds) tls = NULL, revoked = NULL, client_crl = NULL;
+    g_autoptr(GError) err = NULL;
+    BfChannel *ch;
+
+    if (!node) {
+        return;
+    }
+    tls = client_creds("client");
+    revoked = client_creds("revoked");
+    client_crl = client_creds("client-crl");
+    expect_refused(node, revoked, BF_ERROR_POOL, "ended TLS",
+                   "the client's certificate is refused: The certificate is NOT trusted. "
+                   "The certificate chain is revoked.");
+    ch = connect_to(node, NULL, tls, &err);
+    g_assert_no_error(err);
+    roundtrip(ch);
+    bf_channel_close(ch, TRUE);
+    memnode_stop(node);
+
+    /* A client that has the list refuses the node whose certificate it revokes. */
+    node = tls_node("node", FALSE, NULL, NULL);
+    expect_refused(node, client_crl, BF_ERROR_POOL, "The certificate chain is revoked", NULL);
     memnode_stop(node);
 }
 
@@ -292,6 +325,7 @@ int main(int argc, char **argv)
     g_test_add_func("/tls/roundtrip", test_roundtrip);
     g_test_add_func("/tls/with-keys", test_with_keys);
     g_test_add_func("/tls/refusals", test_refusals);
+    g_test_add_func("/tls/revoked", test_revoked);
     g_test_add_func("/tls/creds-errors", test_creds_errors);
     ret = g_test_run();
     if (certs) {
