@@ -27,7 +27,9 @@ struct BfNode {
     const BfTlsCreds *tls;                  /* NULL: plain TCP */
     guint max_unauthenticated;
     gint unauthenticated;                   /* connections proving a key now (atomic) */
-    gint connections;                       /* connections being served (atomic) */
+    GMutex lock;
+    guint connections;                      /* being served; under @lock */
+    gboolean closed;                        /* bf_node_close(): serve no more; under @lock */
 };
 
 typedef struct {
@@ -315,17 +317,22 @@ BfNode *bf_node_new(BfStore *store, const BfKeyring *keys, const BfTlsCreds *tls
     node->keys = keys;
     node->tls = tls;
     node->max_unauthenticated = max_unauthenticated;
+    g_mutex_init(&node->lock);
     return node;
 }
 
 void bf_node_free(BfNode *node)
 {
+    g_mutex_clear(&node->lock);
     g_free(node);
 }
 
-guint bf_node_connections(BfNode *node)
+guint bf_node_close(BfNode *node)
 {
-    return g_atomic_int_get(&node->connections);
+    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&node->lock);
+
+    node->closed = TRUE;
+    return node->connections;
 }
 
 /*
@@ -360,6 +367,7 @@ static gboolean bf_node_admit(BfNode *node, BfNodeConn *c, guint before, gint64 
             bf_node_reply_error(c, 0, BF_PROTO_ERR_BUSY, "the memory node is busy "
                                 "authenticating other clients: try again later");
         }
+        bf_node_linger(c);
         return FALSE;
     }
     if (!node->tls) {
@@ -454,7 +462,17 @@ end:
 
 void bf_node_serve(BfNode *node, int fd, const char *peer)
 {
-    g_atomic_int_inc(&node->connections);
+    g_mutex_lock(&node->lock);
+    if (node->closed) {
+        g_mutex_unlock(&node->lock);
+        return;
+    }
+    node->connections++;
+    g_mutex_unlock(&node->lock);
+
     bf_node_serve_conn(node, fd, peer);
-    g_atomic_int_dec_and_test(&node->connections);
+
+    g_mutex_lock(&node->lock);
+    node->connections--;
+    g_mutex_unlock(&node->lock);
 }

@@ -31,7 +31,10 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(BfNode, bf_node_free)
  * Any number of connections may be served at once, each on its own thread.
  */
 void bf_node_serve(BfNode *node, int fd, const char *peer);
-/* How many connections it is serving now. */
-guint bf_node_connections(BfNode *node);
+/*
+ * Serves no more connections: bf_node_serve() returns at once from now on. Returns how many
+ * it is still serving; while any, @node and what it was made with must stay.
+ */
+guint bf_node_close(BfNode *node);
 
 #endif

@@ -41,6 +41,7 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 /* Connections proving a key at once, unless --max-unauthenticated says otherwise. */
 #define DEFAULT_MAX_UNAUTHENTICATED 64
@@ -367,15 +368,18 @@ int main(int argc, char **argv)
     g_ptr_array_free(node.rdma, TRUE);
     g_main_loop_unref(node.loop);
     /*
-     * TCP connections still being served keep their threads, and what they use, until the
-     * process exits: their pages go with it. Without any, everything is freed, so that leak
-     * checkers see what the node holds per connection.
+     * Without TCP connections left, everything is freed (but the node: a connection accepted
+     * just now may still reach it, to be turned away), so that leak checkers see what the node
+     * holds per connection. Connections still served keep their threads, and what they use,
+     * until the process ends: their pages go with it, and so that no library is torn down
+     * under them, it ends without exit handlers.
      */
-    if (bf_node_connections(node.node) == 0) {
-        bf_node_free(node.node);
-        bf_store_free(node.store);
-        bf_keyring_free(node.keys);
-        bf_tls_creds_free(node.tls);
+    if (bf_node_close(node.node) > 0) {
+        fflush(stdout);
+        _exit(0);
     }
+    bf_store_free(node.store);
+    bf_keyring_free(node.keys);
+    bf_tls_creds_free(node.tls);
     return 0;
 }
