@@ -148,8 +148,12 @@ gboolean bf_socket_send(int fd, const void *buf, size_t len, GError **errp)
     return bf_socket_send_iov(fd, &iov, 1, errp);
 }
 
-gboolean bf_socket_await_input(int fd, gint64 deadline, int spin_us, gint64 *spin_end,
-                               GError **errp)
+/*
+ * Nothing to read yet: returns at once while spinning (for @spin_us from the first call,
+ * *@spin_end 0 then), then waits for input on @fd until @deadline.
+ */
+static gboolean bf_socket_await_input(int fd, gint64 deadline, int spin_us,
+                                      gint64 *spin_end, GError **errp)
 {
     if (spin_us > 0) {
         gint64 now = g_get_monotonic_time();
@@ -164,36 +168,59 @@ gboolean bf_socket_await_input(int fd, gint64 deadline, int spin_us, gint64 *spi
     return bf_socket_wait(fd, POLLIN, deadline, errp);
 }
 
-gboolean bf_socket_recv_iov(int fd, struct iovec *iov, int iovcnt, gint64 deadline,
-                            int spin_us, GError **errp)
+gboolean bf_socket_recv_with(int fd, BfReadFunc read_some, void *opaque, struct iovec *iov,
+                             int iovcnt, gint64 deadline, int spin_us, GError **errp)
 {
     gint64 spin_end = 0;
 
     bf_iov_advance(&iov, &iovcnt, 0);
     while (iovcnt > 0) {
-        struct msghdr msg = { .msg_iov = iov, .msg_iovlen = MIN(iovcnt, IOV_MAX) };
-        ssize_t n = recvmsg(fd, &msg, MSG_DONTWAIT);
+        ssize_t n = read_some(opaque, iov, iovcnt, errp);
 
+        if (n < 0) {
+            return FALSE;
+        }
         if (n > 0) {
             bf_iov_advance(&iov, &iovcnt, n);
             spin_end = 0;
-            continue;
-        }
-        if (n == 0) {
-            g_set_error(errp, BF_ERROR, BF_ERROR_UNREACHABLE, "connection closed by peer");
-            return FALSE;
-        }
-        if (errno == EINTR) {
-            continue;
-        }
-        if (errno != EAGAIN && errno != EWOULDBLOCK) {
-            return bf_socket_fail(errp, "cannot receive", errno);
-        }
-        if (!bf_socket_await_input(fd, deadline, spin_us, &spin_end, errp)) {
+        } else if (!bf_socket_await_input(fd, deadline, spin_us, &spin_end, errp)) {
             return FALSE;
         }
     }
     return TRUE;
+}
+
+/* BfReadFunc of a plain socket (@opaque: the fd). */
+static ssize_t bf_socket_read_some(void *opaque, struct iovec *iov, int iovcnt,
+                                   GError **errp)
+{
+    struct msghdr msg = { .msg_iov = iov, .msg_iovlen = MIN(iovcnt, IOV_MAX) };
+
+    for (;;) {
+        ssize_t n = recvmsg(GPOINTER_TO_INT(opaque), &msg, MSG_DONTWAIT);
+
+        if (n > 0) {
+            return n;
+        }
+        if (n == 0) {
+            g_set_error(errp, BF_ERROR, BF_ERROR_UNREACHABLE, "connection closed by peer");
+            return -1;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            return 0;
+        }
+        if (errno != EINTR) {
+            bf_socket_fail(errp, "cannot receive", errno);
+            return -1;
+        }
+    }
+}
+
+gboolean bf_socket_recv_iov(int fd, struct iovec *iov, int iovcnt, gint64 deadline,
+                            int spin_us, GError **errp)
+{
+    return bf_socket_recv_with(fd, bf_socket_read_some, GINT_TO_POINTER(fd), iov, iovcnt,
+                               deadline, spin_us, errp);
 }
 
 gboolean bf_socket_recv(int fd, void *buf, size_t len, gint64 deadline, int spin_us,

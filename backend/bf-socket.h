@@ -11,17 +11,24 @@
 
 #include <glib.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 /* Waits for @events on @fd until @deadline; FALSE with @errp set on timeout or error. */
 gboolean bf_socket_wait(int fd, short events, gint64 deadline, GError **errp);
 
 /*
- * Nothing to read yet: returns at once while spinning (for @spin_us from the first call,
- * *@spin_end 0 then), then waits for input on @fd until @deadline.
+ * Reads what has come into @iov without waiting: the bytes read (> 0), 0 when nothing has
+ * come yet, or -1 with @errp set (the peer closed, or an error).
  */
-gboolean bf_socket_await_input(int fd, gint64 deadline, int spin_us, gint64 *spin_end,
-                               GError **errp);
+typedef ssize_t (*BfReadFunc)(void *opaque, struct iovec *iov, int iovcnt, GError **errp);
+
+/*
+ * Fills all of @iov through @read_some by @deadline, waiting for input on @fd whenever
+ * nothing has come, as bf_socket_recv_iov() does (it reads @fd itself).
+ */
+gboolean bf_socket_recv_with(int fd, BfReadFunc read_some, void *opaque, struct iovec *iov,
+                             int iovcnt, gint64 deadline, int spin_us, GError **errp);
 
 /* Drops @n bytes from the front of @iov, and the elements left empty. */
 void bf_iov_advance(struct iovec **iov, int *iovcnt, size_t n);

@@ -71,38 +71,40 @@ gboolean bf_stream_send(BfStream *stream, const void *buf, size_t len, GError **
     return bf_stream_send_iov(stream, &iov, 1, errp);
 }
 
-gboolean bf_stream_recv_iov(BfStream *stream, struct iovec *iov, int iovcnt, gint64 deadline,
-                            int spin_us, GError **errp)
+/* BfReadFunc of a TLS stream: the next record's bytes, into @iov's first buffer. */
+static ssize_t bf_stream_tls_read_some(void *opaque, struct iovec *iov, int iovcnt,
+                                       GError **errp)
 {
-    gint64 spin_end = 0;
+    BfStream *stream = opaque;
 
-    if (!stream->tls) {
-        return bf_socket_recv_iov(stream->fd, iov, iovcnt, deadline, spin_us, errp);
-    }
-    bf_iov_advance(&iov, &iovcnt, 0);
-    while (iovcnt > 0) {
+    for (;;) {
         ssize_t n = gnutls_record_recv(stream->tls, iov->iov_base, iov->iov_len);
 
         if (n > 0) {
-            bf_iov_advance(&iov, &iovcnt, n);
-            spin_end = 0;
-            continue;
+            return n;
         }
         if (n == 0) {
             g_set_error(errp, BF_ERROR, BF_ERROR_UNREACHABLE, "connection closed by peer");
-            return FALSE;
+            return -1;
         }
-        if (n == GNUTLS_E_INTERRUPTED) {
-            continue;
+        if (n == GNUTLS_E_AGAIN) {
+            return 0;
         }
-        if (n != GNUTLS_E_AGAIN) {
-            return bf_stream_tls_fail(stream, errp, "cannot receive", n);
-        }
-        if (!bf_socket_await_input(stream->fd, deadline, spin_us, &spin_end, errp)) {
-            return FALSE;
+        if (n != GNUTLS_E_INTERRUPTED) {
+            bf_stream_tls_fail(stream, errp, "cannot receive", n);
+            return -1;
         }
     }
-    return TRUE;
+}
+
+gboolean bf_stream_recv_iov(BfStream *stream, struct iovec *iov, int iovcnt, gint64 deadline,
+                            int spin_us, GError **errp)
+{
+    if (!stream->tls) {
+        return bf_socket_recv_iov(stream->fd, iov, iovcnt, deadline, spin_us, errp);
+    }
+    return bf_socket_recv_with(stream->fd, bf_stream_tls_read_some, stream, iov, iovcnt,
+                               deadline, spin_us, errp);
 }
 
 gboolean bf_stream_recv(BfStream *stream, void *buf, size_t len, gint64 deadline,
