@@ -787,6 +787,29 @@ static char *write_temp_file(const char *text)
 }
 
 /* A backend whose key the node does not take says so in pool-error. */
+/*
+ * QEMU with @objects and a backend with @options (",secret=vm1", ...) evicts 12 MiB of guest
+ * RAM written with @seed to @node (a 4 MiB limit) and reads every byte back.
+ */
+static void assert_evicts_through(MemnodeProcess *node, const char *objects,
+                                  const char *options, uint8_t seed)
+{
+    QTestState *qts = qtest_initf("-machine pc,memory-backend=mem0 -m 64M %s "
+                                  "-object memory-backend-blowfish,id=mem0,size=64M,pool=%s,"
+                                  "local-limit=4M,scan-period=50%s", objects, node->address,
+                                  options);
+    QDict *now;
+
+    WAIT_FOR_INFO(qts, "mem0", !strcmp(qdict_get_str(info, "pool-state"), "connected"));
+    write_pattern(qts, 16 * MiB, 12 * MiB, seed);
+    WAIT_FOR_INFO(qts, "mem0", info_u64(info, "resident") <= 4 * MiB);
+    now = query_backend(qts, "mem0");
+    g_assert_cmpuint(info_u64(now, "remote"), >=, 7 * MiB);
+    qobject_unref(now);
+    check_pattern(qts, 16 * MiB, 12 * MiB, seed);
+    qtest_quit(qts);
+}
+
 /* QEMU with @objects and a backend with @options (",secret=vm1", ...) gets no pool. */
 static void assert_pool_refuses(MemnodeProcess *node, const char *objects, const char *options,
                                 const char *needle)
@@ -817,26 +840,13 @@ static void test_pool_keys(void)
     g_autofree char *why = NULL;
     g_autofree char *secret_object = NULL, *other_object = NULL;
     MemnodeProcess *node = memnode_start_with_keys(keys, "1G", &why);
-    QTestState *qts;
-    QDict *now;
 
     if (!node) {
         g_test_skip(why);
         goto out;
     }
     secret_object = g_strdup_printf("-object secret,id=vm1,file=%s,format=base64", secret);
-    qts = qtest_initf("-machine pc,memory-backend=mem0 -m 64M %s "
-                      "-object memory-backend-blowfish,id=mem0,size=64M,pool=%s,"
-                      "secret=vm1,local-limit=4M,scan-period=50", secret_object,
-                      node->address);
-    WAIT_FOR_INFO(qts, "mem0", !strcmp(qdict_get_str(info, "pool-state"), "connected"));
-    write_pattern(qts, 16 * MiB, 12 * MiB, 71);
-    WAIT_FOR_INFO(qts, "mem0", info_u64(info, "resident") <= 4 * MiB);
-    now = query_backend(qts, "mem0");
-    g_assert_cmpuint(info_u64(now, "remote"), >=, 7 * MiB);
-    qobject_unref(now);
-    check_pattern(qts, 16 * MiB, 12 * MiB, 71);
-    qtest_quit(qts);
+    assert_evicts_through(node, secret_object, ",secret=vm1", 71);
 
     other_object = g_strdup_printf("-object secret,id=vm1,file=%s,format=base64", other);
     assert_pool_refuses(node, other_object, ",secret=vm1", "did not prove it holds key 'vm1'");
@@ -989,8 +999,6 @@ static void test_pool_tls(void)
     g_autofree char *certs = NULL, *cmd = NULL, *node_dir = NULL, *why = NULL;
     g_autofree char *client = NULL, *wrong_ca = NULL, *server_creds = NULL;
     MemnodeProcess *node;
-    QTestState *qts;
-    QDict *now;
 
     if (!make_certs || !openssl) {
         g_test_skip("BLOWFISH_MAKE_CERTS is not set, or no openssl to make certificates");
@@ -1008,17 +1016,7 @@ static void test_pool_tls(void)
     }
     client = g_strdup_printf("-object tls-creds-x509,id=tls0,endpoint=client,dir=%s/client",
                              certs);
-    qts = qtest_initf("-machine pc,memory-backend=mem0 -m 64M %s "
-                      "-object memory-backend-blowfish,id=mem0,size=64M,pool=%s,"
-                      "tls-creds=tls0,local-limit=4M,scan-period=50", client, node->address);
-    WAIT_FOR_INFO(qts, "mem0", !strcmp(qdict_get_str(info, "pool-state"), "connected"));
-    write_pattern(qts, 16 * MiB, 12 * MiB, 81);
-    WAIT_FOR_INFO(qts, "mem0", info_u64(info, "resident") <= 4 * MiB);
-    now = query_backend(qts, "mem0");
-    g_assert_cmpuint(info_u64(now, "remote"), >=, 7 * MiB);
-    qobject_unref(now);
-    check_pattern(qts, 16 * MiB, 12 * MiB, 81);
-    qtest_quit(qts);
+    assert_evicts_through(node, client, ",tls-creds=tls0", 81);
 
     assert_pool_refuses(node, "", "", "this memory node speaks TLS");
     wrong_ca = g_strdup_printf("-object tls-creds-x509,id=tls0,endpoint=client,"
