@@ -2,14 +2,15 @@
  * bf-graph: the benchmarks' graph workload, in the spirit of GAPBS's BFS. Builds an
  * undirected graph of 2^SCALE vertices and DEGREE * 2^SCALE random edges (skewed: low vertex
  * numbers get most of them), in compressed sparse rows, then runs breadth-first searches from
- * ROUNDS sources. Each search is validated with Graph500's rules (every edge joins vertices
+ * ROUNDS sources, or as many as start within SECONDS if that is given (the benchmarks bound
+ * each run's time so). Each search is validated with Graph500's rules (every edge joins vertices
  * at most one level apart, or two unreached ones; every reached vertex's parent is a
  * neighbour one level up). Prints
  *   "bf-graph ready: ..." once built, then
  *   "bf-graph done: N searches in S s (M MTEPS), validated"
  * and exits 0, or prints "bfwork: FAIL: ..." and exits 1.
  *
- *   bf-graph SCALE DEGREE ROUNDS
+ *   bf-graph SCALE DEGREE ROUNDS [SECONDS]
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -135,7 +136,8 @@ static int validate(const Graph *g, uint32_t root, const int32_t *depth,
 
 int main(int argc, char **argv)
 {
-    int scale, degree, rounds;
+    int scale, degree, rounds, r;
+    double seconds = 0;
     uint64_t examined = 0, seed = 12345;
     int32_t *depth;
     uint32_t *parent, *queue;
@@ -143,9 +145,10 @@ int main(int argc, char **argv)
     Graph g;
 
     setvbuf(stdout, NULL, _IOLBF, 0);
-    if (argc != 4 || (scale = atoi(argv[1])) < 4 || scale > 28 ||
-        (degree = atoi(argv[2])) < 1 || (rounds = atoi(argv[3])) < 1) {
-        printf("bfwork: FAIL: usage: bf-graph SCALE(4-28) DEGREE ROUNDS\n");
+    if (argc < 4 || argc > 5 || (scale = atoi(argv[1])) < 4 || scale > 28 ||
+        (degree = atoi(argv[2])) < 1 || (rounds = atoi(argv[3])) < 1 ||
+        (argc == 5 && (seconds = atof(argv[4])) <= 0)) {
+        printf("bfwork: FAIL: usage: bf-graph SCALE(4-28) DEGREE ROUNDS [SECONDS]\n");
         return 2;
     }
     t0 = bf_now();
@@ -157,7 +160,7 @@ int main(int argc, char **argv)
            (unsigned long long)g.first[g.n] / 2,
            (unsigned long long)((g.first[g.n] * 4 + g.n * 20ULL) >> 20), bf_now() - t0);
     t0 = bf_now();
-    for (int r = 0; r < rounds; r++) {
+    for (r = 0; r < rounds && (!seconds || bf_now() - t0 < seconds); r++) {
         /* Sources with edges: low numbers (the skew gives them many). */
         uint32_t root = skewed_vertex(&seed, scale);
         double s = bf_now();
@@ -172,6 +175,6 @@ int main(int argc, char **argv)
         }
     }
     printf("bf-graph done: %d searches in %.2f s (%.2f MTEPS), validated, %.1f s in all\n",
-           rounds, search, examined / search / 1e6, bf_now() - t0);
+           r, search, examined / search / 1e6, bf_now() - t0);
     return 0;
 }

@@ -1,14 +1,14 @@
 /*
  * bf-scan: the benchmarks' sequential scan and compression job. Fills MB of memory with
  * compressible data (runs of repeated 64-bit words), then PASSES times reads all of it in
- * order, run-length encodes it into a small buffer that is flushed as it fills, and
+ * order (or as many passes as start within SECONDS, if that is given), run-length encodes it into a small buffer that is flushed as it fills, and
  * checksums the encoded stream; every pass must give the same size and checksum as the data
  * it was generated from. Prints
  *   "bf-scan ready: ..." once filled, then
  *   "bf-scan done: P passes over MB MiB in S s (R MiB/s), validated"
  * and exits 0, or prints "bfwork: FAIL: ..." and exits 1.
  *
- *   bf-scan MB PASSES
+ *   bf-scan MB PASSES [SECONDS]
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -86,14 +86,16 @@ static uint64_t generate(uint64_t *data, size_t words, Encoder *expected)
 int main(int argc, char **argv)
 {
     size_t mb, words;
-    int passes;
+    int passes, p;
+    double seconds = 0;
     uint64_t *data;
     Encoder expected = { 0 };
-    double t0;
+    double t0, elapsed;
 
     setvbuf(stdout, NULL, _IOLBF, 0);
-    if (argc != 3 || (mb = strtoul(argv[1], NULL, 0)) < 1 || (passes = atoi(argv[2])) < 1) {
-        printf("bfwork: FAIL: usage: bf-scan MB PASSES\n");
+    if (argc < 3 || argc > 4 || (mb = strtoul(argv[1], NULL, 0)) < 1 ||
+        (passes = atoi(argv[2])) < 1 || (argc == 4 && (seconds = atof(argv[3])) <= 0)) {
+        printf("bfwork: FAIL: usage: bf-scan MB PASSES [SECONDS]\n");
         return 2;
     }
     words = mb * MiB / 8;
@@ -102,7 +104,7 @@ int main(int argc, char **argv)
     printf("bf-scan ready: %zu MiB, encoded to %llu KiB\n", mb,
            (unsigned long long)(expected.size * 8 >> 10));
     t0 = bf_now();
-    for (int p = 0; p < passes; p++) {
+    for (p = 0; p < passes && (!seconds || bf_now() - t0 < seconds); p++) {
         Encoder enc = { 0 };
 
         for (size_t i = 0; i < words;) {
@@ -123,7 +125,8 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    printf("bf-scan done: %d passes over %zu MiB in %.2f s (%.1f MiB/s), validated\n", passes,
-           mb, bf_now() - t0, passes * mb / (bf_now() - t0));
+    elapsed = bf_now() - t0;
+    printf("bf-scan done: %d passes over %zu MiB in %.2f s (%.1f MiB/s), validated\n", p, mb,
+           elapsed, p * mb / elapsed);
     return 0;
 }
