@@ -1,8 +1,9 @@
 """plots: bench/run.py's figures, with Debian's python3-matplotlib (imported here only, so
 that the runs work without it).
 
-  tradeoff.png       slowdown against reclamation ratio, a panel per application, every mode
-                     (the headline figure: up and to the left is better)
+  tradeoff.png       slowdown against reclamation ratio, a panel per application: each mode's
+                     medians joined from the highest limit to the lowest, each run faint (the
+                     headline figure: up and to the left is better)
   held-APP.png       memory the VM holds on this host over time, a line per mode
   fault-latency.png  p50 and p99 of Blowfish's fault service time, per run
 """
@@ -24,25 +25,36 @@ def _family(mode):
     return mode.split(":")[0]
 
 
-def draw(runs, out_dir):
-    """Draws the figures of @runs into @out_dir; returns their paths."""
+def _share(mode):
+    return float(mode.partition(":")[2] or 1)
+
+
+def draw(runs, points, out_dir):
+    """Draws the figures of @runs, and of @points (each mode's medians, by application), into
+    @out_dir; returns their paths."""
     apps = sorted({r["app"] for r in runs})
     paths = []
 
     fig, axes = plt.subplots(1, len(apps), figsize=(4.5 * len(apps), 4), squeeze=False)
     for ax, app in zip(axes[0], apps):
-        seen = set()
         for r in runs:
-            if r["app"] != app or r.get("slowdown") is None:
+            if r["app"] == app and r.get("slowdown") is not None:
+                color, marker = STYLE[_family(r["mode"])]
+                ax.scatter(r["slowdown"] * 100, r["reclamation_ratio"] * 100, c=color,
+                           marker=marker, s=12, alpha=0.3)
+        for family, (color, marker) in STYLE.items():
+            curve = sorted((p for p in points.get(app, []) if _family(p["mode"]) == family and
+                            p["slowdown"] is not None), key=lambda p: -_share(p["mode"]))
+            if not curve:
                 continue
-            color, marker = STYLE[_family(r["mode"])]
-            label = _family(r["mode"]) if _family(r["mode"]) not in seen else None
-            seen.add(_family(r["mode"]))
-            ax.scatter(r["slowdown"] * 100, r["reclamation_ratio"] * 100, c=color,
-                       marker=marker, label=label)
-            ax.annotate(r["mode"].partition(":")[2], (r["slowdown"] * 100,
-                                                      r["reclamation_ratio"] * 100),
-                        fontsize=7, xytext=(3, 3), textcoords="offset points")
+            xs = [p["slowdown"] * 100 for p in curve]
+            ys = [p["reclamation_ratio"] * 100 for p in curve]
+            ax.plot(xs, ys, "-", color=color, marker=marker, label=family)
+            for p, x, y in zip(curve, xs, ys):
+                ax.annotate(p["mode"].partition(":")[2], (x, y), fontsize=7, xytext=(3, 3),
+                            textcoords="offset points")
+        for bound in (5, 10):
+            ax.axvline(bound, color="grey", linewidth=0.5, linestyle=":")
         ax.set_title(app)
         ax.set_xlabel("slowdown vs all-local (%)")
         ax.set_ylabel("reclamation ratio (%)")
@@ -55,13 +67,16 @@ def draw(runs, out_dir):
 
     for app in apps:
         fig, ax = plt.subplots(figsize=(7, 4))
+        labelled = set()
         for r in runs:
             if r["app"] != app:
                 continue
             color, _ = STYLE[_family(r["mode"])]
             style = "--" if r["mode"] == "all-local" else "-"
             ax.plot([s["t"] for s in r["samples"]], [s["held"] / MiB for s in r["samples"]],
-                    style, color=color, label=r["mode"], linewidth=1)
+                    style, color=color, linewidth=1,
+                    label=r["mode"] if r["mode"] not in labelled else None)
+            labelled.add(r["mode"])
         ax.set_title(f"{app}: guest RAM held on this host")
         ax.set_xlabel("seconds since the application was ready")
         ax.set_ylabel("MiB")

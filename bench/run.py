@@ -3,8 +3,13 @@
 application, samples the memory the VM holds on this host every 100 ms, and reports what each
 mode reclaims against what the application loses, with plots.
 
-    bench/run.py --all [--quick]               every application in every mode
-    bench/run.py --app graph --mode all-local --mode blowfish:0.5 ...
+    bench/run.py --all                         every application in every mode, two rounds
+    bench/run.py --quick                       two applications, four modes, shorter runs
+    bench/run.py --app graph --mode all-local --mode blowfish:0.5 ... [--repeat N]
+
+This machine's speed drifts by tens of percent from one run to the next (it shares its CPUs),
+so each mode runs in several rounds, the second in reverse order, and a mode's figures are
+the medians of its runs. Each application runs for a bounded time, whatever the mode.
 
 Applications (presets: guest RAM, vCPUs, the workload and its size):
   graph         bf-graph: BFS over a skewed random graph, validated (MTEPS)
@@ -16,8 +21,8 @@ Applications (presets: guest RAM, vCPUs, the workload and its size):
   alloc-free    bfwork alloc-free: allocate, fill, verify, free, pause (MiB/s of work)
 
 Modes:
-  all-local       memory-backend-memfd, no overcommit: the slowdown baseline (run first and
-                  last; the spread of the two is this machine's noise)
+  all-local       memory-backend-memfd, no overcommit: the slowdown baseline (with --all,
+                  first and last; the spread of its runs is this machine's noise)
   blowfish:F      memory-backend-blowfish with a memnode, local-limit F x guest RAM, free
                   page reporting on
   host-swap:F     memfd, QEMU in a cgroup v1 memory group limited to F x guest RAM plus what
@@ -27,19 +32,22 @@ Modes:
   host-zram:F     the same, swapping to zram (its compressed pages count as held)
   balloon         memfd with virtio-balloon free page reporting (free memory only)
 
-Metrics per run: the application's result and its slowdown against all-local; the
+Metrics per run: the application's result and its slowdown against all-local's median; the
 reclamation ratio (time-weighted average of (guest RAM - guest RAM held on this host) / guest
 RAM, while the application runs); mean and peak held memory; faults and their latency;
 bytes to and from the pool; CPU seconds of QEMU and of the memnode. Held: the backend's
 resident bytes (blowfish), QEMU's resident shared memory (memfd modes), plus zram's own memory.
+The headline: for each application and family, the highest reclamation ratio on the curve
+through its modes' medians (from the highest limit to the lowest) within 5% and 10% slowdown.
 
-Writes bench/results/run-DATE/ (a JSON per run, summary.json, PNG plots) and prints a table.
+Writes bench/results/run-DATE/ (a JSON per run, summary.json, PNG plots) and prints tables.
 """
 
 import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -57,28 +65,31 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 BENCH_INITRAMFS = os.path.join(TOP, "build", "guest-bench", "initramfs.cpio")
 
 APPS = {
-    "graph": {"ram_mb": 320, "vcpus": 1, "steps": "bf-graph 19 16 10",
-              "quick": "bf-graph 18 16 6", "ready": "bf-graph ready",
+    "graph": {"ram_mb": 320, "vcpus": 1, "steps": "bf-graph 19 16 1000 10",
+              "quick": "bf-graph 18 16 1000 5", "ready": "bf-graph ready",
               "result": r"bf-graph done: .*\(([\d.]+) MTEPS\)", "unit": "MTEPS"},
-    "kv": {"ram_mb": 384, "vcpus": 1, "steps": "bf-kv 100000 1024 30",
-           "quick": "bf-kv 100000 1024 15", "ready": "bf-kv ready",
+    "kv": {"ram_mb": 384, "vcpus": 1, "steps": "bf-kv 100000 1024 20",
+           "quick": "bf-kv 100000 1024 10", "ready": "bf-kv ready",
            "result": r"bf-kv done: .*\(([\d.]+) ops/s\)", "unit": "ops/s",
            "initramfs": BENCH_INITRAMFS},
-    "scan": {"ram_mb": 320, "vcpus": 1, "steps": "bf-scan 160 40",
-             "quick": "bf-scan 160 20", "ready": "bf-scan ready",
+    "scan": {"ram_mb": 320, "vcpus": 1, "steps": "bf-scan 160 100000 8",
+             "quick": "bf-scan 160 100000 4", "ready": "bf-scan ready",
              "result": r"bf-scan done: .*\(([\d.]+) MiB/s\)", "unit": "MiB/s"},
-    "working-set": {"ram_mb": 320, "vcpus": 1, "steps": "working-set 32 160 20",
+    "working-set": {"ram_mb": 320, "vcpus": 1, "steps": "working-set 32 160 14",
                     "quick": "working-set 32 160 10", "ready": "working-set ready",
                     "result": r"working-set done: .*\(([\d.]+) passes/s\)",
                     "unit": "passes/s"},
-    "alloc-free": {"ram_mb": 320, "vcpus": 1, "steps": "alloc-free 128 6 2",
+    "alloc-free": {"ram_mb": 320, "vcpus": 1, "steps": "alloc-free 128 4 2",
                    "quick": "alloc-free 128 3 2", "ready": "bfwork-init: up",
                    "result": r"alloc-free done: .*\(([\d.]+) MiB/s\)", "unit": "MiB/s"},
 }
 
-FULL_MODES = ["all-local", "blowfish:0.75", "blowfish:0.5", "blowfish:0.25",
-              "host-swap:0.75", "host-swap:0.5", "host-swap:0.25", "host-zram:0.5",
-              "balloon", "all-local"]
+# --all: these modes in every round (the second round in reverse order, so that a drift of
+# this machine's speed weighs on every mode alike), and ONCE_MODES once, after the first.
+ROUND_MODES = ["all-local", "blowfish:0.75", "blowfish:0.5", "host-swap:0.75",
+               "host-swap:0.5"]
+ONCE_MODES = ["blowfish:0.25", "host-swap:0.25", "host-zram:0.5", "balloon"]
+FULL_ROUNDS = 2
 QUICK_MODES = ["all-local", "blowfish:0.5", "host-swap:0.5", "balloon"]
 QUICK_APPS = ["working-set", "alloc-free"]
 
@@ -219,46 +230,98 @@ class Run:
         return self.execute()
 
 
+def schedule(modes, once, rounds):
+    """The order of the runs: @rounds rounds of @modes, every other one reversed, with @once
+    after the first."""
+    order = []
+    for r in range(rounds):
+        order += modes if r % 2 == 0 else modes[::-1]
+        if r == 0:
+            order += once
+    return order
+
+
+def median(values):
+    return statistics.median(values) if values else None
+
+
+def reach(points, bound):
+    """The highest reclamation ratio on the curve through @points (one family's modes, from
+    the highest local limit to the lowest) at a slowdown of at most @bound: a measured point,
+    or the line between two neighbours read at @bound."""
+    best = None
+    for p in points:
+        if p["slowdown"] <= bound:
+            best = max(best or 0, p["reclamation_ratio"])
+    for p, q in zip(points, points[1:]):
+        if p["slowdown"] <= bound < q["slowdown"]:
+            at = (bound - p["slowdown"]) / (q["slowdown"] - p["slowdown"])
+            ratio = p["reclamation_ratio"] + at * (q["reclamation_ratio"] -
+                                                   p["reclamation_ratio"])
+            best = max(best or 0, ratio)
+    return best
+
+
 def summarize(runs):
-    """Slowdowns against the all-local mean, and the headline table."""
+    """Each mode's medians, slowdowns against all-local's median, and the headline table."""
     by_app = {}
     for r in runs:
         by_app.setdefault(r["app"], []).append(r)
-    table = {}
+    points, table = {}, {}
     for app, rs in by_app.items():
-        base = [r["result"] for r in rs if r["mode"] == "all-local"]
-        base_mean = sum(base) / len(base) if base else None
+        base = median([r["result"] for r in rs if r["mode"] == "all-local"])
         for r in rs:
-            r["slowdown"] = 1 - r["result"] / base_mean if base_mean else None
-        row = {"all_local": base, "noise": (max(base) - min(base)) / base_mean
-               if len(base) > 1 else None}
+            r["slowdown"] = 1 - r["result"] / base if base else None
+        modes = {}
+        for r in rs:
+            modes.setdefault(r["mode"], []).append(r)
+        points[app] = []
+        for mode, mrs in modes.items():
+            result = median([r["result"] for r in mrs])
+            points[app].append({
+                "mode": mode, "runs": len(mrs), "result": result,
+                "results": [r["result"] for r in mrs],
+                "slowdown": 1 - result / base if base else None,
+                "reclamation_ratio": median([r["reclamation_ratio"] for r in mrs]),
+            })
+        local = [r["result"] for r in modes.get("all-local", [])]
+        row = {"all_local": local,
+               "noise": (max(local) - min(local)) / base if len(local) > 1 else None}
         for family in ("blowfish", "host-swap"):
+            curve = sorted((p for p in points[app] if p["mode"].split(":")[0] == family and
+                            p["slowdown"] is not None),
+                           key=lambda p: -float(p["mode"].split(":")[1]))
             for bound in (0.05, 0.10):
-                ok = [r["reclamation_ratio"] for r in rs
-                      if r["mode"].split(":")[0] == family and r["slowdown"] is not None and
-                      r["slowdown"] <= bound]
-                row[f"{family}@{bound:.0%}"] = max(ok) if ok else None
+                row[f"{family}@{bound:.0%}"] = reach(curve, bound)
         for bound in ("5%", "10%"):
             b, h = row[f"blowfish@{bound}"], row[f"host-swap@{bound}"]
             row[f"ratio@{bound}"] = b / h if b is not None and h else None
         table[app] = row
-    return table
+    return points, table
 
 
-def print_table(runs, table):
+def pct(x):
+    return f"{x:.1%}" if x is not None else "-"
+
+
+def print_table(runs, points, table):
     print(f"\n{'app':12} {'mode':15} {'result':>14} {'slowdown':>9} {'reclaimed':>10} "
           f"{'mean held':>10} {'peak held':>10} {'QEMU CPU':>9}")
     for r in runs:
-        slow = f"{r['slowdown']:.1%}" if r.get("slowdown") is not None else "-"
-        print(f"{r['app']:12} {r['mode']:15} {r['result']:8.1f} {r['unit']:>5} {slow:>9} "
-              f"{r['reclamation_ratio']:10.1%} {r['mean_held_mib']:6.0f} MiB "
-              f"{r['peak_held_mib']:6.0f} MiB {r['qemu_cpu_s'] or 0:7.1f} s")
-    print("\nreclamation ratio reached at a bounded slowdown:")
+        print(f"{r['app']:12} {r['mode']:15} {r['result']:8.1f} {r['unit']:>5} "
+              f"{pct(r.get('slowdown')):>9} {r['reclamation_ratio']:10.1%} "
+              f"{r['mean_held_mib']:6.0f} MiB {r['peak_held_mib']:6.0f} MiB "
+              f"{r['qemu_cpu_s'] or 0:7.1f} s")
+    print("\neach mode, the median of its runs:")
+    print(f"{'app':12} {'mode':15} {'runs':>4} {'slowdown':>9} {'reclaimed':>10}  results")
+    for app, ps in points.items():
+        for p in ps:
+            print(f"{app:12} {p['mode']:15} {p['runs']:4} {pct(p['slowdown']):>9} "
+                  f"{p['reclamation_ratio']:10.1%}  "
+                  + ", ".join(f"{x:.1f}" for x in p["results"]))
+    print("\nreclamation ratio reached at a bounded slowdown (the curve through the medians):")
     print(f"{'app':12} {'noise':>7} {'blowfish<=5%':>13} {'swap<=5%':>9} {'ratio':>6} "
           f"{'blowfish<=10%':>14} {'swap<=10%':>10} {'ratio':>6}")
-
-    def pct(x):
-        return f"{x:.1%}" if x is not None else "-"
 
     def times(x):
         return f"{x:.2f}x" if x is not None else "-"
@@ -275,6 +338,9 @@ def main():
     parser.add_argument("--app", action="append", choices=sorted(APPS))
     parser.add_argument("--mode", action="append")
     parser.add_argument("--all", action="store_true", help="every application, every mode")
+    parser.add_argument("--repeat", type=int, metavar="N",
+                        help=f"rounds of the modes (default {FULL_ROUNDS} with --all, else 1); "
+                        "each mode's figures are the medians of its runs")
     parser.add_argument("--quick", action="store_true",
                         help="shorter runs, two applications, four modes (under 5 minutes)")
     parser.add_argument("--out", help="results folder (default: bench/results/run-DATE)")
@@ -285,9 +351,20 @@ def main():
         print(f"run: {why}")
         return 2
     apps = opts.app or (QUICK_APPS if opts.quick else sorted(APPS) if opts.all else None)
-    modes = opts.mode or (QUICK_MODES if opts.quick else FULL_MODES if opts.all else None)
-    if not apps or not modes:
+    if opts.mode:
+        modes, once = opts.mode, []
+    elif opts.quick:
+        modes, once = QUICK_MODES, []
+    elif opts.all:
+        modes, once = ROUND_MODES, ONCE_MODES
+    else:
         parser.error("name --app and --mode, or give --all or --quick")
+    if not apps:
+        parser.error("name --app, or give --all or --quick")
+    if opts.repeat is not None and opts.repeat < 1:
+        parser.error("--repeat needs a number of rounds of at least 1")
+    rounds = opts.repeat or (FULL_ROUNDS if opts.all and not opts.mode else 1)
+    modes = schedule(modes, once, rounds)
     for mode in modes:
         kind, _, share = mode.partition(":")
         if kind not in ("all-local", "blowfish", "host-swap", "host-zram", "balloon") or \
@@ -306,35 +383,37 @@ def main():
     began = time.monotonic()
     with Memnode() as node:
         for app in apps:
-            overhead = DEFAULT_QEMU_OVERHEAD
+            overhead = None     # measured by the first all-local run
             for i, mode in enumerate(modes):
                 print(f"[{time.monotonic() - began:6.0f} s] {app} in {mode} "
                       f"({i + 1}/{len(modes)})", flush=True)
                 try:
-                    r = Run(app, mode, opts.quick, node, overhead).run()
+                    r = Run(app, mode, opts.quick, node,
+                            overhead or DEFAULT_QEMU_OVERHEAD).run()
                 except (GuestError, RuntimeError) as e:
                     # Host swap at a low limit can end in the cgroup's OOM killer.
                     print(f"  failed: {str(e).splitlines()[0]}", flush=True)
                     failed.append({"app": app, "mode": mode, "error": str(e)[-2000:]})
                     continue
-                if "qemu_overhead_mib" in r and mode == "all-local":
+                if "qemu_overhead_mib" in r and mode == "all-local" and not overhead:
                     overhead = int(r["qemu_overhead_mib"] * MiB) + 16 * MiB
                 with open(os.path.join(out_dir, f"{app}-{mode.replace(':', '-')}-{i}.json"),
                           "w") as f:
                     json.dump(r, f, indent=1)
                 runs.append(r)
-    table = summarize(runs)
+    points, table = summarize(runs)
     summary = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "quick": opts.quick,
-               "seconds": time.monotonic() - began, "table": table, "failed": failed,
+               "rounds": rounds, "seconds": time.monotonic() - began, "table": table,
+               "points": points, "failed": failed,
                "runs": [{k: v for k, v in r.items() if k != "samples"} for r in runs]}
     with open(os.path.join(out_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
-    print_table(runs, table)
+    print_table(runs, points, table)
     for f in failed:
         print(f"  failed: {f['app']} in {f['mode']}")
     try:
         import plots
-        for path in plots.draw(runs, out_dir):
+        for path in plots.draw(runs, points, out_dir):
             print(f"  plot: {os.path.relpath(path, TOP)}")
     except ImportError as e:
         print(f"  no plots: {e} (apt-get install python3-matplotlib)")
