@@ -86,6 +86,7 @@ struct BfEngine {
 
     _Atomic bool fault_stop;
     _Atomic bool restoring;
+    _Atomic bool idle_stopped;      /* by a restore, until the limit is set again */
     _Atomic uint64_t local_limit;   /* bytes */
     _Atomic BfPoolState pool_state;
     /* The pool refused the last eviction for lack of room (full, or our key's quota): until

@@ -42,6 +42,8 @@ static gboolean bf_engine_check_tunables(const BfEngineTunables *t, GError **err
         bad = "scan-budget must be at least 1 page";
     } else if (t->cold_age < 1 || t->cold_age > 250) {
         bad = "cold-age must be 1 to 250 periods";
+    } else if (t->idle_age > 250) {
+        bad = "idle-age must be 0 (off) to 250 periods";
     } else if (t->evict_batch < 1 || t->evict_batch > BF_PROTO_MAX_PAGES) {
         bad = "evict-batch must be 1 to 256 pages";
     } else if (t->readahead > BF_PROTO_MAX_PAGES) {
@@ -456,6 +458,11 @@ BfEngine *bf_engine_new(const BfEngineConfig *config, GError **errp)
     if (!bf_engine_check_local_limit(e->size, local_limit, bf_engine_has_pool(e), errp)) {
         return NULL;
     }
+    if (e->tun.idle_age && !bf_engine_has_pool(e)) {
+        g_set_error(errp, BF_ERROR, BF_ERROR_INVALID,
+                    "idle-age needs a memory pool to move idle pages to: give pool");
+        return NULL;
+    }
     e->local_limit = local_limit;
     e->pool_state = bf_engine_has_pool(e) ? BF_POOL_CONNECTING : BF_POOL_NONE;
     bf_engine_init_session(e);
@@ -559,6 +566,7 @@ gboolean bf_engine_set_local_limit(BfEngine *e, uint64_t local_limit, GError **e
         return FALSE;
     }
     atomic_store(&e->local_limit, local_limit);
+    atomic_store(&e->idle_stopped, false);
     bf_engine_kick_reclaim(e);
     bf_engine_wake_fault_thread(e);     /* faults waiting for room may go on */
     return TRUE;
@@ -585,6 +593,7 @@ gboolean bf_engine_restore_all(BfEngine *e, GError **errp)
         return FALSE;
     }
     atomic_store(&e->local_limit, e->size);
+    atomic_store(&e->idle_stopped, true);
     atomic_store(&e->restoring, true);
     g_mutex_lock(&e->lock);
     e->restore_requested = true;

@@ -34,6 +34,8 @@ typedef struct BfEngineTunables {
     uint32_t scan_period_ms;   /* how often the scanner samples page use */
     uint32_t scan_budget;      /* pages sampled per period: bounds the scanner's faults */
     uint32_t cold_age;         /* periods a page goes unused before it is cold */
+    uint32_t idle_age;         /* periods unused after which a page goes to the pool even
+                                * under the local limit; 0: only the limit evicts */
     uint32_t evict_batch;      /* pages per eviction request, 1 .. 256 */
     uint32_t readahead;        /* most pages fetched ahead of a sequential fault; 0: none */
     uint32_t pool_timeout_ms;  /* a pool request or connection taking longer has failed */
@@ -162,12 +164,16 @@ void *bf_engine_guest_ram(BfEngine *engine);
 /* The canonical pool address, or NULL. */
 const char *bf_engine_pool(BfEngine *engine);
 
-/* Lowering the limit evicts cold pages until it holds; raising it lets pages come back. */
+/*
+ * Lowering the limit evicts cold pages until it holds; raising it lets pages come back.
+ * Either way, idle eviction (tunables.idle_age) goes on if a restore stopped it.
+ */
 gboolean bf_engine_set_local_limit(BfEngine *engine, uint64_t local_limit, GError **errp);
 
 /*
- * Raises the local limit to the size and brings every remote page back, in the background
- * and at full bandwidth; events->restore_done reports the end.
+ * Raises the local limit to the size, stops idle eviction until the limit is set again, and
+ * brings every remote page back, in the background and at full bandwidth;
+ * events->restore_done reports the end.
  */
 gboolean bf_engine_restore_all(BfEngine *engine, GError **errp);
 

@@ -1,15 +1,18 @@
 /*
  * bf-reclaim: the reclaim thread. Every scan period it samples which guest pages are in use;
  * whenever more pages are resident than the local limit allows (less a little headroom, so
- * that faults rarely wait), it evicts the coldest to the pool; on request it brings every
- * remote page back; and it keeps the pool connected, handing the fault thread its channel.
+ * that faults rarely wait), it evicts the coldest to the pool; with an idle age, it also
+ * evicts, each period, the pages of regions unused that long, whatever the limit; on request
+ * it brings every remote page back; and it keeps the pool connected, handing the fault thread
+ * its channel.
  *
  * Sampling (bounded cost, after DAMON): guest RAM is cut into regions, as many as the scan
  * budget allows (one page each for small guests). Each period the scanner drops the mapping
  * of one resident page per region (MADV_DONTNEED keeps the page in the memfd); if the guest
  * touches it, a minor fault marks it ACCESSED. A region whose sample went untouched for a
- * whole period ages by one; a touched one goes back to age 0. Eviction takes the pages of the
- * oldest regions first, skipping any page faulted in during the last period.
+ * whole period, and none of whose pages faulted in, ages by one; any other goes back to age
+ * 0. Eviction takes the pages of the oldest regions first, skipping any page faulted in
+ * during the last period.
  *
  * Eviction of a batch (see bf-pages.h for the states):
  *   claim RESIDENT -> EVICTING, drop the mappings, read the pages through the memfd, send the
@@ -60,6 +63,7 @@ typedef struct {
     gint64 evict_pause_until;       /* after the pool refused a write for lack of room */
     bool restore_pending;
     uint64_t evict_cursor;          /* the region the victim search resumes at */
+    uint64_t idle_cursor;           /* the same, for idle regions */
     BfEvictBatch *batches;          /* BF_EVICT_INFLIGHT */
 } BfReclaimCtx;
 
@@ -134,10 +138,16 @@ static void bf_reclaim_scan(BfReclaimCtx *c)
         }
     }
 
-    /* ACCESSED now means "faulted in during the coming period". */
+    /*
+     * A page faulted in during the period makes its region young whatever its sample said.
+     * ACCESSED now means "faulted in during the coming period".
+     */
     for (uint64_t p = 0; p < e->npages; p++) {
         uint16_t m = bf_page_load(&e->pages[p]);
 
+        if (m & BF_PAGE_ACCESSED) {
+            e->region_age[p >> e->region_shift] = 0;
+        }
         while ((m & BF_PAGE_ACCESSED) &&
                !bf_page_cas(&e->pages[p], &m, m & ~BF_PAGE_ACCESSED)) {
         }
@@ -223,6 +233,36 @@ static uint32_t bf_reclaim_pick(BfReclaimCtx *c, uint64_t *victims, uint32_t wan
             }
         }
         above = thresholds[t];
+    }
+    return n;
+}
+
+/*
+ * Picks up to @want pages of regions unused for the idle age into @victims, skipping pages
+ * faulted in this period (at the next scan, their faults make the region young again).
+ */
+static uint32_t bf_reclaim_pick_idle(BfReclaimCtx *c, uint64_t *victims, uint32_t want)
+{
+    BfEngine *e = c->e;
+    uint32_t n = 0;
+
+    for (uint64_t k = 0; k < e->nregions && n < want; k++) {
+        uint64_t r = (c->idle_cursor + k) % e->nregions;
+
+        if (e->region_age[r] < e->tun.idle_age) {
+            continue;
+        }
+        for (uint64_t p = bf_region_first(e, r); p < bf_region_end(e, r) && n < want; p++) {
+            uint16_t m = bf_page_load(&e->pages[p]);
+
+            if (bf_page_state(m) == BF_PAGE_RESIDENT &&
+                !(m & (BF_PAGE_BUSY | BF_PAGE_ACCESSED))) {
+                victims[n++] = p;
+            }
+        }
+        if (n >= want) {
+            c->idle_cursor = r;
+        }
     }
     return n;
 }
@@ -536,17 +576,23 @@ static bool bf_reclaim_stopping(BfEngine *e)
     return stopping;
 }
 
-/* Evicts until the resident pages fit under the limit less the headroom. */
-static void bf_reclaim_evict_to_target(BfReclaimCtx *c)
+/*
+ * Evicts batches, two in flight: the coldest pages until the resident ones fit under the
+ * limit less the headroom; or with @idle, the pages of idle regions, at most as many as were
+ * resident when it began (a page the guest keeps taking back is not chased round).
+ */
+static void bf_reclaim_evict(BfReclaimCtx *c, bool idle)
 {
     BfEngine *e = c->e;
     uint64_t limit = atomic_load(&e->local_limit) / BF_PAGE_SIZE;
     uint64_t headroom = MIN(limit / 16, 2 * (uint64_t)e->tun.evict_batch);
     uint64_t target = limit - headroom;
+    uint64_t idle_left = bf_counter(&e->nr_resident);
     BfEvictBatch *pending = NULL;
     unsigned next = 0;
 
-    if (!c->channel || limit >= e->npages ||
+    if (!c->channel ||
+        (idle ? !e->tun.idle_age || atomic_load(&e->idle_stopped) : limit >= e->npages) ||
         g_get_monotonic_time() < c->evict_pause_until) {
         return;
     }
@@ -555,13 +601,15 @@ static void bf_reclaim_evict_to_target(BfReclaimCtx *c)
         BfEvictBatch *b = &c->batches[next];
         uint32_t n;
 
-        if (resident <= target || bf_reclaim_stopping(e)) {
+        if ((idle ? !idle_left : resident <= target) || bf_reclaim_stopping(e)) {
             break;
         }
-        n = bf_reclaim_pick(c, b->victims, MIN(resident - target, e->tun.evict_batch));
+        n = idle ? bf_reclaim_pick_idle(c, b->victims, MIN(idle_left, e->tun.evict_batch)) :
+            bf_reclaim_pick(c, b->victims, MIN(resident - target, e->tun.evict_batch));
         if (!n || !bf_reclaim_evict_begin(c, b, n)) {
             break;
         }
+        idle_left -= MIN(idle_left, n);
         /* Two batches in flight: finish the older while the pool takes the newer. */
         if (pending && !bf_reclaim_evict_finish(c, pending)) {
             pending = b;
@@ -815,6 +863,7 @@ gpointer bf_reclaim_thread(gpointer opaque)
     c.next_scan = g_get_monotonic_time() + e->tun.scan_period_ms * 1000;
     for (;;) {
         gint64 wake = c.next_scan;
+        bool scanned;
 
         if (bf_engine_has_pool(e) && !c.channel) {
             wake = MIN(wake, MAX(c.next_connect, g_get_monotonic_time()));
@@ -836,7 +885,8 @@ gpointer bf_reclaim_thread(gpointer opaque)
         if (bf_engine_has_pool(e)) {
             bf_reclaim_connect(&c);
         }
-        if (g_get_monotonic_time() >= c.next_scan) {
+        scanned = g_get_monotonic_time() >= c.next_scan;
+        if (scanned) {
             bf_reclaim_scan(&c);
             bf_reclaim_pool_stats(&c);
             c.next_scan = g_get_monotonic_time() + e->tun.scan_period_ms * 1000;
@@ -845,7 +895,10 @@ gpointer bf_reclaim_thread(gpointer opaque)
             c.restore_pending = !bf_reclaim_restore_all(&c);
         }
         bf_reclaim_free_pool_copies(&c);
-        bf_reclaim_evict_to_target(&c);
+        if (scanned) {
+            bf_reclaim_evict(&c, true);
+        }
+        bf_reclaim_evict(&c, false);
     }
     /* Leaving: the session's pages at the node are no use to anyone now. */
     bf_channel_close(c.channel, true);

@@ -514,9 +514,12 @@ static const struct {
       "How often, in milliseconds, guest page use is sampled (default: 1000)" },
     { "scan-budget", offsetof(BfEngineTunables, scan_budget),
       "Pages sampled per period; each costs the guest a minor fault if in use "
-      "(default: 1024)" },
+      "(default: 256)" },
     { "cold-age", offsetof(BfEngineTunables, cold_age),
       "Periods a page must go unused to be cold (default: 2)" },
+    { "idle-age", offsetof(BfEngineTunables, idle_age),
+      "Periods a page must go unused to go to the pool even under local-limit; "
+      "0: only local-limit evicts (default: 0)" },
     { "evict-batch", offsetof(BfEngineTunables, evict_batch),
       "Pages per eviction request to the pool, 1 to 256 (default: 256)" },
     { "readahead", offsetof(BfEngineTunables, readahead),

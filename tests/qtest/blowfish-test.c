@@ -444,6 +444,9 @@ static void test_property_errors(void)
           "below the minimum" },
         { "'size': 67108864, 'local-limit': 16777216", "needs a memory pool" },
         { "'size': 67108864, 'local-limit': 0", "must not be 0" },
+        { "'size': 67108864, 'idle-age': 3", "idle-age needs a memory pool" },
+        { "'size': 67108864, 'pool': 'tcp:h:1', 'idle-age': 251",
+          "idle-age must be 0 (off) to 250 periods" },
         { "'size': 67108864, 'prealloc': true", "prealloc=on is not supported" },
         { "'size': 67108864, 'share': true", "share=on is not supported" },
         { "'size': 67108864, 'hugetlb': true", "hugetlb" },
@@ -896,6 +899,44 @@ static void test_pool_short_cycle(void)
 }
 
 /*
+ * With idle-age and no limit, guest data left alone moves to the pool and reads back byte for
+ * byte; blowfish-restore brings it back and keeps it until the limit is set again.
+ */
+static void test_pool_idle(void)
+{
+    MemnodeProcess *node = memnode_or_skip();
+    QTestState *qts;
+    QDict *now;
+
+    if (!node) {
+        return;
+    }
+    qts = start_connected(node, ",idle-age=2,scan-period=50");
+    write_pattern(qts, 8 * MiB, 32 * MiB, 71);
+    WAIT_FOR_INFO(qts, "mem0", info_u64(info, "remote") >= 32 * MiB);
+    now = query_backend(qts, "mem0");
+    g_assert_cmpuint(info_u64(now, "local-limit"), ==, 64 * MiB);
+    g_assert_cmpuint(info_u64(now, "resident"), <, 4 * MiB);
+    qobject_unref(now);
+    check_pattern(qts, 8 * MiB, 32 * MiB, 71);
+
+    qtest_qmp_assert_success(qts, "{'execute': 'blowfish-restore', 'arguments':"
+                             " {'id': 'mem0'}}");
+    qobject_unref(qtest_qmp_eventwait_ref(qts, "BLOWFISH_RESTORE_COMPLETED"));
+    g_usleep(500 * 1000);                       /* 10 periods */
+    now = query_backend(qts, "mem0");
+    g_assert_cmpuint(info_u64(now, "remote"), ==, 0);
+    qobject_unref(now);
+
+    qtest_qmp_assert_success(qts, "{'execute': 'blowfish-set-target', 'arguments':"
+                             " {'id': 'mem0', 'local-limit': %d}}", 64 * MiB);
+    WAIT_FOR_INFO(qts, "mem0", info_u64(info, "remote") >= 32 * MiB);
+    check_pattern(qts, 8 * MiB, 32 * MiB, 71);
+    qtest_quit(qts);
+    memnode_stop(node);
+}
+
+/*
  * Lower the limit under guest data: it moves to the pool and reads back byte for byte, in
  * several rounds of writes; pages read back and not written go out again for free.
  */
@@ -1248,6 +1289,7 @@ int main(int argc, char **argv)
     qtest_add_func("/blowfish/refuse/cpr", test_refuse_cpr);
     qtest_add_func("/blowfish/pool/short-cycle", test_pool_short_cycle);
     qtest_add_func("/blowfish/pool/evict-restore", test_pool_evict_restore);
+    qtest_add_func("/blowfish/pool/idle", test_pool_idle);
     qtest_add_func("/blowfish/pool/zero-pages", test_pool_zero_pages);
     qtest_add_func("/blowfish/pool/full", test_pool_full);
     qtest_add_func("/blowfish/pool/restore-all", test_pool_restore_all);

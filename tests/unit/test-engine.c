@@ -84,6 +84,15 @@ static void test_config_errors(void)
     config.tunables.evict_batch = 257;
     g_assert_null(bf_engine_new(&config, &err));
     g_assert_nonnull(strstr(err->message, "evict-batch must be 1 to 256"));
+    g_clear_error(&err);
+    config = make_config("e", 8 * MiB, 0, NULL);
+    config.tunables.idle_age = 251;
+    g_assert_null(bf_engine_new(&config, &err));
+    g_assert_nonnull(strstr(err->message, "idle-age must be 0 (off) to 250 periods"));
+    g_clear_error(&err);
+    config.tunables.idle_age = 5;
+    g_assert_null(bf_engine_new(&config, &err));
+    g_assert_nonnull(strstr(err->message, "idle-age needs a memory pool"));
 }
 
 /* First touches fault as MISSING and are zero; written data reads back. */
@@ -709,6 +718,52 @@ static void test_coldest_first(void)
     check(ram, 0, 40 * MiB, 5);
 }
 
+/*
+ * With an idle age and no limit, the pages left unused that long go to the pool while busy
+ * ones stay; a restore brings them back and stops that until the limit is set again.
+ */
+static void test_idle_eviction(void)
+{
+    g_autoptr(BfStore) store = bf_store_new(256 * MiB);
+    BfEngineConfig config = make_config("idle", 64 * MiB, 0, store);
+    g_autoptr(BfEngine) e = NULL;
+    g_autoptr(GError) err = NULL;
+    HotLoop hot;
+    GThread *thread;
+    uint8_t *ram;
+
+    /* 16 pages per region: the hot loop takes few sampling faults, and is never 200 ms late */
+    config.tunables.scan_budget = 1024;
+    config.tunables.idle_age = 10;
+    e = engine_or_skip(&config);
+    if (!e) {
+        return;
+    }
+    ram = bf_engine_guest_ram(e);
+    WAIT_FOR(e, st, st.pool_state == BF_POOL_CONNECTED);
+    fill(ram, 0, 64 * MiB, 9);
+    hot = (HotLoop) { .ram = ram + 40 * MiB, .len = 8 * MiB };
+    thread = g_thread_new("hot", hot_thread, &hot);
+    WAIT_FOR(e, st, st.resident <= 12 * MiB);
+    /* Nearly all of the hot 8 MiB stayed; what went out was idle. */
+    g_assert_cmpuint(resident_pages(ram, 40 * MiB, 8 * MiB), >=, 8 * MiB / PAGE * 9 / 10);
+    hot.stop = true;
+    g_thread_join(thread);
+    g_assert_cmpuint(stats_of(e).pages_restored, <, 8 * MiB / PAGE / 10);
+    check(ram, 0, 40 * MiB, 9);
+    check(ram, 48 * MiB, 16 * MiB, 9);
+
+    g_assert_true(bf_engine_restore_all(e, &err));
+    WAIT_FOR(e, st, !st.restoring && st.resident == 64 * MiB);
+    g_usleep(15 * 20 * 1000);                   /* idle for longer than the idle age */
+    g_assert_cmpuint(stats_of(e).resident, ==, 64 * MiB);
+
+    g_assert_true(bf_engine_set_local_limit(e, 64 * MiB, &err));
+    WAIT_FOR(e, st, st.resident <= 4 * MiB);
+    check(ram, 0, 40 * MiB, 9);
+    check(ram, 48 * MiB, 16 * MiB, 9);
+}
+
 /* Sequential faults on remote pages fetch ahead; random ones do not. */
 static void test_readahead(void)
 {
@@ -940,6 +995,7 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/evict/stress-writers", test_stress_writers);
     g_test_add_func("/engine/evict/readahead", test_readahead);
     g_test_add_func("/engine/evict/coldest-first", test_coldest_first);
+    g_test_add_func("/engine/evict/idle", test_idle_eviction);
     g_test_add_func("/engine/free/discard", test_discard_frees);
     g_test_add_func("/engine/free/discard-pool-full", test_discard_pool_full);
     g_test_add_func("/engine/free/hints", test_free_hints);
