@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 MiB = 1 << 20
 STYLE = {"all-local": ("k", "o"), "blowfish": ("tab:blue", "s"),
+         "blowfish-idle": ("tab:purple", "P"),
          "host-swap": ("tab:red", "^"), "host-zram": ("tab:orange", "v"),
          "balloon": ("tab:green", "D")}
 
@@ -51,8 +52,8 @@ def draw(runs, points, out_dir):
             ys = [p["reclamation_ratio"] * 100 for p in curve]
             ax.plot(xs, ys, "-", color=color, marker=marker, label=family)
             for p, x, y in zip(curve, xs, ys):
-                ax.annotate(p["mode"].partition(":")[2], (x, y), fontsize=7, xytext=(3, 3),
-                            textcoords="offset points")
+                label = p["mode"].partition(":")[2] + (" s" if family == "blowfish-idle" else "")
+                ax.annotate(label, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
         for bound in (5, 10):
             ax.axvline(bound, color="grey", linewidth=0.5, linestyle=":")
         ax.set_title(app)
