@@ -1,9 +1,10 @@
 """plots: bench/run.py's figures, with Debian's python3-matplotlib (imported here only, so
 that the runs work without it).
 
-  tradeoff.png       slowdown against reclamation ratio, a panel per application: each mode's
-                     medians joined from the highest limit to the lowest, each run faint (the
-                     headline figure: up and to the left is better)
+  tradeoff.png       reclamation ratio against slowdown (top) and against stall (bottom), a
+                     panel per application: each mode's medians joined from the highest limit
+                     to the lowest, each run faint (the headline figure: up and to the left is
+                     better)
   held-APP.png       memory the VM holds on this host over time, a line per mode
   fault-latency.png  p50 and p99 of Blowfish's fault service time, per run
 """
@@ -30,37 +31,43 @@ def _share(mode):
     return float(mode.partition(":")[2] or 1)
 
 
+def _tradeoff_panel(ax, app, runs, points, cost):
+    for r in runs:
+        if r["app"] == app and r.get(cost) is not None:
+            color, marker = STYLE[_family(r["mode"])]
+            ax.scatter(r[cost] * 100, r["reclamation_ratio"] * 100, c=color, marker=marker,
+                       s=12, alpha=0.3)
+    for family, (color, marker) in STYLE.items():
+        curve = sorted((p for p in points.get(app, []) if _family(p["mode"]) == family and
+                        p[cost] is not None), key=lambda p: -_share(p["mode"]))
+        if not curve:
+            continue
+        xs = [p[cost] * 100 for p in curve]
+        ys = [p["reclamation_ratio"] * 100 for p in curve]
+        ax.plot(xs, ys, "-", color=color, marker=marker, label=family)
+        for p, x, y in zip(curve, xs, ys):
+            label = p["mode"].partition(":")[2] + (" s" if family == "blowfish-idle" else "")
+            ax.annotate(label, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    for bound in (5, 10):
+        ax.axvline(bound, color="grey", linewidth=0.5, linestyle=":")
+    ax.set_title(app)
+    ax.set_ylabel("reclamation ratio (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
 def draw(runs, points, out_dir):
     """Draws the figures of @runs, and of @points (each mode's medians, by application), into
     @out_dir; returns their paths."""
     apps = sorted({r["app"] for r in runs})
     paths = []
 
-    fig, axes = plt.subplots(1, len(apps), figsize=(4.5 * len(apps), 4), squeeze=False)
-    for ax, app in zip(axes[0], apps):
-        for r in runs:
-            if r["app"] == app and r.get("slowdown") is not None:
-                color, marker = STYLE[_family(r["mode"])]
-                ax.scatter(r["slowdown"] * 100, r["reclamation_ratio"] * 100, c=color,
-                           marker=marker, s=12, alpha=0.3)
-        for family, (color, marker) in STYLE.items():
-            curve = sorted((p for p in points.get(app, []) if _family(p["mode"]) == family and
-                            p["slowdown"] is not None), key=lambda p: -_share(p["mode"]))
-            if not curve:
-                continue
-            xs = [p["slowdown"] * 100 for p in curve]
-            ys = [p["reclamation_ratio"] * 100 for p in curve]
-            ax.plot(xs, ys, "-", color=color, marker=marker, label=family)
-            for p, x, y in zip(curve, xs, ys):
-                label = p["mode"].partition(":")[2] + (" s" if family == "blowfish-idle" else "")
-                ax.annotate(label, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        for bound in (5, 10):
-            ax.axvline(bound, color="grey", linewidth=0.5, linestyle=":")
-        ax.set_title(app)
-        ax.set_xlabel("slowdown vs all-local (%)")
-        ax.set_ylabel("reclamation ratio (%)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    fig, axes = plt.subplots(2, len(apps), figsize=(4.5 * len(apps), 8), squeeze=False)
+    for row, (cost, what) in enumerate((("slowdown", "slowdown vs all-local (%)"),
+                                        ("stall_share", "stall: time lost waiting (%)"))):
+        for ax, app in zip(axes[row], apps):
+            _tradeoff_panel(ax, app, runs, points, cost)
+            ax.set_xlabel(what)
     fig.tight_layout()
     paths.append(os.path.join(out_dir, "tradeoff.png"))
     fig.savefig(paths[-1], dpi=110)
