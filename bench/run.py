@@ -123,20 +123,20 @@ def proc_fields(pid):
 
 
 def vcpu_times(pid, tids):
-    """(seconds on a CPU, seconds waiting for one, seconds in the kernel) of the threads
-    @tids of @pid, summed."""
+    """(when, seconds on a CPU, seconds waiting for one, seconds in the kernel) of the threads
+    @tids of @pid, summed; None once they are gone."""
     run = wait = system = 0
-    for tid in tids:
-        try:
+    try:
+        for tid in tids:
             with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
                 fields = f.read().split()
             with open(f"/proc/{pid}/task/{tid}/stat") as f:
                 system += int(f.read().rsplit(")", 1)[1].split()[12])
-        except OSError:
-            continue
-        run += int(fields[0])
-        wait += int(fields[1])
-    return run / 1e9, wait / 1e9, system / CLK_TCK
+            run += int(fields[0])
+            wait += int(fields[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return time.monotonic(), run / 1e9, wait / 1e9, system / CLK_TCK
 
 
 def proc_memory(pid):
@@ -190,7 +190,7 @@ class Run:
             vm.wait_line(self.preset["ready"])
             start = last = time.monotonic()
             vcpus = [c["thread-id"] for c in vm.cmd("query-cpus-fast")]
-            vcpu0 = vcpu_times(vm.proc.pid, vcpus)
+            vcpu0 = vcpu = vcpu_times(vm.proc.pid, vcpus)
             ratio_area = 0.0
             info = cpu = None
             overhead_peak = 0
@@ -209,14 +209,16 @@ class Run:
                 samples.append({"t": round(now - start, 3), "held": held, "rss": rss,
                                 "pool": info["pool-stored"] if info else 0})
                 cpu = fields or cpu
+                vcpu = vcpu_times(vm.proc.pid, vcpus) or vcpu
                 last = now
                 time.sleep(0.1)
             line = vm.wait_line("done:")
-            vcpu = vcpu_times(vm.proc.pid, vcpus)
+            # The last reading before the vCPU threads left (QEMU may exit at once).
+            vcpu = vcpu_times(vm.proc.pid, vcpus) or vcpu
             # Neither running nor runnable: the guest idle, or its vCPUs waiting for memory
             # (a userfaultfd fault, a swap-in), whatever this machine's speed.
-            blocked = (time.monotonic() - start) * len(vcpus) - \
-                (vcpu[0] - vcpu0[0]) - (vcpu[1] - vcpu0[1])
+            blocked = (vcpu[0] - vcpu0[0]) * len(vcpus) - (vcpu[1] - vcpu0[1]) - \
+                (vcpu[2] - vcpu0[2])
             if self.kind in BLOWFISH_KINDS:
                 info = vm.info_or_none() or info
             cpu = proc_fields(vm.proc.pid) or cpu
@@ -237,7 +239,8 @@ class Run:
             "qemu_cpu_s": cpu[0] if cpu else None,
             "qemu_major_faults": cpu[1] if cpu else None,
             "vcpu_blocked_s": blocked,
-            "vcpu_system_s": vcpu[2] - vcpu0[2],
+            "vcpu_system_s": vcpu[3] - vcpu0[3],
+            "vcpu_seconds": vcpu[0] - vcpu0[0],
             "samples": samples,
         }
         if cgroup:
@@ -322,7 +325,7 @@ def summarize(runs):
         base_stall = median([stall(r) for r in rs if r["mode"] == "all-local"])
         for r in rs:
             r["slowdown"] = 1 - r["result"] / base if base else None
-            r["stall_share"] = (stall(r) - base_stall) / r["seconds"] \
+            r["stall_share"] = (stall(r) - base_stall) / r["vcpu_seconds"] \
                 if base_stall is not None else None
         modes = {}
         for r in rs:
