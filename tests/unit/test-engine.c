@@ -682,6 +682,27 @@ static uint64_t resident_pages(uint8_t *ram, uint64_t start, uint64_t len)
 }
 
 /*
+ * An engine of @config (64 MiB, connected to its pool) whose RAM holds the pattern of @seed,
+ * and a thread that keeps using its 40..48 MiB; NULL if the test is skipped.
+ */
+static BfEngine *start_with_hot_loop(const BfEngineConfig *config, uint8_t seed,
+                                     HotLoop *hot, GThread **thread)
+{
+    BfEngine *e = engine_or_skip(config);
+    uint8_t *ram;
+
+    if (!e) {
+        return NULL;
+    }
+    ram = bf_engine_guest_ram(e);
+    WAIT_FOR(e, st, st.pool_state == BF_POOL_CONNECTED);
+    fill(ram, 0, 64 * MiB, seed);
+    *hot = (HotLoop) { .ram = ram + 40 * MiB, .len = 8 * MiB };
+    *thread = g_thread_new("hot", hot_thread, hot);
+    return e;
+}
+
+/*
  * The scanner ages what the guest leaves alone: lowering the limit evicts the pages nobody
  * touched, and keeps the ones a thread keeps using.
  */
@@ -696,15 +717,11 @@ static void test_coldest_first(void)
     uint8_t *ram;
 
     config.tunables.scan_budget = 16384;        /* a page per region: exact ages */
-    e = engine_or_skip(&config);
+    e = start_with_hot_loop(&config, 5, &hot, &thread);
     if (!e) {
         return;
     }
     ram = bf_engine_guest_ram(e);
-    WAIT_FOR(e, st, st.pool_state == BF_POOL_CONNECTED);
-    fill(ram, 0, 64 * MiB, 5);
-    hot = (HotLoop) { .ram = ram + 40 * MiB, .len = 8 * MiB };
-    thread = g_thread_new("hot", hot_thread, &hot);
     /* Let the scanner see a few periods: the cold pages age, the hot ones do not. */
     WAIT_FOR(e, st, st.scan_samples >= 3 * 64 * MiB / PAGE);
 
@@ -735,15 +752,11 @@ static void test_idle_eviction(void)
     /* 16 pages per region: the hot loop takes few sampling faults, and is never 200 ms late */
     config.tunables.scan_budget = 1024;
     config.tunables.idle_age = 10;
-    e = engine_or_skip(&config);
+    e = start_with_hot_loop(&config, 9, &hot, &thread);
     if (!e) {
         return;
     }
     ram = bf_engine_guest_ram(e);
-    WAIT_FOR(e, st, st.pool_state == BF_POOL_CONNECTED);
-    fill(ram, 0, 64 * MiB, 9);
-    hot = (HotLoop) { .ram = ram + 40 * MiB, .len = 8 * MiB };
-    thread = g_thread_new("hot", hot_thread, &hot);
     WAIT_FOR(e, st, st.resident <= 12 * MiB);
     /* Nearly all of the hot 8 MiB stayed; what went out was idle. */
     g_assert_cmpuint(resident_pages(ram, 40 * MiB, 8 * MiB), >=, 8 * MiB / PAGE * 9 / 10);
