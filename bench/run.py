@@ -440,7 +440,8 @@ def main():
         modes = [m for m in modes if not m.startswith("host-")]
 
     out_dir = opts.out or os.path.join(TOP, "bench", "results",
-                                       "run-" + time.strftime("%Y-%m-%d"))
+                                       "run-" + time.strftime("%Y-%m-%d") +
+                                       ("-quick" if opts.quick else ""))
     os.makedirs(out_dir, exist_ok=True)
     runs, failed = [], []
     began = time.monotonic()
