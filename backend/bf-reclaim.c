@@ -579,7 +579,9 @@ static bool bf_reclaim_stopping(BfEngine *e)
 /*
  * Evicts batches, two in flight: the coldest pages until the resident ones fit under the
  * limit less the headroom; or with @idle, the pages of idle regions, at most as many as were
- * resident when it began (a page the guest keeps taking back is not chased round).
+ * resident when it began (a page the guest keeps taking back is not chased round), and for
+ * at most half a scan period (the limit and the next scan wait meanwhile; a large idle guest
+ * drains over several periods).
  */
 static void bf_reclaim_evict(BfReclaimCtx *c, bool idle)
 {
@@ -588,6 +590,7 @@ static void bf_reclaim_evict(BfReclaimCtx *c, bool idle)
     uint64_t headroom = MIN(limit / 16, 2 * (uint64_t)e->tun.evict_batch);
     uint64_t target = limit - headroom;
     uint64_t idle_left = bf_counter(&e->nr_resident);
+    gint64 idle_until = g_get_monotonic_time() + e->tun.scan_period_ms * 500;
     BfEvictBatch *pending = NULL;
     unsigned next = 0;
 
@@ -601,7 +604,8 @@ static void bf_reclaim_evict(BfReclaimCtx *c, bool idle)
         BfEvictBatch *b = &c->batches[next];
         uint32_t n;
 
-        if ((idle ? !idle_left : resident <= target) || bf_reclaim_stopping(e)) {
+        if ((idle ? !idle_left || g_get_monotonic_time() >= idle_until : resident <= target) ||
+            bf_reclaim_stopping(e)) {
             break;
         }
         n = idle ? bf_reclaim_pick_idle(c, b->victims, MIN(idle_left, e->tun.evict_batch)) :
