@@ -3,8 +3,8 @@
  * undirected graph of 2^SCALE vertices and DEGREE * 2^SCALE random edges (skewed: low vertex
  * numbers get most of them), in compressed sparse rows, then runs breadth-first searches from
  * ROUNDS sources, or as many as start within SECONDS if that is given (the benchmarks bound
- * each run's time so). Each search is validated with Graph500's rules (every edge joins vertices
- * at most one level apart, or two unreached ones; every reached vertex's parent is a
+ * each run's time so). Each search is validated with Graph500's rules (every edge joins
+ * vertices at most one level apart, or two unreached ones; every reached vertex's parent is a
  * neighbour one level up). Prints
  *   "bf-graph ready: ..." once built, then
  *   "bf-graph done: N searches in S s (M MTEPS), validated"

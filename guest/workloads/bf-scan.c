@@ -1,9 +1,9 @@
 /*
  * bf-scan: the benchmarks' sequential scan and compression job. Fills MB of memory with
- * compressible data (runs of repeated 64-bit words), then PASSES times reads all of it in
- * order (or as many passes as start within SECONDS, if that is given), run-length encodes it into a small buffer that is flushed as it fills, and
- * checksums the encoded stream; every pass must give the same size and checksum as the data
- * it was generated from. Prints
+ * compressible data (runs of repeated 64-bit words), then PASSES times (or as many passes as
+ * start within SECONDS, if that is given) reads all of it in order, run-length encodes it
+ * into a small buffer that is flushed as it fills, and checksums the encoded stream; every
+ * pass must give the same size and checksum as the data it was generated from. Prints
  *   "bf-scan ready: ..." once filled, then
  *   "bf-scan done: P passes over MB MiB in S s (R MiB/s), validated"
  * and exits 0, or prints "bfwork: FAIL: ..." and exits 1.
