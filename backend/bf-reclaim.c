@@ -184,6 +184,39 @@ static void bf_reclaim_scan(BfReclaimCtx *c)
 }
 
 /*
+ * Adds to @victims[@n..] resident pages, not held by another thread, of the regions aged
+ * @min_age up to (not including) @below_age, from *@cursor on (left where the search stopped),
+ * until there are @want: pages faulted in this period only if @accessed, only those else.
+ * Returns the new count.
+ */
+static uint32_t bf_reclaim_pick_regions(BfReclaimCtx *c, uint64_t *cursor, int min_age,
+                                        int below_age, bool accessed, uint64_t *victims,
+                                        uint32_t n, uint32_t want)
+{
+    BfEngine *e = c->e;
+
+    for (uint64_t k = 0; k < e->nregions && n < want; k++) {
+        uint64_t r = (*cursor + k) % e->nregions;
+
+        if (e->region_age[r] < min_age || e->region_age[r] >= below_age) {
+            continue;
+        }
+        for (uint64_t p = bf_region_first(e, r); p < bf_region_end(e, r) && n < want; p++) {
+            uint16_t m = bf_page_load(&e->pages[p]);
+
+            if (bf_page_state(m) == BF_PAGE_RESIDENT && !(m & BF_PAGE_BUSY) &&
+                !!(m & BF_PAGE_ACCESSED) == accessed) {
+                victims[n++] = p;
+            }
+        }
+        if (n >= want) {
+            *cursor = r;
+        }
+    }
+    return n;
+}
+
+/*
  * Picks up to @want eviction candidates into @victims: pages of the oldest regions first
  * (by descending age thresholds), skipping pages faulted in this period; in a last, forced
  * pass, those too. Each pass visits only the regions the previous passes did not, so no page
@@ -213,25 +246,8 @@ static uint32_t bf_reclaim_pick(BfReclaimCtx *c, uint64_t *victims, uint32_t wan
     for (int t = 0; t < nthresholds && n < want; t++) {
         bool forced = thresholds[t] < 0;
 
-        for (uint64_t k = 0; k < e->nregions && n < want; k++) {
-            uint64_t r = (c->evict_cursor + k) % e->nregions;
-
-            if (!forced && (e->region_age[r] < thresholds[t] || e->region_age[r] >= above)) {
-                continue;
-            }
-            for (uint64_t p = bf_region_first(e, r); p < bf_region_end(e, r) && n < want;
-                 p++) {
-                uint16_t m = bf_page_load(&e->pages[p]);
-
-                if (bf_page_state(m) == BF_PAGE_RESIDENT && !(m & BF_PAGE_BUSY) &&
-                    !!(m & BF_PAGE_ACCESSED) == forced) {
-                    victims[n++] = p;
-                }
-            }
-            if (n >= want) {
-                c->evict_cursor = r;
-            }
-        }
+        n = bf_reclaim_pick_regions(c, &c->evict_cursor, forced ? 0 : thresholds[t],
+                                    forced ? 256 : above, forced, victims, n, want);
         above = thresholds[t];
     }
     return n;
@@ -243,28 +259,8 @@ static uint32_t bf_reclaim_pick(BfReclaimCtx *c, uint64_t *victims, uint32_t wan
  */
 static uint32_t bf_reclaim_pick_idle(BfReclaimCtx *c, uint64_t *victims, uint32_t want)
 {
-    BfEngine *e = c->e;
-    uint32_t n = 0;
-
-    for (uint64_t k = 0; k < e->nregions && n < want; k++) {
-        uint64_t r = (c->idle_cursor + k) % e->nregions;
-
-        if (e->region_age[r] < e->tun.idle_age) {
-            continue;
-        }
-        for (uint64_t p = bf_region_first(e, r); p < bf_region_end(e, r) && n < want; p++) {
-            uint16_t m = bf_page_load(&e->pages[p]);
-
-            if (bf_page_state(m) == BF_PAGE_RESIDENT &&
-                !(m & (BF_PAGE_BUSY | BF_PAGE_ACCESSED))) {
-                victims[n++] = p;
-            }
-        }
-        if (n >= want) {
-            c->idle_cursor = r;
-        }
-    }
-    return n;
+    return bf_reclaim_pick_regions(c, &c->idle_cursor, c->e->tun.idle_age, 256, false,
+                                   victims, 0, want);
 }
 
 /* Hands a page that was WANTED back to the guest, from @data (or zero-filled). */
@@ -315,10 +311,14 @@ static void bf_reclaim_cancel(BfEngine *e, BfEvictBatch *b)
     for (uint32_t i = 0; i < b->n; i++) {
         uint64_t p = b->victims[i];
         uint16_t m = bf_page_load(&e->pages[p]);
+        bool punched = false;
 
         for (;;) {
             if (m & BF_PAGE_DISCARDED) {
-                bf_engine_punch(e, p, 1);
+                if (!punched) {
+                    bf_engine_punch(e, p, 1);
+                    punched = true;
+                }
                 if (bf_reclaim_end_discarded(e, p, &m)) {
                     break;
                 }
