@@ -2,8 +2,9 @@
  * bf-tls: TLS for the TCP transport, with X.509 certificates in a directory laid out as for
  * QEMU's tls-creds-x509 object: ca-cert.pem (the CA that signs the other side's certificate),
  * optionally ca-crl.pem (the certificates it revoked), and client-cert.pem + client-key.pem
- * for a client, server-cert.pem + server-key.pem for the memory node. A client checks the node's certificate against the CA and the node's address;
- * the node requires clients' certificates unless told not to verify them.
+ * for a client, server-cert.pem + server-key.pem for the memory node. A client checks the
+ * node's certificate against the CA and the node's address; the node requires clients'
+ * certificates unless told not to verify them.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
