@@ -112,11 +112,16 @@ QUICK_APPS = ["working-set", "alloc-free"]
 DEFAULT_QEMU_OVERHEAD = 96 * MiB
 
 
+def stat_fields(path):
+    """The fields of a /proc stat file after the command name (utime is [11], stime [12])."""
+    with open(path) as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
 def proc_fields(pid):
     """(utime + stime in seconds, major faults) of a process, or None once it is gone."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
+        fields = stat_fields(f"/proc/{pid}/stat")
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / CLK_TCK, int(fields[9])
@@ -130,10 +135,9 @@ def vcpu_times(pid, tids):
         for tid in tids:
             with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
                 fields = f.read().split()
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                system += int(f.read().rsplit(")", 1)[1].split()[12])
             run += int(fields[0])
             wait += int(fields[1])
+            system += int(stat_fields(f"/proc/{pid}/task/{tid}/stat")[12])
     except (OSError, IndexError, ValueError):
         return None
     return time.monotonic(), run / 1e9, wait / 1e9, system / CLK_TCK
