@@ -789,7 +789,6 @@ static char *write_temp_file(const char *text)
     return path;
 }
 
-/* A backend whose key the node does not take says so in pool-error. */
 /*
  * QEMU with @objects and a backend with @options (",secret=vm1", ...) evicts 12 MiB of guest
  * RAM written with @seed to @node (a 4 MiB limit) and reads every byte back.
