@@ -46,15 +46,12 @@ sign ca node/server blowfish-memnode "subjectAltName=IP:127.0.0.1
 extendedKeyUsage=serverAuth
 keyUsage=critical,digitalSignature
 basicConstraints=CA:FALSE"
-sign ca client/client blowfish-client "extendedKeyUsage=clientAuth
+client_ext="extendedKeyUsage=clientAuth
 keyUsage=critical,digitalSignature
 basicConstraints=CA:FALSE"
-sign rogue-ca rogue/client rogue-client "extendedKeyUsage=clientAuth
-keyUsage=critical,digitalSignature
-basicConstraints=CA:FALSE"
-sign ca revoked/client revoked-client "extendedKeyUsage=clientAuth
-keyUsage=critical,digitalSignature
-basicConstraints=CA:FALSE"
+sign ca client/client blowfish-client "$client_ext"
+sign rogue-ca rogue/client rogue-client "$client_ext"
+sign ca revoked/client revoked-client "$client_ext"
 for d in node client anonymous rogue revoked node-crl client-crl; do
     cp ca/ca-cert.pem "$d/"
 done
