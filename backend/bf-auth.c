@@ -117,3 +117,31 @@ void bf_auth_session_in_key(const char *key_name, uint8_t session[BF_PROTO_SESSI
     g_assert(ret == 0);
     memcpy(session, digest, BF_PROTO_SESSION_SIZE);
 }
+
+gboolean bf_auth_client(const BfKey *key, BfAuthCall call, gpointer opaque, GError **errp)
+{
+    uint8_t msg[BF_AUTH_MAX_PAYLOAD];
+    uint8_t reply[BF_PROTO_NONCE_SIZE + BF_PROTO_PROOF_SIZE];
+    uint8_t node_nonce[BF_PROTO_NONCE_SIZE], node_proof[BF_PROTO_PROOF_SIZE];
+    uint8_t expected[BF_PROTO_PROOF_SIZE], proof[BF_PROTO_PROOF_SIZE];
+    BfAuthHello auth = { 0 };
+    uint32_t length;
+
+    g_strlcpy(auth.key_name, key->name, sizeof(auth.key_name));
+    if (!bf_auth_nonce(auth.nonce, errp) ||
+        !call(opaque, BF_MSG_AUTH, msg, bf_proto_put_auth(msg, &auth), BF_MSG_AUTH_CHALLENGE,
+              reply, sizeof(reply), &length, errp) ||
+        !bf_proto_parse_challenge(reply, length, node_nonce, node_proof, errp)) {
+        return FALSE;
+    }
+    bf_auth_proof(key, BF_AUTH_BY_NODE, auth.nonce, node_nonce, expected);
+    if (!bf_auth_proof_equal(node_proof, expected)) {
+        g_set_error(errp, BF_ERROR, BF_ERROR_POOL,
+                    "the memory node did not prove it holds key '%s': its key differs, or "
+                    "it has no key of that name", key->name);
+        return FALSE;
+    }
+    bf_auth_proof(key, BF_AUTH_BY_CLIENT, auth.nonce, node_nonce, proof);
+    return call(opaque, BF_MSG_AUTH_PROOF, proof, sizeof(proof), BF_MSG_AUTH_OK, reply,
+                sizeof(reply), &length, errp);
+}

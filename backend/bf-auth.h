@@ -19,6 +19,8 @@
 /* 128 bits at least; a 32-byte key from /dev/urandom, base64-encoded, is the documented form. */
 #define BF_AUTH_MIN_KEY 16
 #define BF_AUTH_MAX_KEY 1024
+/* The largest payload of the AUTH messages: an AUTH with the longest key name. */
+#define BF_AUTH_MAX_PAYLOAD (BF_PROTO_NONCE_SIZE + 4 + BF_PROTO_MAX_NAME)
 
 typedef struct BfKey {
     char name[BF_PROTO_MAX_NAME + 1];
@@ -52,6 +54,18 @@ void bf_auth_proof(const BfKey *key, BfAuthSide side,
 /* Compares in constant time. */
 gboolean bf_auth_proof_equal(const uint8_t a[BF_PROTO_PROOF_SIZE],
                              const uint8_t b[BF_PROTO_PROOF_SIZE]);
+
+/*
+ * Sends a message of @type with @payload to the node, and gives back the payload of its reply
+ * of type @reply (at most @size bytes) in @out, its length in *out_length. FALSE, with @errp
+ * set, on a refusal (an ERROR) or a failure.
+ */
+typedef gboolean (*BfAuthCall)(gpointer opaque, BfMsgType type, const uint8_t *payload,
+                               uint32_t length, BfMsgType reply, uint8_t *out, uint32_t size,
+                               uint32_t *out_length, GError **errp);
+
+/* The client's side of the AUTH exchange over any transport: the node proves @key first. */
+gboolean bf_auth_client(const BfKey *key, BfAuthCall call, gpointer opaque, GError **errp);
 
 /* Replaces @session (a client's session id) by the id the node files it under for @key. */
 void bf_auth_session_in_key(const char *key_name, uint8_t session[BF_PROTO_SESSION_SIZE]);

@@ -225,38 +225,24 @@ static gboolean bf_tcp_send(BfChannelTcp *ch, BfMsgType type, uint8_t *msg, uint
     return bf_stream_send(&ch->stream, msg, BF_PROTO_HEADER_SIZE + length, errp);
 }
 
-/* The AUTH exchange (bf-auth.h): the node proves @key first, then this side. */
-static gboolean bf_tcp_authenticate(BfChannelTcp *ch, const BfKey *key, gint64 deadline,
-                                    GError **errp)
-{
-    uint8_t msg[BF_PROTO_HEADER_SIZE + BF_PROTO_NONCE_SIZE + 4 + BF_PROTO_MAX_NAME];
-    uint8_t reply[BF_PROTO_NONCE_SIZE + BF_PROTO_PROOF_SIZE];
-    uint8_t node_nonce[BF_PROTO_NONCE_SIZE], node_proof[BF_PROTO_PROOF_SIZE];
-    uint8_t expected[BF_PROTO_PROOF_SIZE], proof[BF_PROTO_PROOF_SIZE];
-    BfAuthHello auth = { 0 };
-    uint32_t length;
+typedef struct {
+    BfChannelTcp *ch;
+    gint64 deadline;
+} BfTcpCall;
 
-    g_strlcpy(auth.key_name, key->name, sizeof(auth.key_name));
-    if (!bf_auth_nonce(auth.nonce, errp) ||
-        !bf_tcp_send(ch, BF_MSG_AUTH, msg, bf_proto_put_auth(msg + BF_PROTO_HEADER_SIZE, &auth),
-                     errp) ||
-        !bf_tcp_recv_expected(ch, BF_MSG_AUTH, 0, BF_MSG_AUTH_CHALLENGE, deadline, reply,
-                              &length, errp) ||
-        !bf_proto_parse_challenge(reply, length, node_nonce, node_proof, errp)) {
-        return FALSE;
-    }
-    bf_auth_proof(key, BF_AUTH_BY_NODE, auth.nonce, node_nonce, expected);
-    if (!bf_auth_proof_equal(node_proof, expected)) {
-        g_set_error(errp, BF_ERROR, BF_ERROR_POOL,
-                    "the memory node did not prove it holds key '%s': its key differs, or "
-                    "it has no key of that name", key->name);
-        return FALSE;
-    }
-    bf_auth_proof(key, BF_AUTH_BY_CLIENT, auth.nonce, node_nonce, proof);
-    memcpy(msg + BF_PROTO_HEADER_SIZE, proof, sizeof(proof));
-    return bf_tcp_send(ch, BF_MSG_AUTH_PROOF, msg, sizeof(proof), errp) &&
-           bf_tcp_recv_expected(ch, BF_MSG_AUTH_PROOF, 0, BF_MSG_AUTH_OK, deadline, reply,
-                                &length, errp);
+/* A BfAuthCall over TCP. */
+static gboolean bf_tcp_auth_call(gpointer opaque, BfMsgType type, const uint8_t *payload,
+                                 uint32_t length, BfMsgType reply, uint8_t *out, uint32_t size,
+                                 uint32_t *out_length, GError **errp)
+{
+    BfTcpCall *call = opaque;
+    uint8_t msg[BF_PROTO_HEADER_SIZE + BF_AUTH_MAX_PAYLOAD];
+
+    g_assert(length <= BF_AUTH_MAX_PAYLOAD);
+    memcpy(msg + BF_PROTO_HEADER_SIZE, payload, length);
+    return bf_tcp_send(call->ch, type, msg, length, errp) &&
+           bf_tcp_recv_expected(call->ch, type, 0, reply, call->deadline, out, out_length,
+                                errp);
 }
 
 BfChannel *bf_channel_tcp_connect(const BfEndpoint *endpoint, const BfHello *hello,
@@ -279,7 +265,7 @@ BfChannel *bf_channel_tcp_connect(const BfEndpoint *endpoint, const BfHello *hel
     if (tls && !bf_tls_start(&ch->stream, tls, endpoint->host, deadline, errp)) {
         goto fail;
     }
-    if (key && !bf_tcp_authenticate(ch, key, deadline, errp)) {
+    if (key && !bf_auth_client(key, bf_tcp_auth_call, &(BfTcpCall) { ch, deadline }, errp)) {
         goto fail;
     }
     if (!bf_tcp_send(ch, BF_MSG_HELLO, msg, bf_proto_put_hello(msg + BF_PROTO_HEADER_SIZE, hello),

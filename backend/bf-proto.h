@@ -32,12 +32,13 @@
  * the client moves pages with one-sided RDMA READ and WRITE. Its messages are then:
  *
  *   GRANT      extent u64 | create u32 | 0 u32     (create 0: only if it exists)
- *   GRANT_OK   extent u64 | addr u64 | rkey u32 | 0 u32   (page p at addr + (p % 512) * 4096)
+ *   GRANT_OK   extent u64 | addr u64 | rkey u32 | 0 u32   (page p at addr + (p % 512) * 4096;
+ *                                                       the rkey is this connection's)
  *   COMMIT     count u32 | 0 u32 | page u64 [count]  (written by RDMA, now stored)
  *   COMMIT_OK  count u32 | 0 u32
  *   RELEASE    count u32 | 0 u32 | extent u64 [count]  (give back those holding no page)
  *   RELEASE_OK count u32 | 0 u32 | extent u64 [count]  (the ones given back)
- * and HELLO, FREE, STATS and BYE as above; WRITE and READ are refused.
+ * and AUTH, HELLO, FREE, STATS and BYE as above; WRITE and READ are refused.
  *
  * A session is a guest RAM region: it names its pages 0 .. pages-1. A page-list message
  * carries 1 .. BF_PROTO_MAX_PAGES pages. Parsers check every length, count and page number.
@@ -107,6 +108,10 @@ typedef enum {
     BF_PROTO_ERR_QUOTA,         /* the client's key is at its quota: nothing was stored */
     BF_PROTO_ERR_BUSY,          /* too many clients are authenticating: retry later */
 } BfProtoError;
+
+/* What a node says when it turns a client away with BF_PROTO_ERR_BUSY. */
+#define BF_PROTO_BUSY_MESSAGE \
+    "the memory node is busy authenticating other clients: try again later"
 
 typedef struct {
     BfMsgType type;

@@ -5,6 +5,7 @@
  */
 #include "bf-node.h"
 #include "bf-error.h"
+#include "bf-node-auth.h"
 #include "bf-socket.h"
 #include "bf-stream.h"
 
@@ -16,10 +17,6 @@
  * page after page then gets its answer without waiting for this thread to wake up.
  */
 #define BF_NODE_SPIN_US 50
-/* A client of a node with keys has this long to prove one, message by message. */
-#define BF_NODE_AUTH_TIMEOUT_US (10 * G_USEC_PER_SEC)
-/* Before that, only AUTH and AUTH_PROOF are read: this much payload at most. */
-#define BF_NODE_AUTH_PAYLOAD (BF_PROTO_NONCE_SIZE + 4 + BF_PROTO_MAX_NAME)
 
 struct BfNode {
     BfStore *store;
@@ -34,17 +31,9 @@ struct BfNode {
 
 typedef struct {
     BfStore *store;
-    const BfKeyring *keys;
     BfStream stream;
     const char *peer;
-    /* Authentication: the key proven, or the one asked for (NULL if unknown) meanwhile. */
-    const BfKey *key;
-    gboolean challenged;
-    const BfKey *asked;
-    BfKey *decoy;                           /* stands in for an unknown key's proof */
-    char asked_name[BF_PROTO_MAX_NAME + 1];
-    uint8_t client_nonce[BF_PROTO_NONCE_SIZE];
-    uint8_t node_nonce[BF_PROTO_NONCE_SIZE];
+    BfNodeAuth auth;
     BfStoreSession *session;
     BfHello hello;
     uint8_t *payload;                       /* BF_PROTO_MAX_PAYLOAD */
@@ -98,75 +87,23 @@ static gboolean bf_node_refuse_auth(BfNodeConn *c, uint32_t tag, const char *mes
     return FALSE;
 }
 
-/*
- * AUTH: answers with the node's nonce and proof. For a key it does not have, it sends a
- * random proof instead, so that a client learns which names exist only by holding their key.
- */
+/* AUTH and AUTH_PROOF (bf-node-auth.h). */
 static gboolean bf_node_auth(BfNodeConn *c, const BfMsgHeader *h, GError **errp)
 {
-    uint8_t payload[BF_PROTO_NONCE_SIZE + BF_PROTO_PROOF_SIZE];
-    uint8_t proof[BF_PROTO_PROOF_SIZE];
-    BfAuthHello auth;
+    uint8_t challenge[BF_PROTO_NONCE_SIZE + BF_PROTO_PROOF_SIZE];
+    const char *refusal;
 
-    if (!c->keys) {
-        g_message("%s: refused: it offers a key, this node has none (--keys)", c->peer);
-        return bf_node_refuse_auth(c, h->tag, "this memory node takes no keys (no --keys): "
-                                   "remove the backend's key");
-    }
-    if (c->challenged) {
-        g_set_error(errp, BF_ERROR, BF_ERROR_PROTOCOL, "protocol error: a second AUTH");
-        return FALSE;
-    }
-    if (!bf_proto_parse_auth(c->payload, h->length, &auth, errp) ||
-        !bf_auth_nonce(c->node_nonce, errp)) {
-        return FALSE;
-    }
-    if (!bf_key_name_valid(auth.key_name)) {
-        g_set_error(errp, BF_ERROR, BF_ERROR_PROTOCOL,
-                    "protocol error: AUTH names no valid key name");
-        return FALSE;
-    }
-    memcpy(c->client_nonce, auth.nonce, sizeof(c->client_nonce));
-    g_strlcpy(c->asked_name, auth.key_name, sizeof(c->asked_name));
-    c->asked = bf_keyring_lookup(c->keys, auth.key_name);
-    if (!c->asked) {
-        uint8_t secret[32];
-
-        if (!bf_auth_nonce(secret, errp)) {
-            return FALSE;
+    if (h->type == BF_MSG_AUTH) {
+        if (!bf_node_auth_challenge(&c->auth, c->payload, h->length, challenge, &refusal,
+                                    errp)) {
+            return refusal ? bf_node_refuse_auth(c, h->tag, refusal) : FALSE;
         }
-        c->decoy = bf_key_new(auth.key_name, secret, sizeof(secret), errp);
-        if (!c->decoy) {
-            return FALSE;
-        }
+        return bf_node_reply(c, BF_MSG_AUTH_CHALLENGE, h->tag, challenge, sizeof(challenge),
+                             NULL, 0);
     }
-    bf_auth_proof(c->asked ? c->asked : c->decoy, BF_AUTH_BY_NODE, c->client_nonce,
-                  c->node_nonce, proof);
-    c->challenged = TRUE;
-    return bf_node_reply(c, BF_MSG_AUTH_CHALLENGE, h->tag, payload,
-                         bf_proto_put_challenge(payload, c->node_nonce, proof), NULL, 0);
-}
-
-/* AUTH_PROOF: the client's proof of the key it named. */
-static gboolean bf_node_auth_proof(BfNodeConn *c, const BfMsgHeader *h, GError **errp)
-{
-    uint8_t expected[BF_PROTO_PROOF_SIZE];
-
-    if (!c->challenged || c->key) {
-        g_set_error(errp, BF_ERROR, BF_ERROR_PROTOCOL, "protocol error: AUTH_PROOF %s",
-                    c->key ? "after AUTH_OK" : "before AUTH");
-        return FALSE;
+    if (!bf_node_auth_check(&c->auth, c->payload, &refusal, errp)) {
+        return refusal ? bf_node_refuse_auth(c, h->tag, refusal) : FALSE;
     }
-    /* The same work for a name it does not know, so that time does not tell. */
-    bf_auth_proof(c->asked ? c->asked : c->decoy, BF_AUTH_BY_CLIENT, c->client_nonce,
-                  c->node_nonce, expected);
-    if (!c->asked || !bf_auth_proof_equal(c->payload, expected)) {
-        g_message("%s: authentication failed: %s '%s'", c->peer,
-                  c->asked ? "wrong proof for key" : "no key", c->asked_name);
-        return bf_node_refuse_auth(c, h->tag, "authentication failed");
-    }
-    c->key = c->asked;
-    g_info("%s: authenticated with key '%s'", c->peer, c->key->name);
     return bf_node_reply(c, BF_MSG_AUTH_OK, h->tag, NULL, 0, NULL, 0);
 }
 
@@ -184,11 +121,11 @@ static gboolean bf_node_hello(BfNodeConn *c, const BfMsgHeader *h, GError **errp
     if (!bf_proto_parse_hello(c->payload, h->length, &c->hello, errp)) {
         return FALSE;
     }
-    if (c->key) {
+    if (c->auth.key) {
         /* The key's own namespace: no other key can name this session. */
-        bf_auth_session_in_key(c->key->name, c->hello.session);
+        bf_auth_session_in_key(c->auth.key->name, c->hello.session);
     }
-    c->session = bf_store_attach(c->store, &c->hello, c->key ? c->key->name : NULL,
+    c->session = bf_store_attach(c->store, &c->hello, c->auth.key ? c->auth.key->name : NULL,
                                  &values[0], &code, &refusal);
     if (!c->session) {
         g_message("%s: session refused: %s", c->peer, refusal->message);
@@ -258,13 +195,10 @@ static gboolean bf_node_pages(BfNodeConn *c, const BfMsgHeader *h, GError **errp
 /* Handles one message; FALSE ends the connection (@errp set on a protocol error). */
 static gboolean bf_node_handle(BfNodeConn *c, const BfMsgHeader *h, GError **errp)
 {
-    if (h->type == BF_MSG_AUTH) {
+    if (h->type == BF_MSG_AUTH || h->type == BF_MSG_AUTH_PROOF) {
         return bf_node_auth(c, h, errp);
     }
-    if (h->type == BF_MSG_AUTH_PROOF) {
-        return bf_node_auth_proof(c, h, errp);
-    }
-    g_assert(!c->keys || c->key);   /* bf_node_serve() let nothing else through */
+    g_assert(bf_node_auth_trusted(&c->auth));   /* bf_node_serve() let nothing else through */
     switch (h->type) {
     case BF_MSG_HELLO:
         return bf_node_hello(c, h, errp);
@@ -364,8 +298,7 @@ static gboolean bf_node_admit(BfNode *node, BfNodeConn *c, guint before, gint64 
         g_message("%s: turned away: %u connections are authenticating already", c->peer,
                   node->max_unauthenticated);
         if (!node->tls) {
-            bf_node_reply_error(c, 0, BF_PROTO_ERR_BUSY, "the memory node is busy "
-                                "authenticating other clients: try again later");
+            bf_node_reply_error(c, 0, BF_PROTO_ERR_BUSY, BF_PROTO_BUSY_MESSAGE);
         }
         bf_node_linger(c);
         return FALSE;
@@ -393,12 +326,13 @@ static void bf_node_serve_conn(BfNode *node, int fd, const char *peer)
     uint8_t auth_payload[BF_NODE_AUTH_PAYLOAD];
     const BfKeyring *keys = node->keys;
     BfStore *store = node->store;
-    BfNodeConn c = { .store = store, .keys = keys, .stream = { .fd = fd }, .peer = peer };
+    BfNodeConn c = { .store = store, .stream = { .fd = fd }, .peer = peer };
     gint64 auth_deadline = g_get_monotonic_time() + BF_NODE_AUTH_TIMEOUT_US;
     /* Counted among the untrusted until its handshake is done and its key proven, or gone. */
     gboolean counted = keys || node->tls;
     guint before = counted ? (guint)g_atomic_int_add(&node->unauthenticated, 1) : 0;
 
+    bf_node_auth_init(&c.auth, keys, peer);
     if (counted && !bf_node_admit(node, &c, before, auth_deadline)) {
         goto end;
     }
@@ -407,7 +341,7 @@ static void bf_node_serve_conn(BfNode *node, int fd, const char *peer)
         g_autoptr(GError) err = NULL;
         BfMsgHeader h = { 0 };
         /* Until a client proves its key it gets a deadline, and no buffers of its own. */
-        gboolean trusted = !keys || c.key;
+        gboolean trusted = bf_node_auth_trusted(&c.auth);
         gint64 deadline = trusted ? -1 : auth_deadline;
         gboolean ok;
 
@@ -422,15 +356,18 @@ static void bf_node_serve_conn(BfNode *node, int fd, const char *peer)
             c.payload = auth_payload;
         }
         if (!bf_stream_recv(&c.stream, raw, sizeof(raw), deadline, BF_NODE_SPIN_US, &err)) {
-            g_info("%s: %s", peer, err->message);
+            if (!trusted && g_get_monotonic_time() >= deadline) {
+                bf_node_auth_log_timeout(&c.auth);
+            } else {
+                g_info("%s: %s", peer, err->message);
+            }
             break;
         }
         ok = bf_proto_parse_header(raw, &h, &err);
         if (ok && !trusted && h.type != BF_MSG_AUTH && h.type != BF_MSG_AUTH_PROOF) {
             /* Refused on its header: its payload is never read. */
             g_message("%s: refused: %s without a key", c.peer, bf_msg_type_name(h.type));
-            bf_node_refuse_auth(&c, h.tag, "this memory node takes only clients with a "
-                                "key: give the backend one (secret=)");
+            bf_node_refuse_auth(&c, h.tag, BF_NODE_AUTH_NEEDED);
             break;
         }
         if (!ok || !bf_stream_recv(&c.stream, c.payload, h.length, deadline, 0, &err) ||
@@ -456,7 +393,7 @@ end:
         g_free(c.payload);
         g_free(c.pages_out);
     }
-    bf_key_free(c.decoy);
+    bf_node_auth_clear(&c.auth);
     bf_tls_end(&c.stream);
 }
 
