@@ -11,7 +11,11 @@
  *
  * The extents a session was lent are shared by all of this process's channels to that
  * session (a table keyed by node and session), so a channel never uses an extent another
- * one has released.
+ * one has released. The node registers an extent for each connection apart (a connection
+ * reaches only what it was granted), so each channel has its own rkey for it, in a slot of
+ * the table's entry.
+ *
+ * With a key, the channel proves it (bf_auth_client) before HELLO, in messages, as on TCP.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -20,16 +24,18 @@
 #include "bf-rdma.h"
 
 #include <errno.h>
-#include <netdb.h>
 
 #define BF_RDMA_BOUNCE_SIZE ((uint64_t)BF_PROTO_MAX_PAGES * BF_PROTO_PAGE_SIZE)
 #define BF_RDMA_EXPECT_RING (2 * BF_RDMA_MSG_SLOTS)
 #define BF_RDMA_NO_SLOT UINT32_MAX
+/* Channels of one process to one session at once (the engine has two). */
+#define BF_GRANT_MAX_CHANNELS 16
 
 /* The extents lent to one session, for every channel of this process to it. */
 typedef struct {
     char *key;
     guint refs;                 /* under bf_grant_tables_lock */
+    uint32_t channels;          /* a bit per slot a channel holds; under @lock */
     GMutex lock;
     GCond released;             /* a RELEASE finished */
     GHashTable *grants;         /* extent (uint64_t *) -> BfGrantEntry */
@@ -37,8 +43,10 @@ typedef struct {
 
 typedef struct {
     uint64_t extent;
-    BfGrant grant;
-    gboolean granted;           /* FALSE: only a mark that @releaser is releasing it */
+    uint64_t addr;
+    uint32_t granted;           /* a bit per channel slot granted it; 0: only a mark that
+                                   @releaser is releasing it */
+    uint32_t rkeys[BF_GRANT_MAX_CHANNELS];
     gpointer releaser;          /* the channel releasing it, or NULL */
 } BfGrantEntry;
 
@@ -71,6 +79,7 @@ typedef struct {
     gboolean connected;
     char *broken;                       /* why the channel cannot be used any more */
     BfGrantTable *grants;
+    uint32_t grant_slot;                /* this channel's in @grants' entries */
     uint64_t extents;                   /* the session's */
     int timeout_ms;                     /* for the node's answers within a submit */
     uint8_t *bounce;                    /* BF_CHANNEL_RDMA_MAX_INFLIGHT buffers */
@@ -91,33 +100,70 @@ typedef struct {
     char call_message[BF_PROTO_MAX_MESSAGE + 1];
 } BfChannelRdma;
 
-static BfGrantTable *bf_grant_table_get(const BfEndpoint *endpoint, const BfHello *hello)
+/* The table of @hello's session (of @key) at @endpoint, and a slot in it for @ch. */
+static gboolean bf_grant_table_get(BfChannelRdma *ch, const BfEndpoint *endpoint,
+                                   const BfHello *hello, const BfKey *key, GError **errp)
 {
     g_autofree char *where = bf_endpoint_to_string(endpoint);
     g_autofree char *session = g_base64_encode(hello->session, sizeof(hello->session));
-    g_autofree char *key = g_strdup_printf("%s/%s", where, session);
+    g_autofree char *name = g_strdup_printf("%s/%s/%s", where, key ? key->name : "", session);
     BfGrantTable *t;
 
     g_mutex_lock(&bf_grant_tables_lock);
     if (!bf_grant_tables) {
         bf_grant_tables = g_hash_table_new(g_str_hash, g_str_equal);
     }
-    t = g_hash_table_lookup(bf_grant_tables, key);
+    t = g_hash_table_lookup(bf_grant_tables, name);
     if (!t) {
         t = g_new0(BfGrantTable, 1);
-        t->key = g_steal_pointer(&key);
+        t->key = g_steal_pointer(&name);
         g_mutex_init(&t->lock);
         g_cond_init(&t->released);
         t->grants = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL, g_free);
         g_hash_table_insert(bf_grant_tables, t->key, t);
     }
     t->refs++;
+    ch->grants = t;
     g_mutex_unlock(&bf_grant_tables_lock);
-    return t;
+
+    g_mutex_lock(&t->lock);
+    /* The lowest free slot; BF_GRANT_MAX_CHANNELS when every one is taken. */
+    ch->grant_slot = (uint32_t)__builtin_ctz(~t->channels);
+    if (ch->grant_slot < BF_GRANT_MAX_CHANNELS) {
+        t->channels |= 1u << ch->grant_slot;
+    }
+    g_mutex_unlock(&t->lock);
+    if (ch->grant_slot >= BF_GRANT_MAX_CHANNELS) {
+        g_set_error(errp, BF_ERROR, BF_ERROR_INVALID, "RDMA: more than %d channels to one "
+                    "session", BF_GRANT_MAX_CHANNELS);
+        return FALSE;
+    }
+    return TRUE;
 }
 
-static void bf_grant_table_put(BfGrantTable *t)
+/* @ch leaves its table: its rkeys (and the entries only it was granted) go. */
+static void bf_grant_table_put(BfChannelRdma *ch)
 {
+    BfGrantTable *t = ch->grants;
+
+    if (ch->grant_slot < BF_GRANT_MAX_CHANNELS) {
+        uint32_t bit = 1u << ch->grant_slot;
+        GHashTableIter iter;
+        gpointer value;
+
+        g_mutex_lock(&t->lock);
+        g_hash_table_iter_init(&iter, t->grants);
+        while (g_hash_table_iter_next(&iter, NULL, &value)) {
+            BfGrantEntry *entry = value;
+
+            entry->granted &= ~bit;
+            if (!entry->granted && !entry->releaser) {
+                g_hash_table_iter_remove(&iter);
+            }
+        }
+        t->channels &= ~bit;
+        g_mutex_unlock(&t->lock);
+    }
     g_mutex_lock(&bf_grant_tables_lock);
     if (--t->refs == 0) {
         g_hash_table_remove(bf_grant_tables, t->key);
@@ -397,8 +443,10 @@ static gboolean bf_rdma_grant(BfChannelRdma *ch, uint64_t extent, gboolean creat
             return bf_rdma_break(ch, errp, "RDMA: an extent stayed in release too long");
         }
     }
-    if (entry && entry->granted) {
-        *grant = entry->grant;
+    if (entry && (entry->granted & (1u << ch->grant_slot))) {
+        *grant = (BfGrant) {
+            .extent = extent, .addr = entry->addr, .rkey = entry->rkeys[ch->grant_slot],
+        };
         g_mutex_unlock(&t->lock);
         return TRUE;
     }
@@ -430,8 +478,9 @@ static gboolean bf_rdma_grant(BfChannelRdma *ch, uint64_t extent, gboolean creat
         entry->extent = extent;
         g_hash_table_insert(t->grants, &entry->extent, entry);
     }
-    entry->grant = *grant;
-    entry->granted = TRUE;
+    entry->addr = grant->addr;
+    entry->rkeys[ch->grant_slot] = grant->rkey;
+    entry->granted |= 1u << ch->grant_slot;
     g_mutex_unlock(&t->lock);
     return TRUE;
 }
@@ -656,7 +705,7 @@ static void bf_rdma_destroy(BfChannelRdma *ch)
         rdma_destroy_event_channel(ch->events);
     }
     if (ch->grants) {
-        bf_grant_table_put(ch->grants);
+        bf_grant_table_put(ch);
     }
     g_free(ch->broken);
     g_free(ch);
@@ -693,53 +742,14 @@ static const BfChannelOps bf_channel_rdma_ops = {
 
 /* Resolves the node's address and route and connects the queue pair. */
 static gboolean bf_rdma_connect_qp(BfChannelRdma *ch, const BfEndpoint *endpoint,
-                                   const BfHello *hello, gint64 deadline, int timeout_ms,
-                                   GError **errp)
+                                   gint64 deadline, int timeout_ms, GError **errp)
 {
-    struct rdma_addrinfo hints = { .ai_port_space = RDMA_PS_TCP }, *addr = NULL;
-    g_autofree char *port = g_strdup_printf("%u", endpoint->port);
-    uint8_t private_data[BF_RDMA_CONNECT_DATA_SIZE];
-    struct rdma_conn_param param = { 0 };
-    struct ibv_device_attr attr;
-    struct rdma_cm_event *event;
-    int err;
-
-    ch->events = rdma_create_event_channel();
-    if (!ch->events || rdma_create_id(ch->events, &ch->id, ch, RDMA_PS_TCP)) {
-        g_set_error(errp, BF_ERROR, BF_ERROR_UNREACHABLE, "RDMA: cannot create a connection "
-                    "identifier: %s", g_strerror(errno));
+    if (!bf_rdma_resolve(endpoint, ch, deadline, timeout_ms, &ch->events, &ch->id, errp)) {
         return FALSE;
     }
-    err = rdma_getaddrinfo(endpoint->host, port, &hints, &addr);
-    if (err) {
-        g_set_error(errp, BF_ERROR, BF_ERROR_UNREACHABLE, "RDMA: cannot resolve '%s': %s",
-                    endpoint->host, err == -1 ? g_strerror(errno) : gai_strerror(err));
-        return FALSE;
-    }
-    err = rdma_resolve_addr(ch->id, NULL, addr->ai_dst_addr, MAX(timeout_ms, 1));
-    rdma_freeaddrinfo(addr);
-    if (err) {
-        g_set_error(errp, BF_ERROR, BF_ERROR_UNREACHABLE, "RDMA: no RDMA device reaches "
-                    "%s: %s", endpoint->host, g_strerror(errno));
-        return FALSE;
-    }
-    if (!bf_rdma_cm_wait(ch->events, RDMA_CM_EVENT_ADDR_RESOLVED, deadline, &event, errp)) {
-        return FALSE;
-    }
-    rdma_ack_cm_event(event);
-    if (rdma_resolve_route(ch->id, MAX(timeout_ms, 1)) ||
-        !bf_rdma_cm_wait(ch->events, RDMA_CM_EVENT_ROUTE_RESOLVED, deadline, &event, errp)) {
-        if (errp && !*errp) {
-            g_set_error(errp, BF_ERROR, BF_ERROR_UNREACHABLE, "RDMA: no route to %s: %s",
-                        endpoint->host, g_strerror(errno));
-        }
-        return FALSE;
-    }
-    rdma_ack_cm_event(event);
-
     ch->pd = ibv_alloc_pd(ch->id->verbs);
     ch->comp = ch->pd ? ibv_create_comp_channel(ch->id->verbs) : NULL;
-    if (!ch->comp || ibv_query_device(ch->id->verbs, &attr)) {
+    if (!ch->comp) {
         g_set_error(errp, BF_ERROR, BF_ERROR_UNREACHABLE, "RDMA: cannot set up device %s: %s",
                     ibv_get_device_name(ch->id->verbs->device), g_strerror(errno));
         return FALSE;
@@ -759,29 +769,40 @@ static gboolean bf_rdma_connect_qp(BfChannelRdma *ch, const BfEndpoint *endpoint
                     g_strerror(errno));
         return FALSE;
     }
-
-    bf_rdma_put_connect_data(private_data, hello->session);
-    param.private_data = private_data;
-    param.private_data_len = sizeof(private_data);
-    param.initiator_depth = MIN(attr.max_qp_init_rd_atom, 16);
-    param.responder_resources = 0;
-    param.retry_count = 7;
-    param.rnr_retry_count = 7;
-    if (rdma_connect(ch->id, &param)) {
-        g_set_error(errp, BF_ERROR, BF_ERROR_UNREACHABLE, "RDMA: cannot connect to %s: %s",
-                    endpoint->host, g_strerror(errno));
+    if (!bf_rdma_connect(ch->events, ch->id, endpoint, deadline, errp)) {
         return FALSE;
     }
-    if (!bf_rdma_cm_wait(ch->events, RDMA_CM_EVENT_ESTABLISHED, deadline, &event, errp)) {
-        return FALSE;
-    }
-    rdma_ack_cm_event(event);
     ch->connected = TRUE;
     return TRUE;
 }
 
+/* A BfAuthCall over RDMA. */
+static gboolean bf_rdma_auth_call(gpointer opaque, BfMsgType type, const uint8_t *payload,
+                                  uint32_t length, BfMsgType reply, uint8_t *out, uint32_t size,
+                                  uint32_t *out_length, GError **errp)
+{
+    BfChannelRdma *ch = opaque;
+
+    if (!bf_rdma_call(ch, type, payload, length, reply, bf_channel_deadline(ch->timeout_ms),
+                      errp)) {
+        return FALSE;
+    }
+    if (ch->call_error) {
+        g_set_error(errp, BF_ERROR, BF_ERROR_POOL, "the memory node refused the key: %s",
+                    ch->call_message);
+        return FALSE;
+    }
+    if (ch->call_length > size) {
+        return bf_rdma_break(ch, errp, "protocol error from the memory node: %s of %u bytes",
+                             bf_msg_type_name(reply), ch->call_length);
+    }
+    memcpy(out, ch->call_payload, ch->call_length);
+    *out_length = ch->call_length;
+    return TRUE;
+}
+
 BfChannel *bf_channel_rdma_connect(const BfEndpoint *endpoint, const BfHello *hello,
-                                   int timeout_ms, GError **errp)
+                                   const BfKey *key, int timeout_ms, GError **errp)
 {
     BfChannelRdma *ch;
     gint64 deadline = bf_channel_deadline(timeout_ms);
@@ -796,8 +817,9 @@ BfChannel *bf_channel_rdma_connect(const BfEndpoint *endpoint, const BfHello *he
     ch->parent.ops = &bf_channel_rdma_ops;
     ch->extents = bf_proto_extents(hello->pages);
     ch->timeout_ms = timeout_ms;
-    ch->grants = bf_grant_table_get(endpoint, hello);
-    if (!bf_rdma_connect_qp(ch, endpoint, hello, deadline, timeout_ms, errp)) {
+    if (!bf_grant_table_get(ch, endpoint, hello, key, errp) ||
+        !bf_rdma_connect_qp(ch, endpoint, deadline, timeout_ms, errp) ||
+        (key && !bf_auth_client(key, bf_rdma_auth_call, ch, errp))) {
         goto fail;
     }
     length = bf_proto_put_hello(payload, hello);

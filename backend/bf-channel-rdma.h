@@ -15,7 +15,8 @@
 /* How long a wait for a completion spins before it sleeps. */
 #define BF_CHANNEL_RDMA_SPIN_US 50
 
+/* With @key, the channel proves it to the node before HELLO (bf_auth_client). */
 BfChannel *bf_channel_rdma_connect(const BfEndpoint *endpoint, const BfHello *hello,
-                                   int timeout_ms, GError **errp);
+                                   const BfKey *key, int timeout_ms, GError **errp);
 
 #endif

@@ -16,13 +16,12 @@ BfChannel *bf_channel_connect(const BfEndpoint *endpoint, const BfHello *hello,
     case BF_TRANSPORT_TCP:
         return bf_channel_tcp_connect(endpoint, hello, key, tls, timeout_ms, errp);
     case BF_TRANSPORT_RDMA:
-        if (key || tls) {
+        if (tls) {
             g_set_error(errp, BF_ERROR, BF_ERROR_INVALID,
-                        "%s not supported over RDMA yet: use a tcp: pool",
-                        key ? "keys are" : "TLS is");
+                        "TLS is not supported over RDMA: use a tcp: pool");
             return NULL;
         }
-        return bf_channel_rdma_connect(endpoint, hello, timeout_ms, errp);
+        return bf_channel_rdma_connect(endpoint, hello, key, timeout_ms, errp);
     }
     g_assert_not_reached();
 }

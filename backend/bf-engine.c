@@ -433,9 +433,9 @@ BfEngine *bf_engine_new(const BfEngineConfig *config, GError **errp)
             g_set_error(errp, BF_ERROR, BF_ERROR_INVALID, "%s needs a pool", what);
             return NULL;
         }
-        if (e->pool->transport != BF_TRANSPORT_TCP) {
+        if (config->pool_tls_dir && e->pool->transport != BF_TRANSPORT_TCP) {
             g_set_error(errp, BF_ERROR, BF_ERROR_INVALID,
-                        "%s is not supported over RDMA yet: use a tcp: pool", what);
+                        "TLS is not supported over RDMA: use a tcp: pool");
             return NULL;
         }
     }

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <poll.h>
 
 G_STATIC_ASSERT(BF_RDMA_MSG_SLOTS <= 32);
@@ -61,7 +62,7 @@ gboolean bf_rdma_queue_init(BfRdmaQueue *q, struct rdma_cm_id *id, struct ibv_pd
         bf_rdma_fail(errp, errno, "cannot register message buffers");
         goto fail;
     }
-    q->send_free = BF_RDMA_MSG_SLOTS == 32 ? UINT32_MAX : (1u << BF_RDMA_MSG_SLOTS) - 1;
+    q->send_free = BF_RDMA_ALL_SENDS;
     for (uint32_t i = 0; i < BF_RDMA_MSG_SLOTS; i++) {
         if (!bf_rdma_post_recv(q, i, errp)) {
             goto fail;
@@ -206,6 +207,7 @@ gboolean bf_rdma_cm_wait(struct rdma_event_channel *channel, enum rdma_cm_event_
                          gint64 deadline, struct rdma_cm_event **event, GError **errp)
 {
     struct pollfd pfd = { .fd = channel->fd, .events = POLLIN };
+    BfProtoError refusal;
     int timeout = -1;
 
     if (deadline >= 0) {
@@ -219,6 +221,16 @@ gboolean bf_rdma_cm_wait(struct rdma_event_channel *channel, enum rdma_cm_event_
     if (rdma_get_cm_event(channel, event)) {
         return bf_rdma_fail(errp, errno, "cannot read a connection event");
     }
+    if ((*event)->event == RDMA_CM_EVENT_REJECTED &&
+        bf_rdma_parse_connect_data((*event)->param.conn.private_data,
+                                   (*event)->param.conn.private_data_len, &refusal, NULL) &&
+        refusal == BF_PROTO_ERR_BUSY) {
+        g_set_error(errp, BF_ERROR, BF_ERROR_POOL, "the memory node refused the connection: "
+                    "%s", BF_PROTO_BUSY_MESSAGE);
+        rdma_ack_cm_event(*event);
+        *event = NULL;
+        return FALSE;
+    }
     if ((*event)->event != expected) {
         g_set_error(errp, BF_ERROR, BF_ERROR_UNREACHABLE, "RDMA: %s (status %d) while "
                     "waiting for %s", rdma_event_str((*event)->event), (*event)->status,
@@ -227,6 +239,80 @@ gboolean bf_rdma_cm_wait(struct rdma_event_channel *channel, enum rdma_cm_event_
         *event = NULL;
         return FALSE;
     }
+    return TRUE;
+}
+
+gboolean bf_rdma_resolve(const BfEndpoint *endpoint, void *context, gint64 deadline,
+                         int timeout_ms, struct rdma_event_channel **events,
+                         struct rdma_cm_id **id, GError **errp)
+{
+    struct rdma_addrinfo hints = { .ai_port_space = RDMA_PS_TCP }, *addr = NULL;
+    g_autofree char *port = g_strdup_printf("%u", endpoint->port);
+    struct rdma_cm_event *event;
+    int err;
+
+    *events = rdma_create_event_channel();
+    if (!*events || rdma_create_id(*events, id, context, RDMA_PS_TCP)) {
+        g_set_error(errp, BF_ERROR, BF_ERROR_UNREACHABLE, "RDMA: cannot create a connection "
+                    "identifier: %s", g_strerror(errno));
+        return FALSE;
+    }
+    err = rdma_getaddrinfo(endpoint->host, port, &hints, &addr);
+    if (err) {
+        g_set_error(errp, BF_ERROR, BF_ERROR_UNREACHABLE, "RDMA: cannot resolve '%s': %s",
+                    endpoint->host, err == -1 ? g_strerror(errno) : gai_strerror(err));
+        return FALSE;
+    }
+    err = rdma_resolve_addr(*id, NULL, addr->ai_dst_addr, MAX(timeout_ms, 1));
+    rdma_freeaddrinfo(addr);
+    if (err) {
+        g_set_error(errp, BF_ERROR, BF_ERROR_UNREACHABLE, "RDMA: no RDMA device reaches "
+                    "%s: %s", endpoint->host, g_strerror(errno));
+        return FALSE;
+    }
+    if (!bf_rdma_cm_wait(*events, RDMA_CM_EVENT_ADDR_RESOLVED, deadline, &event, errp)) {
+        return FALSE;
+    }
+    rdma_ack_cm_event(event);
+    if (rdma_resolve_route(*id, MAX(timeout_ms, 1)) ||
+        !bf_rdma_cm_wait(*events, RDMA_CM_EVENT_ROUTE_RESOLVED, deadline, &event, errp)) {
+        if (errp && !*errp) {
+            g_set_error(errp, BF_ERROR, BF_ERROR_UNREACHABLE, "RDMA: no route to %s: %s",
+                        endpoint->host, g_strerror(errno));
+        }
+        return FALSE;
+    }
+    rdma_ack_cm_event(event);
+    return TRUE;
+}
+
+gboolean bf_rdma_connect(struct rdma_event_channel *events, struct rdma_cm_id *id,
+                         const BfEndpoint *endpoint, gint64 deadline, GError **errp)
+{
+    uint8_t private_data[BF_RDMA_CONNECT_DATA_SIZE];
+    struct rdma_conn_param param = { 0 };
+    struct ibv_device_attr attr;
+    struct rdma_cm_event *event;
+
+    if (ibv_query_device(id->verbs, &attr)) {
+        return bf_rdma_fail(errp, errno, "cannot query the device");
+    }
+    bf_rdma_put_connect_data(private_data, 0);
+    param.private_data = private_data;
+    param.private_data_len = sizeof(private_data);
+    param.initiator_depth = MIN(attr.max_qp_init_rd_atom, 16);
+    param.responder_resources = 0;
+    param.retry_count = 7;
+    param.rnr_retry_count = 7;
+    if (rdma_connect(id, &param)) {
+        g_set_error(errp, BF_ERROR, BF_ERROR_UNREACHABLE, "RDMA: cannot connect to %s: %s",
+                    endpoint->host, g_strerror(errno));
+        return FALSE;
+    }
+    if (!bf_rdma_cm_wait(events, RDMA_CM_EVENT_ESTABLISHED, deadline, &event, errp)) {
+        return FALSE;
+    }
+    rdma_ack_cm_event(event);
     return TRUE;
 }
 
@@ -247,31 +333,31 @@ gboolean bf_rdma_have_device(GError **errp)
     return FALSE;
 }
 
-void bf_rdma_put_connect_data(uint8_t out[BF_RDMA_CONNECT_DATA_SIZE],
-                              const uint8_t session[BF_PROTO_SESSION_SIZE])
+void bf_rdma_put_connect_data(uint8_t out[BF_RDMA_CONNECT_DATA_SIZE], BfProtoError refusal)
 {
     uint32_t magic = GUINT32_TO_LE(BF_PROTO_MAGIC);
     uint16_t version = GUINT16_TO_LE(BF_PROTO_VERSION);
+    uint16_t code = GUINT16_TO_LE(refusal);
 
     memcpy(out, &magic, 4);
     memcpy(out + 4, &version, 2);
-    memset(out + 6, 0, 2);
-    memcpy(out + 8, session, BF_PROTO_SESSION_SIZE);
+    memcpy(out + 6, &code, 2);
 }
 
-gboolean bf_rdma_parse_connect_data(const void *data, size_t length,
-                                    uint8_t session[BF_PROTO_SESSION_SIZE], GError **errp)
+gboolean bf_rdma_parse_connect_data(const void *data, size_t length, BfProtoError *refusal,
+                                    GError **errp)
 {
     uint8_t expected[BF_RDMA_CONNECT_DATA_SIZE];
-    static const uint8_t no_session[BF_PROTO_SESSION_SIZE];
+    uint16_t code;
 
-    bf_rdma_put_connect_data(expected, no_session);
-    if (!data || length < BF_RDMA_CONNECT_DATA_SIZE || memcmp(data, expected, 8) != 0) {
+    bf_rdma_put_connect_data(expected, 0);
+    if (!data || length < BF_RDMA_CONNECT_DATA_SIZE || memcmp(data, expected, 6) != 0) {
         g_set_error(errp, BF_ERROR, BF_ERROR_PROTOCOL,
                     "protocol error: a connection request that is not Blowfish's (or of "
                     "another protocol version)");
         return FALSE;
     }
-    memcpy(session, (const uint8_t *)data + 8, BF_PROTO_SESSION_SIZE);
+    memcpy(&code, (const uint8_t *)data + 6, 2);
+    *refusal = GUINT16_FROM_LE(code);
     return TRUE;
 }

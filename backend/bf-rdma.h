@@ -12,6 +12,7 @@
 #ifndef BF_RDMA_H
 #define BF_RDMA_H
 
+#include "bf-endpoint.h"
 #include "bf-proto.h"
 
 #include <infiniband/verbs.h>
@@ -23,8 +24,11 @@
 #define BF_RDMA_MSG_SLOTS 32u
 /* Page data work requests a client keeps in flight on one queue pair. */
 #define BF_RDMA_MAX_DATA_WR (8u * BF_PROTO_MAX_PAGES)
-/* The connection request's private data: magic, version, the session id. */
-#define BF_RDMA_CONNECT_DATA_SIZE (4u + 2u + 2u + BF_PROTO_SESSION_SIZE)
+/*
+ * The private data of a connection request, and of the node's refusal of one: magic, version,
+ * and the refusal's BfProtoError (0 in a request).
+ */
+#define BF_RDMA_CONNECT_DATA_SIZE (4u + 2u + 2u)
 
 typedef enum {
     BF_RDMA_WR_RECV = 1,
@@ -78,6 +82,14 @@ uint8_t *bf_rdma_send_buf(BfRdmaQueue *q, uint32_t *slot);
 gboolean bf_rdma_post_send(BfRdmaQueue *q, uint32_t slot, uint32_t length, GError **errp);
 /* Called on the send's completion: the slot is free again. */
 void bf_rdma_send_done(BfRdmaQueue *q, uint32_t slot);
+/* A bit per send slot: what send_free holds when no send is in flight. */
+#define BF_RDMA_ALL_SENDS \
+    (BF_RDMA_MSG_SLOTS == 32 ? UINT32_MAX : (UINT32_C(1) << BF_RDMA_MSG_SLOTS) - 1)
+
+static inline gboolean bf_rdma_sends_idle(const BfRdmaQueue *q)
+{
+    return q->send_free == BF_RDMA_ALL_SENDS;
+}
 
 /*
  * Completions of @q, at most @max: spins for @spin_us, then sleeps on the completion channel
@@ -86,17 +98,30 @@ void bf_rdma_send_done(BfRdmaQueue *q, uint32_t slot);
 int bf_rdma_poll(BfRdmaQueue *q, struct ibv_wc *wc, int max, gint64 deadline, int spin_us,
                  GError **errp);
 
-/* Waits for the next event on @channel; fails unless it is @expected. */
+/*
+ * Waits for the next event on @channel; fails unless it is @expected. A node's refusal of a
+ * connection as busy (BF_PROTO_ERR_BUSY) is a BF_ERROR_POOL error that says so.
+ */
 gboolean bf_rdma_cm_wait(struct rdma_event_channel *channel, enum rdma_cm_event_type expected,
                          gint64 deadline, struct rdma_cm_event **event, GError **errp);
+
+/*
+ * The client's way to a node: creates *@events and *@id (whose context is @context), and
+ * resolves @endpoint's address and route by @deadline.
+ */
+gboolean bf_rdma_resolve(const BfEndpoint *endpoint, void *context, gint64 deadline,
+                         int timeout_ms, struct rdma_event_channel **events,
+                         struct rdma_cm_id **id, GError **errp);
+/* Then, its queue pair made: sends the connection request, waits until it is established. */
+gboolean bf_rdma_connect(struct rdma_event_channel *events, struct rdma_cm_id *id,
+                         const BfEndpoint *endpoint, gint64 deadline, GError **errp);
 
 /* Whether this host has any RDMA device, and if not why, for error messages. */
 gboolean bf_rdma_have_device(GError **errp);
 
-/* The connection request's private data for @session. */
-void bf_rdma_put_connect_data(uint8_t out[BF_RDMA_CONNECT_DATA_SIZE],
-                              const uint8_t session[BF_PROTO_SESSION_SIZE]);
-gboolean bf_rdma_parse_connect_data(const void *data, size_t length,
-                                    uint8_t session[BF_PROTO_SESSION_SIZE], GError **errp);
+void bf_rdma_put_connect_data(uint8_t out[BF_RDMA_CONNECT_DATA_SIZE], BfProtoError refusal);
+/* FALSE if @data is not Blowfish's, of this version; else its refusal (or 0) in *refusal. */
+gboolean bf_rdma_parse_connect_data(const void *data, size_t length, BfProtoError *refusal,
+                                    GError **errp);
 
 #endif

@@ -17,7 +17,7 @@ typedef struct {
 
 struct BfExtentSession {
     uint8_t id[BF_PROTO_SESSION_SIZE];
-    gpointer data;                          /* from ops->session_new */
+    char *owner;                            /* the key it is filed under, or NULL */
     guint connections;
     uint64_t pages;                         /* 0 until HELLO */
     uint64_t stored;
@@ -35,8 +35,8 @@ struct BfExtents {
 
 static void bf_extent_take_back(BfExtents *x, BfExtentSession *s, BfExtent *e)
 {
-    x->ops->take_back(e->lent);
-    bf_store_unreserve(x->store, BF_PROTO_EXTENT_PAGES);
+    x->ops->take_back(x->opaque, e->lent);
+    bf_store_unreserve(x->store, s->owner, BF_PROTO_EXTENT_PAGES);
     s->stored -= e->stored;
     s->nr_lent--;
     x->nr_lent--;
@@ -61,7 +61,7 @@ static void bf_extents_session_destroy(BfExtents *x, BfExtentSession *s)
     bf_extents_drop(x, s);
     g_hash_table_remove(x->sessions, key);
     g_hash_table_destroy(s->extents);
-    x->ops->session_free(s->data);
+    g_free(s->owner);
     g_free(s);
 }
 
@@ -79,7 +79,7 @@ void bf_extents_free(BfExtents *x)
 
         bf_extents_drop(x, s);
         g_hash_table_destroy(s->extents);
-        x->ops->session_free(s->data);
+        g_free(s->owner);
         g_free(s);
         g_hash_table_iter_remove(&iter);
     }
@@ -87,58 +87,42 @@ void bf_extents_free(BfExtents *x)
     g_free(x);
 }
 
-BfExtentSession *bf_extents_connect(BfExtents *x, const uint8_t id[BF_PROTO_SESSION_SIZE],
-                                    GError **errp)
+BfExtentSession *bf_extents_attach(BfExtents *x, const uint8_t id[BF_PROTO_SESSION_SIZE],
+                                   const char *owner, uint64_t pages, uint64_t *stored,
+                                   BfProtoError *code, GError **errp)
 {
     g_autoptr(GBytes) key = g_bytes_new(id, BF_PROTO_SESSION_SIZE);
     BfExtentSession *s = g_hash_table_lookup(x->sessions, key);
 
+    *code = 0;
+    if (s && s->pages && s->pages != pages) {
+        *code = BF_PROTO_ERR_NO_SESSION;
+        g_set_error(errp, BF_ERROR, BF_ERROR_POOL, "the session exists with %"
+                    G_GUINT64_FORMAT " pages, not %" G_GUINT64_FORMAT,
+                    (guint64)s->pages, (guint64)pages);
+        return NULL;
+    }
     if (!s) {
-        gpointer data = x->ops->session_new(id, x->opaque, errp);
-
-        if (!data) {
-            return NULL;
-        }
         s = g_new0(BfExtentSession, 1);
         memcpy(s->id, id, sizeof(s->id));
-        s->data = data;
+        s->owner = g_strdup(owner);
         s->extents = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, g_free);
         g_hash_table_insert(x->sessions, g_steal_pointer(&key), s);
     }
+    /* Filed under the owner's key, a session has no other owner. */
+    g_assert(g_strcmp0(s->owner, owner) == 0);
+    s->pages = pages;
     s->connections++;
+    *stored = s->stored;
     return s;
 }
 
-void bf_extents_disconnect(BfExtents *x, BfExtentSession *s)
+void bf_extents_detach(BfExtents *x, BfExtentSession *s)
 {
     g_assert(s->connections > 0);
     if (--s->connections == 0 && s->nr_lent == 0) {
         bf_extents_session_destroy(x, s);
     }
-}
-
-gpointer bf_extents_session_data(BfExtentSession *s)
-{
-    return s->data;
-}
-
-gboolean bf_extents_hello(BfExtents *x, BfExtentSession *s, const BfHello *hello,
-                          uint64_t *stored, BfProtoError *code, GError **errp)
-{
-    *code = 0;
-    if (memcmp(hello->session, s->id, sizeof(s->id)) != 0) {
-        return bf_proto_fail(errp, "HELLO for another session than the connection's");
-    }
-    if (s->pages && s->pages != hello->pages) {
-        *code = BF_PROTO_ERR_NO_SESSION;
-        g_set_error(errp, BF_ERROR, BF_ERROR_POOL, "the session exists with %"
-                    G_GUINT64_FORMAT " pages, not %" G_GUINT64_FORMAT,
-                    (guint64)s->pages, (guint64)hello->pages);
-        return FALSE;
-    }
-    s->pages = hello->pages;
-    *stored = s->stored;
-    return TRUE;
 }
 
 uint64_t bf_extents_session_size(BfExtentSession *s)
@@ -147,7 +131,7 @@ uint64_t bf_extents_session_size(BfExtentSession *s)
 }
 
 gboolean bf_extents_grant(BfExtents *x, BfExtentSession *s, uint64_t extent, gboolean create,
-                          BfGrant *grant, BfProtoError *code, GError **errp)
+                          BfGrant *grant, gpointer *lent, BfProtoError *code, GError **errp)
 {
     BfExtent *e = g_hash_table_lookup(s->extents, &extent);
     uint64_t *key;
@@ -156,6 +140,7 @@ gboolean bf_extents_grant(BfExtents *x, BfExtentSession *s, uint64_t extent, gbo
     g_assert(extent < bf_proto_extents(s->pages));
     if (e) {
         *grant = e->grant;
+        *lent = e->lent;
         return TRUE;
     }
     if (!create) {
@@ -164,15 +149,13 @@ gboolean bf_extents_grant(BfExtents *x, BfExtentSession *s, uint64_t extent, gbo
                     "page of this session", (guint64)extent);
         return FALSE;
     }
-    if (!bf_store_reserve(x->store, BF_PROTO_EXTENT_PAGES)) {
-        *code = BF_PROTO_ERR_NO_SPACE;
-        g_set_error(errp, BF_ERROR, BF_ERROR_POOL, "the memory node is full");
+    if (!bf_store_reserve(x->store, s->owner, BF_PROTO_EXTENT_PAGES, code, errp)) {
         return FALSE;
     }
     e = g_new0(BfExtent, 1);
-    e->lent = x->ops->lend(s->data, &e->grant, errp);
+    e->lent = x->ops->lend(x->opaque, &e->grant, errp);
     if (!e->lent) {
-        bf_store_unreserve(x->store, BF_PROTO_EXTENT_PAGES);
+        bf_store_unreserve(x->store, s->owner, BF_PROTO_EXTENT_PAGES);
         g_free(e);
         *code = BF_PROTO_ERR_NO_SPACE;
         return FALSE;
@@ -184,6 +167,7 @@ gboolean bf_extents_grant(BfExtents *x, BfExtentSession *s, uint64_t extent, gbo
     s->nr_lent++;
     x->nr_lent++;
     *grant = e->grant;
+    *lent = e->lent;
     return TRUE;
 }
 

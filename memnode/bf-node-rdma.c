@@ -6,6 +6,7 @@
 #include "bf-node-rdma.h"
 #include "bf-error.h"
 #include "bf-extents.h"
+#include "bf-node-auth.h"
 #include "bf-rdma.h"
 
 #include <errno.h>
@@ -18,67 +19,50 @@
 
 struct BfNodeRdma {
     BfStore *store;
+    const BfKeyring *keys;          /* NULL: the node takes anyone */
+    guint max_unauthenticated;
+    guint unauthenticated;          /* connections proving a key now */
     BfExtents *extents;
     struct rdma_event_channel *events;
     struct rdma_cm_id *listen_id;
     int wake_fd;                    /* eventfd: stop */
     GThread *thread;
     GPtrArray *conns;               /* BfNodeRdmaConn */
-    struct ibv_context *accepting;  /* the device of the connection being accepted */
 };
 
-/* What a session's extents are lent through. */
-typedef struct {
-    struct ibv_context *verbs;
-    struct ibv_pd *pd;
-} BfNodeRdmaSession;
-
+/* An extent's memory, and its registrations: one per connection it was granted to. */
 typedef struct {
     void *mem;
-    struct ibv_mr *mr;
+    GSList *reaches;                /* BfNodeRdmaReach */
 } BfNodeRdmaLent;
 
+typedef struct BfNodeRdmaConn BfNodeRdmaConn;
+
 typedef struct {
+    BfNodeRdmaConn *conn;
+    BfNodeRdmaLent *lent;
+    struct ibv_mr *mr;              /* in the connection's protection domain */
+} BfNodeRdmaReach;
+
+struct BfNodeRdmaConn {
     BfNodeRdma *node;
     struct rdma_cm_id *id;
+    struct ibv_pd *pd;              /* its own: holds only the extents granted to it */
     struct ibv_comp_channel *comp;
     BfRdmaQueue q;
     gboolean queue_ready;
+    BfNodeAuth auth;
+    gboolean counted;               /* among node->unauthenticated */
+    gint64 auth_deadline;
     BfExtentSession *session;
-    gboolean said_hello;
+    GHashTable *reaches;            /* BfNodeRdmaLent -> BfNodeRdmaReach */
+    gboolean ending;                /* serves no more; disconnects once its sends are out */
     gboolean closing;               /* disconnect asked; waiting for the event */
     char *peer;
-} BfNodeRdmaConn;
+};
 
-static gpointer bf_node_rdma_session_new(const uint8_t id[BF_PROTO_SESSION_SIZE],
-                                         gpointer opaque, GError **errp)
+static gpointer bf_node_rdma_lend(gpointer opaque, BfGrant *grant, GError **errp)
 {
-    BfNodeRdma *node = opaque;
-    BfNodeRdmaSession *s = g_new0(BfNodeRdmaSession, 1);
-
-    /* A session is made for its first connection, on that connection's device. */
-    s->verbs = node->accepting;
-    s->pd = ibv_alloc_pd(s->verbs);
-    if (!s->pd) {
-        g_set_error(errp, BF_ERROR, BF_ERROR_FAILED, "cannot allocate a protection domain: "
-                    "%s", g_strerror(errno));
-        g_free(s);
-        return NULL;
-    }
-    return s;
-}
-
-static void bf_node_rdma_session_free(gpointer data)
-{
-    BfNodeRdmaSession *s = data;
-
-    ibv_dealloc_pd(s->pd);
-    g_free(s);
-}
-
-static gpointer bf_node_rdma_lend(gpointer session_data, BfGrant *grant, GError **errp)
-{
-    BfNodeRdmaSession *s = session_data;
     BfNodeRdmaLent *lent = g_new0(BfNodeRdmaLent, 1);
 
     lent->mem = mmap(NULL, BF_EXTENT_SIZE, PROT_READ | PROT_WRITE,
@@ -89,56 +73,118 @@ static gpointer bf_node_rdma_lend(gpointer session_data, BfGrant *grant, GError 
         g_free(lent);
         return NULL;
     }
-    lent->mr = ibv_reg_mr(s->pd, lent->mem, BF_EXTENT_SIZE, IBV_ACCESS_LOCAL_WRITE |
-                          IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_WRITE);
-    if (!lent->mr) {
-        g_set_error(errp, BF_ERROR, BF_ERROR_POOL, "cannot register an extent (is "
-                    "RLIMIT_MEMLOCK too low?): %s", g_strerror(errno));
-        munmap(lent->mem, BF_EXTENT_SIZE);
-        g_free(lent);
-        return NULL;
-    }
     grant->addr = (uintptr_t)lent->mem;
-    grant->rkey = lent->mr->rkey;
     return lent;
 }
 
-static void bf_node_rdma_take_back(gpointer data)
+static void bf_node_rdma_unreach(BfNodeRdmaReach *r)
+{
+    ibv_dereg_mr(r->mr);
+    r->lent->reaches = g_slist_remove(r->lent->reaches, r);
+    g_hash_table_remove(r->conn->reaches, r->lent);
+    g_free(r);
+}
+
+static void bf_node_rdma_take_back(gpointer opaque, gpointer data)
 {
     BfNodeRdmaLent *lent = data;
 
-    ibv_dereg_mr(lent->mr);
+    while (lent->reaches) {
+        bf_node_rdma_unreach(lent->reaches->data);
+    }
     munmap(lent->mem, BF_EXTENT_SIZE);
     g_free(lent);
 }
 
 static const BfExtentOps bf_node_rdma_extent_ops = {
-    .session_new = bf_node_rdma_session_new,
-    .session_free = bf_node_rdma_session_free,
     .lend = bf_node_rdma_lend,
     .take_back = bf_node_rdma_take_back,
 };
 
-static void bf_node_rdma_close(BfNodeRdmaConn *c, const char *why)
+/* The rkey through which @c reaches @lent: registered in its protection domain once. */
+static gboolean bf_node_rdma_reach(BfNodeRdmaConn *c, BfNodeRdmaLent *lent, uint32_t *rkey,
+                                   GError **errp)
+{
+    BfNodeRdmaReach *r = g_hash_table_lookup(c->reaches, lent);
+
+    if (!r) {
+        struct ibv_mr *mr = ibv_reg_mr(c->pd, lent->mem, BF_EXTENT_SIZE,
+                                       IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ |
+                                       IBV_ACCESS_REMOTE_WRITE);
+
+        if (!mr) {
+            g_set_error(errp, BF_ERROR, BF_ERROR_POOL, "cannot register an extent (is "
+                        "RLIMIT_MEMLOCK too low?): %s", g_strerror(errno));
+            return FALSE;
+        }
+        r = g_new(BfNodeRdmaReach, 1);
+        *r = (BfNodeRdmaReach) { .conn = c, .lent = lent, .mr = mr };
+        lent->reaches = g_slist_prepend(lent->reaches, r);
+        g_hash_table_insert(c->reaches, lent, r);
+    }
+    *rkey = r->mr->rkey;
+    return TRUE;
+}
+
+/* Counts @c among the connections proving a key, or no longer. */
+static void bf_node_rdma_count(BfNodeRdmaConn *c, gboolean counted)
+{
+    if (c->counted != counted) {
+        c->counted = counted;
+        if (counted) {
+            c->node->unauthenticated++;
+        } else {
+            c->node->unauthenticated--;
+        }
+    }
+}
+
+static void bf_node_rdma_close(BfNodeRdmaConn *c)
 {
     if (!c->closing) {
-        g_info("%s: %s", c->peer, why);
         c->closing = TRUE;
         rdma_disconnect(c->id);
     }
 }
 
+/*
+ * Serves @c no more: it is disconnected once the messages it was sent (a refusal that says
+ * why, say) are out, so that they are not lost to the disconnect.
+ */
+static void bf_node_rdma_end(BfNodeRdmaConn *c, const char *why)
+{
+    if (!c->ending) {
+        g_info("%s: %s", c->peer, why);
+        c->ending = TRUE;
+        bf_node_rdma_count(c, FALSE);
+    }
+    if (!c->queue_ready || bf_rdma_sends_idle(&c->q)) {
+        bf_node_rdma_close(c);
+    }
+}
+
 static void bf_node_rdma_conn_free(BfNodeRdmaConn *c)
 {
+    g_autoptr(GList) reaches = g_hash_table_get_values(c->reaches);
+
+    bf_node_rdma_count(c, FALSE);
+    for (GList *l = reaches; l; l = l->next) {
+        bf_node_rdma_unreach(l->data);
+    }
+    g_hash_table_destroy(c->reaches);
     if (c->queue_ready) {
         bf_rdma_queue_destroy(&c->q);
     }
     if (c->comp) {
         ibv_destroy_comp_channel(c->comp);
     }
-    if (c->session) {
-        bf_extents_disconnect(c->node->extents, c->session);
+    if (c->pd) {
+        ibv_dealloc_pd(c->pd);
     }
+    if (c->session) {
+        bf_extents_detach(c->node->extents, c->session);
+    }
+    bf_node_auth_clear(&c->auth);
     rdma_destroy_id(c->id);
     g_free(c->peer);
     g_free(c);
@@ -152,13 +198,13 @@ static gboolean bf_node_rdma_reply(BfNodeRdmaConn *c, BfMsgType type, uint32_t t
     uint8_t *buf = bf_rdma_send_buf(&c->q, &slot);
 
     if (!buf) {
-        bf_node_rdma_close(c, "more requests outstanding than the protocol allows");
+        bf_node_rdma_end(c, "more requests outstanding than the protocol allows");
         return FALSE;
     }
     bf_proto_put_header(buf, type, length, tag);
     memcpy(buf + BF_PROTO_HEADER_SIZE, payload, length);
     if (!bf_rdma_post_send(&c->q, slot, BF_PROTO_HEADER_SIZE + length, &err)) {
-        bf_node_rdma_close(c, err->message);
+        bf_node_rdma_end(c, err->message);
         return FALSE;
     }
     return TRUE;
@@ -181,39 +227,94 @@ static gboolean bf_node_rdma_reply_count(BfNodeRdmaConn *c, BfMsgType type, uint
     return bf_node_rdma_reply(c, type, tag, payload, bf_proto_put_count(payload, count));
 }
 
+/* Refuses the client for want of a key and ends the connection; FALSE. */
+static gboolean bf_node_rdma_refuse_auth(BfNodeRdmaConn *c, uint32_t tag, const char *message)
+{
+    bf_node_rdma_refuse(c, tag, BF_PROTO_ERR_AUTH, message);
+    bf_node_rdma_end(c, message);
+    return FALSE;
+}
+
+/* AUTH and AUTH_PROOF (bf-node-auth.h). */
+static gboolean bf_node_rdma_auth(BfNodeRdmaConn *c, const BfMsgHeader *h,
+                                  const uint8_t *payload, GError **errp)
+{
+    uint8_t challenge[BF_PROTO_NONCE_SIZE + BF_PROTO_PROOF_SIZE];
+    const char *refusal;
+
+    if (h->type == BF_MSG_AUTH) {
+        if (!bf_node_auth_challenge(&c->auth, payload, h->length, challenge, &refusal, errp)) {
+            return refusal ? bf_node_rdma_refuse_auth(c, h->tag, refusal) : FALSE;
+        }
+        return bf_node_rdma_reply(c, BF_MSG_AUTH_CHALLENGE, h->tag, challenge,
+                                  sizeof(challenge));
+    }
+    if (!bf_node_auth_check(&c->auth, payload, &refusal, errp)) {
+        return refusal ? bf_node_rdma_refuse_auth(c, h->tag, refusal) : FALSE;
+    }
+    bf_node_rdma_count(c, FALSE);
+    return bf_node_rdma_reply(c, BF_MSG_AUTH_OK, h->tag, NULL, 0);
+}
+
 static gboolean bf_node_rdma_hello(BfNodeRdmaConn *c, const BfMsgHeader *h,
                                    const uint8_t *payload, GError **errp)
 {
-    BfHello hello;
-    BfStoreStats stats;
-    BfProtoError code;
+    const char *owner = c->auth.key ? c->auth.key->name : NULL;
     g_autoptr(GError) refusal = NULL;
+    BfProtoError code;
+    BfHello hello;
     uint64_t values[2];
     uint8_t out[16];
 
-    if (c->said_hello) {
-        g_set_error(errp, BF_ERROR, BF_ERROR_PROTOCOL, "protocol error: a second HELLO");
-        return FALSE;
+    if (c->session) {
+        return bf_proto_fail(errp, "a second HELLO");
     }
     if (!bf_proto_parse_hello(payload, h->length, &hello, errp)) {
         return FALSE;
     }
-    if (!bf_extents_hello(c->node->extents, c->session, &hello, &values[0], &code,
-                          &refusal)) {
-        if (!code) {
-            g_propagate_error(errp, g_steal_pointer(&refusal));
-            return FALSE;
-        }
+    if (owner) {
+        /* The key's own namespace: no other key can name this session. */
+        bf_auth_session_in_key(owner, hello.session);
+    }
+    c->session = bf_extents_attach(c->node->extents, hello.session, owner, hello.pages,
+                                   &values[0], &code, &refusal);
+    if (!c->session) {
+        g_message("%s: session refused: %s", c->peer, refusal->message);
         return bf_node_rdma_refuse(c, h->tag, code, refusal->message);
     }
-    c->said_hello = TRUE;
     g_free(c->peer);
     c->peer = g_strdup_printf("session '%s' (rdma)", hello.name);
+    c->auth.peer = c->peer;
     g_info("%s: attached, %" G_GUINT64_FORMAT " pages stored", c->peer, (guint64)values[0]);
-    bf_store_get_stats(c->node->store, &stats);
-    values[1] = stats.capacity_pages - stats.stored_pages;
+    values[1] = bf_store_room(c->node->store, owner);
     bf_proto_put_u64s(out, values, 2);
     return bf_node_rdma_reply(c, BF_MSG_HELLO_OK, h->tag, out, sizeof(out));
+}
+
+/* GRANT: where the extent is, reachable through this connection. */
+static gboolean bf_node_rdma_grant(BfNodeRdmaConn *c, const BfMsgHeader *h,
+                                   const uint8_t *payload, GError **errp)
+{
+    uint64_t size = bf_extents_session_size(c->session);
+    g_autoptr(GError) refusal = NULL;
+    BfProtoError code = BF_PROTO_ERR_NO_SPACE;
+    uint64_t extent;
+    gboolean create;
+    gpointer lent;
+    BfGrant grant;
+    uint8_t out[24];
+
+    if (!bf_proto_parse_grant(payload, h->length, bf_proto_extents(size), &extent, &create,
+                              errp)) {
+        return FALSE;
+    }
+    if (!bf_extents_grant(c->node->extents, c->session, extent, create, &grant, &lent, &code,
+                          &refusal) ||
+        !bf_node_rdma_reach(c, lent, &grant.rkey, &refusal)) {
+        return bf_node_rdma_refuse(c, h->tag, code, refusal->message);
+    }
+    return bf_node_rdma_reply(c, BF_MSG_GRANT_OK, h->tag, out,
+                              bf_proto_put_grant_ok(out, &grant));
 }
 
 /* Handles one message; FALSE with @errp set ends the connection. */
@@ -222,52 +323,40 @@ static gboolean bf_node_rdma_message(BfNodeRdmaConn *c, const uint8_t *msg, uint
 {
     BfNodeRdma *node = c->node;
     const uint8_t *payload = msg + BF_PROTO_HEADER_SIZE;
-    g_autoptr(GError) refusal = NULL;
     BfMsgHeader h;
     BfPageList list;
-    BfProtoError code;
     uint64_t size;
 
     if (length < BF_PROTO_HEADER_SIZE || !bf_proto_parse_header(msg, &h, errp)) {
         if (errp && !*errp) {
-            g_set_error(errp, BF_ERROR, BF_ERROR_PROTOCOL, "protocol error: a short message");
+            bf_proto_fail(errp, "a short message");
         }
         return FALSE;
     }
     if (h.length != length - BF_PROTO_HEADER_SIZE) {
-        g_set_error(errp, BF_ERROR, BF_ERROR_PROTOCOL, "protocol error: %s says %u bytes, "
-                    "carries %u", bf_msg_type_name(h.type), h.length,
-                    length - BF_PROTO_HEADER_SIZE);
-        return FALSE;
+        return bf_proto_fail(errp, "%s says %u bytes, carries %u", bf_msg_type_name(h.type),
+                             h.length, length - BF_PROTO_HEADER_SIZE);
+    }
+    if (h.type == BF_MSG_AUTH || h.type == BF_MSG_AUTH_PROOF) {
+        return bf_node_rdma_auth(c, &h, payload, errp);
+    }
+    if (!bf_node_auth_trusted(&c->auth)) {
+        g_message("%s: refused: %s without a key", c->peer, bf_msg_type_name(h.type));
+        return bf_node_rdma_refuse_auth(c, h.tag, BF_NODE_AUTH_NEEDED);
     }
     if (h.type == BF_MSG_HELLO) {
         return bf_node_rdma_hello(c, &h, payload, errp);
     }
-    size = bf_extents_session_size(c->session);
-    if (!c->said_hello || !size) {
+    size = c->session ? bf_extents_session_size(c->session) : 0;
+    if (!size) {
         return bf_node_rdma_refuse(c, h.tag, BF_PROTO_ERR_NO_SESSION,
-                                   c->said_hello ? "the session was dropped" :
+                                   c->session ? "the session was dropped" :
                                    "no session: HELLO first");
     }
 
     switch (h.type) {
-    case BF_MSG_GRANT: {
-        uint64_t extent;
-        gboolean create;
-        BfGrant grant;
-        uint8_t out[24];
-
-        if (!bf_proto_parse_grant(payload, h.length, bf_proto_extents(size), &extent, &create,
-                                  errp)) {
-            return FALSE;
-        }
-        if (!bf_extents_grant(node->extents, c->session, extent, create, &grant, &code,
-                              &refusal)) {
-            return bf_node_rdma_refuse(c, h.tag, code, refusal->message);
-        }
-        return bf_node_rdma_reply(c, BF_MSG_GRANT_OK, h.tag, out,
-                                  bf_proto_put_grant_ok(out, &grant));
-    }
+    case BF_MSG_GRANT:
+        return bf_node_rdma_grant(c, &h, payload, errp);
     case BF_MSG_COMMIT:
         if (!bf_proto_parse_page_list(BF_MSG_COMMIT, payload, h.length, size, &list, errp) ||
             !bf_extents_commit(node->extents, c->session, &list, errp)) {
@@ -311,10 +400,8 @@ static gboolean bf_node_rdma_message(BfNodeRdmaConn *c, const uint8_t *msg, uint
         bf_extents_drop(node->extents, c->session);
         return bf_node_rdma_reply(c, BF_MSG_BYE_OK, h.tag, NULL, 0);
     default:
-        g_set_error(errp, BF_ERROR, BF_ERROR_PROTOCOL, "protocol error: %s on the RDMA "
-                    "transport (page data moves by RDMA READ and WRITE)",
-                    bf_msg_type_name(h.type));
-        return FALSE;
+        return bf_proto_fail(errp, "%s on the RDMA transport (page data moves by RDMA READ "
+                             "and WRITE)", bf_msg_type_name(h.type));
     }
 }
 
@@ -325,26 +412,31 @@ static void bf_node_rdma_completion(BfNodeRdmaConn *c, const struct ibv_wc *wc)
 
     if (wc->status != IBV_WC_SUCCESS) {
         if (wc->status != IBV_WC_WR_FLUSH_ERR) {
-            bf_node_rdma_close(c, ibv_wc_status_str(wc->status));
+            bf_node_rdma_end(c, ibv_wc_status_str(wc->status));
         }
+        bf_node_rdma_close(c);
         return;
     }
     if (bf_rdma_wr_kind(wc->wr_id) == BF_RDMA_WR_SEND) {
         bf_rdma_send_done(&c->q, index);
+        if (c->ending) {
+            bf_node_rdma_end(c, NULL);
+        }
         return;
     }
-    if (c->closing) {
+    if (c->ending) {
         return;
     }
     if (!bf_node_rdma_message(c, bf_rdma_recv_buf(&c->q, index), wc->byte_len, &err)) {
         if (err && err->code == BF_ERROR_PROTOCOL) {
+            g_message("%s: %s: disconnecting", c->peer, err->message);
             bf_node_rdma_refuse(c, 0, BF_PROTO_ERR_PROTOCOL, err->message);
         }
-        bf_node_rdma_close(c, err ? err->message : "cannot answer");
+        bf_node_rdma_end(c, err ? err->message : "cannot answer");
         return;
     }
-    if (!c->closing && !bf_rdma_post_recv(&c->q, index, &err)) {
-        bf_node_rdma_close(c, err->message);
+    if (!c->ending && !bf_rdma_post_recv(&c->q, index, &err)) {
+        bf_node_rdma_end(c, err->message);
     }
 }
 
@@ -366,72 +458,85 @@ static void bf_node_rdma_drain(BfNodeRdmaConn *c)
     }
 }
 
+/* Refuses a connection request, with a Blowfish refusal code the client can tell (or 0). */
+static void bf_node_rdma_reject(BfNodeRdmaConn *c, BfProtoError refusal, const char *why)
+{
+    uint8_t data[BF_RDMA_CONNECT_DATA_SIZE];
+
+    g_message("%s: refused: %s", c->peer, why);
+    bf_rdma_put_connect_data(data, refusal);
+    rdma_reject(c->id, data, sizeof(data));
+    c->id->context = NULL;
+    c->closing = TRUE;
+    /* Freed once its event is acknowledged. */
+    g_ptr_array_add(c->node->conns, c);
+}
+
 static void bf_node_rdma_accept(BfNodeRdma *node, struct rdma_cm_event *event)
 {
     struct rdma_cm_id *id = event->id;
     BfNodeRdmaConn *c = g_new0(BfNodeRdmaConn, 1);
     g_autoptr(GError) err = NULL;
-    uint8_t session[BF_PROTO_SESSION_SIZE];
     struct rdma_conn_param param = { 0 };
     struct ibv_device_attr attr;
-    BfNodeRdmaSession *s;
     char host[NI_MAXHOST] = "?";
+    BfProtoError refusal;
     int flags;
 
     c->node = node;
     c->id = id;
-
+    c->reaches = g_hash_table_new(NULL, NULL);
     getnameinfo(rdma_get_peer_addr(id), sizeof(struct sockaddr_storage), host, sizeof(host),
                 NULL, 0, NI_NUMERICHOST);
     c->peer = g_strdup_printf("rdma client %s", host);
+    bf_node_auth_init(&c->auth, node->keys, c->peer);
     if (!bf_rdma_parse_connect_data(event->param.conn.private_data,
-                                    event->param.conn.private_data_len, session, &err)) {
-        goto reject;
+                                    event->param.conn.private_data_len, &refusal, &err)) {
+        bf_node_rdma_reject(c, 0, err->message);
+        return;
     }
-    node->accepting = id->verbs;
-    c->session = bf_extents_connect(node->extents, session, &err);
-    if (!c->session) {
-        goto reject;
+    if (node->keys && node->unauthenticated >= node->max_unauthenticated) {
+        g_autofree char *why = g_strdup_printf("turned away: %u connections are "
+                                               "authenticating already",
+                                               node->max_unauthenticated);
+
+        bf_node_rdma_reject(c, BF_PROTO_ERR_BUSY, why);
+        return;
     }
-    s = bf_extents_session_data(c->session);
-    if (s->verbs != id->verbs) {
-        g_set_error(&err, BF_ERROR, BF_ERROR_UNSUPPORTED, "the session is served on device "
-                    "%s already", ibv_get_device_name(s->verbs->device));
-        goto reject;
-    }
-    c->comp = ibv_create_comp_channel(id->verbs);
+    c->pd = ibv_alloc_pd(id->verbs);
+    c->comp = c->pd ? ibv_create_comp_channel(id->verbs) : NULL;
     if (!c->comp || ibv_query_device(id->verbs, &attr)) {
-        g_set_error(&err, BF_ERROR, BF_ERROR_FAILED, "cannot set up the device: %s",
-                    g_strerror(errno));
-        goto reject;
+        g_autofree char *why = g_strdup_printf("cannot set up the device: %s",
+                                               g_strerror(errno));
+
+        bf_node_rdma_reject(c, 0, why);
+        return;
     }
     flags = fcntl(c->comp->fd, F_GETFL);
     fcntl(c->comp->fd, F_SETFL, flags | O_NONBLOCK);
-    if (!bf_rdma_queue_init(&c->q, id, s->pd, c->comp, c, &err)) {
-        goto reject;
+    if (!bf_rdma_queue_init(&c->q, id, c->pd, c->comp, c, &err)) {
+        bf_node_rdma_reject(c, 0, err->message);
+        return;
     }
     c->queue_ready = TRUE;
-    id->context = c;
     /* The request is seen from this side: its responder_resources is the client's depth. */
     param.responder_resources = MIN(event->param.conn.responder_resources,
                                     attr.max_qp_rd_atom);
     param.initiator_depth = 0;
     param.rnr_retry_count = 7;
     if (rdma_accept(id, &param)) {
-        g_set_error(&err, BF_ERROR, BF_ERROR_FAILED, "cannot accept: %s", g_strerror(errno));
-        goto reject;
+        g_autofree char *why = g_strdup_printf("cannot accept: %s", g_strerror(errno));
+
+        bf_node_rdma_reject(c, 0, why);
+        return;
+    }
+    id->context = c;
+    if (node->keys) {
+        bf_node_rdma_count(c, TRUE);
+        c->auth_deadline = g_get_monotonic_time() + BF_NODE_AUTH_TIMEOUT_US;
     }
     g_ptr_array_add(node->conns, c);
     g_info("%s: connected", c->peer);
-    return;
-
-reject:
-    g_info("%s: refused: %s", c->peer, err->message);
-    rdma_reject(id, NULL, 0);
-    id->context = NULL;
-    c->closing = TRUE;
-    /* Freed once its event is acknowledged. */
-    g_ptr_array_add(node->conns, c);
 }
 
 /* Handles the pending connection events. */
@@ -472,19 +577,43 @@ static void bf_node_rdma_cm_events(BfNodeRdma *node)
     }
 }
 
-/* Frees the connections refused at accept: their ids have no more events to deliver. */
+/* Frees the connections refused at accept (no context): their ids have no more events. */
 static void bf_node_rdma_reap_refused(BfNodeRdma *node)
 {
     for (guint i = 0; i < node->conns->len;) {
         BfNodeRdmaConn *c = g_ptr_array_index(node->conns, i);
 
-        if (c->closing && !c->queue_ready && c->id->context == NULL) {
+        if (c->id->context == NULL) {
             g_ptr_array_remove_index_fast(node->conns, i);
             bf_node_rdma_conn_free(c);
         } else {
             i++;
         }
     }
+}
+
+/*
+ * Ends the connections that did not prove a key in time; returns the poll timeout (ms) until
+ * the next one's deadline, or -1.
+ */
+static int bf_node_rdma_auth_deadlines(BfNodeRdma *node)
+{
+    gint64 now = g_get_monotonic_time(), next = -1;
+
+    for (guint i = 0; i < node->conns->len; i++) {
+        BfNodeRdmaConn *c = g_ptr_array_index(node->conns, i);
+
+        if (!c->counted) {
+            continue;
+        }
+        if (c->auth_deadline <= now) {
+            bf_node_auth_log_timeout(&c->auth);
+            bf_node_rdma_end(c, "authentication timed out");
+        } else if (next < 0 || c->auth_deadline < next) {
+            next = c->auth_deadline;
+        }
+    }
+    return next < 0 ? -1 : (int)((next - now + 999) / 1000);
 }
 
 static gpointer bf_node_rdma_thread(gpointer opaque)
@@ -495,8 +624,10 @@ static gpointer bf_node_rdma_thread(gpointer opaque)
 
     for (;;) {
         struct pollfd fd;
+        int timeout;
 
         bf_node_rdma_reap_refused(node);
+        timeout = bf_node_rdma_auth_deadlines(node);
         g_array_set_size(fds, 0);
         g_ptr_array_set_size(polled, 0);
         fd = (struct pollfd) { .fd = node->wake_fd, .events = POLLIN };
@@ -512,7 +643,7 @@ static gpointer bf_node_rdma_thread(gpointer opaque)
                 g_ptr_array_add(polled, c);
             }
         }
-        if (poll((struct pollfd *)fds->data, fds->len, -1) < 0) {
+        if (poll((struct pollfd *)fds->data, fds->len, timeout) < 0) {
             if (errno == EINTR) {
                 continue;
             }
@@ -535,7 +666,8 @@ static gpointer bf_node_rdma_thread(gpointer opaque)
     return NULL;
 }
 
-BfNodeRdma *bf_node_rdma_start(BfStore *store, const BfEndpoint *listen, GError **errp)
+BfNodeRdma *bf_node_rdma_start(BfStore *store, const BfKeyring *keys, guint max_unauthenticated,
+                               const BfEndpoint *listen, GError **errp)
 {
     BfNodeRdma *node;
     struct rdma_addrinfo hints = { .ai_flags = RAI_PASSIVE, .ai_port_space = RDMA_PS_TCP };
@@ -548,6 +680,8 @@ BfNodeRdma *bf_node_rdma_start(BfStore *store, const BfEndpoint *listen, GError 
     }
     node = g_new0(BfNodeRdma, 1);
     node->store = store;
+    node->keys = keys;
+    node->max_unauthenticated = max_unauthenticated;
     node->wake_fd = -1;
     node->conns = g_ptr_array_new();
     node->extents = bf_extents_new(store, &bf_node_rdma_extent_ops, node);

@@ -252,6 +252,16 @@ static uint64_t bf_store_owner_quota(BfStore *store, const BfStoreOwner *owner)
     return quota ? quota : G_MAXUINT64;
 }
 
+/* Refuses pages that would take @owner past its quota. Called with @lock held. */
+static gboolean bf_store_over_quota(BfStore *store, const BfStoreOwner *owner,
+                                    BfProtoError *code, GError **errp)
+{
+    *code = BF_PROTO_ERR_QUOTA;
+    g_set_error(errp, BF_ERROR, BF_ERROR_POOL, "key '%s' is at its quota (%" G_GUINT64_FORMAT
+                " pages)", owner->name, (guint64)bf_store_owner_quota(store, owner));
+    return FALSE;
+}
+
 void bf_store_set_quota(BfStore *store, const char *owner, uint64_t bytes)
 {
     g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&store->lock);
@@ -377,10 +387,7 @@ gboolean bf_store_write(BfStore *store, BfStoreSession *s, uint32_t count,
             new_pages += !entry || !*entry;
         }
         if (s->owner->used + new_pages > quota) {
-            *code = BF_PROTO_ERR_QUOTA;
-            g_set_error(errp, BF_ERROR, BF_ERROR_POOL, "key '%s' is at its quota (%"
-                        G_GUINT64_FORMAT " pages)", s->owner->name, (guint64)quota);
-            return FALSE;
+            return bf_store_over_quota(store, s->owner, code, errp);
         }
     }
     for (uint32_t i = 0; i < count; i++) {
@@ -479,23 +486,39 @@ void bf_store_free_pages(BfStore *store, BfStoreSession *s, uint32_t count,
     }
 }
 
-gboolean bf_store_reserve(BfStore *store, uint64_t pages)
+gboolean bf_store_reserve(BfStore *store, const char *owner, uint64_t pages,
+                          BfProtoError *code, GError **errp)
 {
     g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&store->lock);
+    BfStoreOwner *o = owner ? bf_store_owner(store, owner) : NULL;
 
     if (pages > store->capacity_slots - store->used_slots) {
+        *code = BF_PROTO_ERR_NO_SPACE;
+        g_set_error(errp, BF_ERROR, BF_ERROR_POOL, "the memory node is full");
         return FALSE;
     }
+    if (o && o->used + pages > bf_store_owner_quota(store, o)) {
+        return bf_store_over_quota(store, o, code, errp);
+    }
     store->used_slots += pages;
+    if (o) {
+        o->used += pages;
+    }
     return TRUE;
 }
 
-void bf_store_unreserve(BfStore *store, uint64_t pages)
+void bf_store_unreserve(BfStore *store, const char *owner, uint64_t pages)
 {
     g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&store->lock);
 
     g_assert(pages <= store->used_slots);
     store->used_slots -= pages;
+    if (owner) {
+        BfStoreOwner *o = bf_store_owner(store, owner);
+
+        g_assert(pages <= o->used);
+        o->used -= pages;
+    }
 }
 
 uint64_t bf_store_session_pages(BfStore *store, BfStoreSession *session)
@@ -505,11 +528,10 @@ uint64_t bf_store_session_pages(BfStore *store, BfStoreSession *session)
     return session->stored;
 }
 
-uint64_t bf_store_session_room(BfStore *store, BfStoreSession *session)
+/* The pages @owner (NULL: none) may still store. Called with @lock held. */
+static uint64_t bf_store_owner_room(BfStore *store, const BfStoreOwner *owner)
 {
-    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&store->lock);
     uint64_t room = store->capacity_slots - store->used_slots;
-    BfStoreOwner *owner = session->owner;
 
     if (owner) {
         uint64_t quota = bf_store_owner_quota(store, owner);
@@ -517,6 +539,20 @@ uint64_t bf_store_session_room(BfStore *store, BfStoreSession *session)
         room = MIN(room, quota > owner->used ? quota - owner->used : 0);
     }
     return room;
+}
+
+uint64_t bf_store_session_room(BfStore *store, BfStoreSession *session)
+{
+    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&store->lock);
+
+    return bf_store_owner_room(store, session->owner);
+}
+
+uint64_t bf_store_room(BfStore *store, const char *owner)
+{
+    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&store->lock);
+
+    return bf_store_owner_room(store, owner ? bf_store_owner(store, owner) : NULL);
 }
 
 void bf_store_get_stats(BfStore *store, BfStoreStats *stats)

@@ -73,15 +73,19 @@ void bf_store_free_pages(BfStore *store, BfStoreSession *session, uint32_t count
                          const uint64_t *pages);
 
 /*
- * Counts @pages of capacity as used, for memory held outside the store (the RDMA transport's
- * extents); FALSE when the store lacks the room.
+ * Counts @pages of capacity as used by @owner (NULL: none), for memory held outside the store
+ * (the RDMA transport's extents). FALSE when the store lacks the room (BF_PROTO_ERR_NO_SPACE)
+ * or the pages would take @owner past its quota (BF_PROTO_ERR_QUOTA).
  */
-gboolean bf_store_reserve(BfStore *store, uint64_t pages);
-void bf_store_unreserve(BfStore *store, uint64_t pages);
+gboolean bf_store_reserve(BfStore *store, const char *owner, uint64_t pages,
+                          BfProtoError *code, GError **errp);
+void bf_store_unreserve(BfStore *store, const char *owner, uint64_t pages);
 
 uint64_t bf_store_session_pages(BfStore *store, BfStoreSession *session);
 /* How many more pages @session may store now: the store's room, or its owner's if less. */
 uint64_t bf_store_session_room(BfStore *store, BfStoreSession *session);
+/* The same for any session of @owner (NULL: none). */
+uint64_t bf_store_room(BfStore *store, const char *owner);
 void bf_store_get_stats(BfStore *store, BfStoreStats *stats);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(BfStore, bf_store_free)

@@ -13,7 +13,7 @@
  * file, the node still holds every page it acknowledged before it stopped or was killed.
  *
  * With --keys, a client must prove it holds one of the keys (bf-auth.h, bf-keyring.h) before
- * anything else, and each key's sessions are its own. TCP only, for now. --quota caps the
+ * anything else, and each key's sessions are its own, over TCP and RDMA. --quota caps the
  * memory of one key's sessions together (NAME=SIZE), or of every key's (SIZE), within the
  * --capacity of all; --max-unauthenticated caps the connections proving a key at once.
  *
@@ -54,6 +54,7 @@ typedef struct {
     GMainLoop *loop;
     GSocketService *service;    /* TCP, if asked for */
     GPtrArray *rdma;            /* BfNodeRdma */
+    guint max_unauthenticated;
 } Memnode;
 
 /* "4G", "512M", "1048576": bytes, with binary K/M/G/T suffixes. */
@@ -199,7 +200,8 @@ static char *listen_tcp(Memnode *node, const BfEndpoint *endpoint, GError **errp
 /* Starts serving RDMA clients on @endpoint; returns the address bound. */
 static char *listen_rdma(Memnode *node, const BfEndpoint *endpoint, GError **errp)
 {
-    BfNodeRdma *rdma = bf_node_rdma_start(node->store, endpoint, errp);
+    BfNodeRdma *rdma = bf_node_rdma_start(node->store, node->keys, node->max_unauthenticated,
+                                          endpoint, errp);
 
     if (!rdma) {
         return NULL;
@@ -226,7 +228,7 @@ int main(int argc, char **argv)
           "Keep TCP clients' pages in FILE (on tmpfs), to survive a restart", "FILE" },
         { "keys", 'k', 0, G_OPTION_ARG_FILENAME, &keys_path,
           "Take only clients that prove they hold one of these keys: a directory of files "
-          "NAME holding a base64 key each, or a file of NAME KEY lines (TCP only)",
+          "NAME holding a base64 key each, or a file of NAME KEY lines",
           "DIR|FILE" },
         { "quota", 'q', 0, G_OPTION_ARG_STRING_ARRAY, &quotas,
           "Most memory the sessions of key NAME may hold together, or without NAME= of "
@@ -276,9 +278,9 @@ int main(int argc, char **argv)
             g_printerr("blowfish-memnode: --listen: %s\n", err->message);
             return 2;
         }
-        if ((keys_path || tls_dir) && endpoint->transport == BF_TRANSPORT_RDMA) {
-            g_printerr("blowfish-memnode: %s covers TCP clients only for now: it cannot "
-                       "be used with --listen %s\n", keys_path ? "--keys" : "--tls-dir", *l);
+        if (tls_dir && endpoint->transport == BF_TRANSPORT_RDMA) {
+            g_printerr("blowfish-memnode: --tls-dir covers TCP clients only: it cannot be "
+                       "used with --listen %s\n", *l);
             return 2;
         }
         g_ptr_array_add(endpoints, endpoint);
@@ -326,6 +328,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    node.max_unauthenticated = max_unauthenticated;
     node.node = bf_node_new(node.store, node.keys, node.tls, max_unauthenticated);
     node.rdma = g_ptr_array_new();
     bound = g_ptr_array_new_with_free_func(g_free);

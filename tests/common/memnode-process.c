@@ -121,13 +121,13 @@ MemnodeProcess *memnode_start_persistent(const char *capacity, char **why)
 
 MemnodeProcess *memnode_start_with_keys(const char *keys, const char *capacity, char **why)
 {
-    return memnode_start_with("tcp:127.0.0.1:0", capacity, false, keys, NULL, why);
+    return memnode_start_with(memnode_default_listen(), capacity, false, keys, NULL, why);
 }
 
 MemnodeProcess *memnode_start_with_args(const char *keys, const char *capacity,
                                         const char *const *args, char **why)
 {
-    return memnode_start_with("tcp:127.0.0.1:0", capacity, false, keys, args, why);
+    return memnode_start_with(memnode_default_listen(), capacity, false, keys, args, why);
 }
 
 void memnode_restart(MemnodeProcess *node)

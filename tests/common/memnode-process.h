@@ -31,9 +31,9 @@ MemnodeProcess *memnode_start_on(const char *listen, const char *capacity, char 
 const char *memnode_default_listen(void);
 /* The same, keeping its pages in a fresh store file (removed by memnode_stop). */
 MemnodeProcess *memnode_start_persistent(const char *capacity, char **why);
-/* One on TCP loopback taking only clients with a key of @keys (its --keys). */
+/* One taking only clients with a key of @keys (its --keys), where memnode_start listens. */
 MemnodeProcess *memnode_start_with_keys(const char *keys, const char *capacity, char **why);
-/* The same, with more options (e.g. --quota), NULL-terminated. */
+/* The same, with more options (e.g. --quota, or --tls-dir, which needs TCP), NULL-terminated. */
 MemnodeProcess *memnode_start_with_args(const char *keys, const char *capacity,
                                         const char *const *args, char **why);
 /* Starts it again on the same port (after memnode_kill). */

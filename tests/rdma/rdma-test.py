@@ -14,9 +14,18 @@ runs there, over rxe0:
                                   resumed. The guest runs Debian 12's own kernel (6.1), so
                                   this is also the engine on a stock Debian 12 host kernel,
                                   where UFFDIO_CONTINUE cannot write-protect (before 6.3).
-  blowfish-test -p .../short-cycle  the patched QEMU (qtest accelerator) with
+  test-auth                       keys over RDMA: the right key reads pages back, a wrong,
+                                  unknown or missing one is refused with the TCP messages, two
+                                  keys naming one session id see two sessions, the cap on
+                                  clients proving a key, and the 10 s they have to prove it
+  test-robust -p many-clients, quota, pool-full
+                                  16 keyed VMs at once with byte checks; a key at its --quota
+                                  and a full node pause eviction, and nothing is lost
+  blowfish-test -p .../short-cycle, .../keys
+                                  the patched QEMU (qtest accelerator) with
                                   memory-backend-blowfish,pool=rdma:...: guest RAM out to the
-                                  node and back byte for byte, and blowfish-restore
+                                  node and back byte for byte, and blowfish-restore; with a
+                                  QEMU secret object as the key, and refused without it
   blowfish-memnode                a clear error for an address no RDMA device has
 
 Every subtest is reported as TAP; a subtest skipped in the guest fails here (the device is
@@ -37,12 +46,15 @@ BUILD = os.path.join(TOP, "build")
 MEMNODE = os.path.join(BUILD, "memnode", "blowfish-memnode")
 TEST_CHANNEL = os.path.join(BUILD, "tests", "unit", "test-channel")
 TEST_ENGINE = os.path.join(BUILD, "tests", "unit", "test-engine")
+TEST_AUTH = os.path.join(BUILD, "tests", "unit", "test-auth")
+TEST_ROBUST = os.path.join(BUILD, "tests", "unit", "test-robust")
 QEMU = os.path.join(BUILD, "qemu", "build", "qemu-system-x86_64")
 QTEST = os.path.join(BUILD, "qemu", "build", "tests", "qtest", "blowfish-test")
 # The firmware QEMU loads (its --firmwarepath).
 FIRMWARE = ["/usr/share/seabios", "/usr/share/qemu", "/usr/lib/ipxe/qemu"]
 # What may be skipped over RDMA, and why.
-ALLOWED_SKIPS = {"/engine/pool/killed": "--store is TCP's"}
+ALLOWED_SKIPS = {"/engine/pool/killed": "--store is TCP's",
+                 "/auth/replay": "its raw messages are written on a TCP socket"}
 
 SCRIPT = f"""
 export BLOWFISH_MEMNODE={MEMNODE}
@@ -51,7 +63,10 @@ export BLOWFISH_MEMNODE_LISTEN=rdma:{rdmavm.GUEST_IP}:0
 status=0
 {TEST_CHANNEL} --tap -p /channel/rdma || status=1
 {TEST_ENGINE} --tap || status=1
-QTEST_QEMU_BINARY={QEMU} {QTEST} --tap -p /x86_64/blowfish/pool/short-cycle || status=1
+{TEST_AUTH} --tap || status=1
+{TEST_ROBUST} --tap -p /robust/many-clients -p /robust/quota -p /robust/pool-full || status=1
+QTEST_QEMU_BINARY={QEMU} {QTEST} --tap -p /x86_64/blowfish/pool/short-cycle \
+    -p /x86_64/blowfish/pool/keys || status=1
 if {MEMNODE} --listen rdma:10.9.9.9:0 --capacity 1M 2>/tmp/err; then
     echo "not ok - memnode listened on an address no device has"; status=1
 elif grep -q "cannot listen on rdma:10.9.9.9:0" /tmp/err; then
@@ -71,7 +86,8 @@ def main():
         print(f"1..0 # SKIP {why}")
         return 0
     status, output = rdmavm.run_in_rdma_guest(
-        [MEMNODE, TEST_CHANNEL, TEST_ENGINE, QEMU, QTEST] + FIRMWARE, SCRIPT, timeout=600,
+        [MEMNODE, TEST_CHANNEL, TEST_ENGINE, TEST_AUTH, TEST_ROBUST, QEMU, QTEST] + FIRMWARE,
+        SCRIPT, timeout=900,
         log=lambda line: None,
         kernel_args="tsc=reliable")     # a TSC clocksource: fault latencies are microseconds
     results = []
@@ -94,7 +110,7 @@ def main():
         failed = True
         n += 1
         print(f"not ok {n} - only {over_rdma} pool tests ran against an RDMA memnode")
-    if n < 23:
+    if n < 36:
         failed = True
         n += 1
         print(f"not ok {n} - the guest ran {len(results)} subtests")

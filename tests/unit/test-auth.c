@@ -1,8 +1,12 @@
 /*
- * Keys between backends and memory nodes (bf-auth, bf-keyring, the AUTH exchange of bf-node
- * and bf-channel-tcp): proofs depend on every input, keyrings refuse what is not a key, and a
- * real blowfish-memnode with --keys takes only a client that proves its key, refuses a wrong,
- * unknown, missing or replayed one with a clear error, and keeps each key's sessions apart.
+ * Keys between backends and memory nodes (bf-auth, bf-keyring, the AUTH exchange of
+ * bf-node-auth and both channels): proofs depend on every input, keyrings refuse what is not a
+ * key, and a real blowfish-memnode with --keys takes only a client that proves its key,
+ * refuses a wrong, unknown, missing or replayed one with a clear error, keeps each key's
+ * sessions apart, and bounds the clients that are still proving one.
+ *
+ * The node listens where memnode_default_listen() says: tests/rdma runs these over RDMA too,
+ * all but /auth/replay, whose raw messages are written on a TCP socket.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -10,6 +14,7 @@
 #include "bf-channel.h"
 #include "bf-error.h"
 #include "bf-keyring.h"
+#include "bf-rdma.h"
 #include "bf-socket.h"
 #include "memnode-process.h"
 
@@ -240,7 +245,9 @@ static void test_node_keys(void)
     page_call(ch, BF_MSG_READ, 3, back, BF_PROTO_ERR_NOT_STORED);
     g_assert_true(bf_channel_stats(ch, TIMEOUT_MS, &stats, &err));
     g_assert_cmpuint(stats.session_pages, ==, 0);
-    g_assert_cmpuint(stats.stored_pages, ==, 1);
+    /* (Over RDMA the node counts the extent it lent: 512 pages.) */
+    g_assert_cmpuint(stats.stored_pages, ==,
+                     k->endpoint->transport == BF_TRANSPORT_RDMA ? BF_PROTO_EXTENT_PAGES : 1);
     bf_channel_close(ch, TRUE);
 
     /* vm1 again: its page is still there. */
@@ -260,7 +267,7 @@ static void test_node_keys(void)
 static void test_node_without_keys(void)
 {
     g_autofree char *why = NULL;
-    MemnodeProcess *node = memnode_start_on("tcp:127.0.0.1:0", "16M", &why);
+    MemnodeProcess *node = memnode_start("16M", &why);
     g_autoptr(BfKey) vm1 = NULL;
     g_autoptr(BfEndpoint) endpoint = NULL;
     BfHello hello = make_hello();
@@ -328,6 +335,11 @@ static void test_replay(void)
     if (!k) {
         return;
     }
+    if (k->endpoint->transport != BF_TRANSPORT_TCP) {
+        g_test_skip("its raw messages are written on a TCP socket");
+        keyed_node_stop(k);
+        return;
+    }
     vm1 = key_from_base64("vm1", KEY_VM1);
     g_strlcpy(auth.key_name, "vm1", sizeof(auth.key_name));
     g_assert_true(bf_auth_nonce(auth.nonce, &err));
@@ -390,8 +402,69 @@ static void test_replay(void)
 }
 
 /*
+ * A client that connected and never proves a key. Over TCP it asked for a challenge and does
+ * not answer it; over RDMA its connection is established and it says nothing.
+ */
+typedef struct {
+    int fd;
+    struct rdma_event_channel *events;
+    struct rdma_cm_id *id;
+    struct ibv_pd *pd;
+    struct ibv_comp_channel *comp;
+    BfRdmaQueue q;
+} IdleClient;
+
+static IdleClient *idle_client_new(const BfEndpoint *endpoint)
+{
+    IdleClient *c = g_new0(IdleClient, 1);
+    gint64 deadline = g_get_monotonic_time() + TIMEOUT_MS * 1000;
+    g_autoptr(GError) err = NULL;
+
+    c->fd = -1;
+    if (endpoint->transport == BF_TRANSPORT_TCP) {
+        BfAuthHello auth = { 0 };
+        uint8_t msg[BF_AUTH_MAX_PAYLOAD];
+        uint8_t reply[BF_PROTO_NONCE_SIZE + BF_PROTO_PROOF_SIZE];
+        uint32_t len;
+
+        g_strlcpy(auth.key_name, "vm1", sizeof(auth.key_name));
+        g_assert_true(bf_auth_nonce(auth.nonce, &err));
+        c->fd = bf_socket_connect(endpoint->host, endpoint->port, TIMEOUT_MS, &err);
+        g_assert_no_error(err);
+        g_assert_cmpint(raw_call(c->fd, BF_MSG_AUTH, msg, bf_proto_put_auth(msg, &auth),
+                                 reply, &len), ==, BF_MSG_AUTH_CHALLENGE);
+        return c;
+    }
+    g_assert_true(bf_rdma_resolve(endpoint, c, deadline, TIMEOUT_MS, &c->events, &c->id,
+                                  &err));
+    c->pd = ibv_alloc_pd(c->id->verbs);
+    c->comp = ibv_create_comp_channel(c->id->verbs);
+    g_assert_true(c->pd && c->comp);
+    g_assert_true(bf_rdma_queue_init(&c->q, c->id, c->pd, c->comp, c, &err));
+    g_assert_true(bf_rdma_connect(c->events, c->id, endpoint, deadline, &err));
+    g_assert_no_error(err);
+    return c;
+}
+
+static void idle_client_free(IdleClient *c)
+{
+    if (c->fd >= 0) {
+        close(c->fd);
+    } else {
+        rdma_disconnect(c->id);
+        bf_rdma_queue_destroy(&c->q);
+        ibv_destroy_comp_channel(c->comp);
+        ibv_dealloc_pd(c->pd);
+        rdma_destroy_id(c->id);
+        rdma_destroy_event_channel(c->events);
+    }
+    g_free(c);
+}
+
+/*
  * At most --max-unauthenticated connections may be proving a key: the next is turned away at
- * once, as busy. One that proves its key, or leaves, makes room; a proven one takes none.
+ * once, as busy. One that proves its key, or leaves, makes room; a proven one takes none. One
+ * that has not proven a key after 10 s is cut off.
  */
 static void test_unauthenticated_cap(void)
 {
@@ -399,26 +472,17 @@ static void test_unauthenticated_cap(void)
     KeyedNode *k = keyed_node_start(args);
     g_autoptr(BfKey) vm1 = NULL;
     BfHello hello = make_hello();
-    BfAuthHello auth = { 0 };
-    uint8_t msg[BF_PROTO_NONCE_SIZE + 4 + BF_PROTO_MAX_NAME];
-    uint8_t reply[BF_PROTO_NONCE_SIZE + BF_PROTO_PROOF_SIZE];
     g_autoptr(GError) err = NULL;
     BfChannel *ch = NULL;
-    uint32_t len;
-    int idle[2];
+    IdleClient *idle[2];
 
     if (!k) {
         return;
     }
     vm1 = key_from_base64("vm1", KEY_VM1);
-    /* Two clients that asked for a challenge and never answer it: the node counts them. */
-    g_strlcpy(auth.key_name, "vm1", sizeof(auth.key_name));
-    g_assert_true(bf_auth_nonce(auth.nonce, &err));
+    /* Two clients that never prove a key: the node counts them. */
     for (int i = 0; i < 2; i++) {
-        idle[i] = bf_socket_connect(k->endpoint->host, k->endpoint->port, TIMEOUT_MS, &err);
-        g_assert_no_error(err);
-        g_assert_cmpint(raw_call(idle[i], BF_MSG_AUTH, msg, bf_proto_put_auth(msg, &auth),
-                                 reply, &len), ==, BF_MSG_AUTH_CHALLENGE);
+        idle[i] = idle_client_new(k->endpoint);
     }
     g_assert_null(bf_channel_connect(k->endpoint, &hello, vm1, NULL, TIMEOUT_MS, &err));
     g_assert_error(err, BF_ERROR, BF_ERROR_POOL);
@@ -426,8 +490,7 @@ static void test_unauthenticated_cap(void)
     g_assert_true(memnode_log_contains(k->node, "turned away"));
 
     /* One idle client leaves: the key holder gets in, and once in takes no place. */
-    close(idle[0]);
-    g_clear_error(&err);
+    idle_client_free(idle[0]);
     for (int tries = 0; !ch; tries++) {
         g_assert_cmpint(tries, <, 500);
         g_clear_error(&err);
@@ -437,7 +500,13 @@ static void test_unauthenticated_cap(void)
     bf_channel_close(bf_channel_connect(k->endpoint, &hello, vm1, NULL, TIMEOUT_MS, &err), FALSE);
     g_assert_no_error(err);
     bf_channel_close(ch, TRUE);
-    close(idle[1]);
+
+    /* The other is cut off when its 10 s are up. */
+    for (int tries = 0; !memnode_log_contains(k->node, "no key proven in 10 s"); tries++) {
+        g_assert_cmpint(tries, <, 150);
+        g_usleep(100 * 1000);
+    }
+    idle_client_free(idle[1]);
     keyed_node_stop(k);
 }
 

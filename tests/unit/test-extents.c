@@ -1,8 +1,8 @@
 /*
  * Unit tests of bf-extents, the memory node's bookkeeping for RDMA clients, with plain memory
  * standing in for registered memory: extents are lent once and found again, count against the
- * capacity, hold only what was committed, go back only when empty, and a session's
- * connections, HELLO and BYE behave as on TCP.
+ * capacity and their owner's quota, hold only what was committed, go back only when empty,
+ * and a session's connections, HELLO and BYE behave as on TCP.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -10,47 +10,28 @@
 #include "bf-extents.h"
 
 typedef struct {
-    int sessions;
     int lent;
-    uint32_t next_key;
 } FakeDevice;
 
-static gpointer fake_session_new(const uint8_t id[BF_PROTO_SESSION_SIZE], gpointer opaque,
-                                 GError **errp)
+static gpointer fake_lend(gpointer opaque, BfGrant *grant, GError **errp)
 {
     FakeDevice *dev = opaque;
-
-    dev->sessions++;
-    return dev;
-}
-
-static void fake_session_free(gpointer data)
-{
-    ((FakeDevice *)data)->sessions--;
-}
-
-static gpointer fake_lend(gpointer data, BfGrant *grant, GError **errp)
-{
-    FakeDevice *dev = data;
     void *mem = g_malloc(BF_EXTENT_SIZE);
 
     dev->lent++;
     grant->addr = (uintptr_t)mem;
-    grant->rkey = ++dev->next_key;
     return mem;
 }
 
-static FakeDevice *fake_device;     /* the test's, for take_back */
-
-static void fake_take_back(gpointer lent)
+static void fake_take_back(gpointer opaque, gpointer lent)
 {
-    fake_device->lent--;
+    FakeDevice *dev = opaque;
+
+    dev->lent--;
     g_free(lent);
 }
 
 static const BfExtentOps fake_ops = {
-    .session_new = fake_session_new,
-    .session_free = fake_session_free,
     .lend = fake_lend,
     .take_back = fake_take_back,
 };
@@ -83,6 +64,7 @@ static void test_lend_commit_release(void)
     BfExtentSession *s;
     BfHello hello = hello_for(1, 4000);
     BfGrant a, again;
+    gpointer lent, lent_again;
     BfProtoError code;
     BfStoreStats stats;
     BfPageList list;
@@ -91,24 +73,20 @@ static void test_lend_commit_release(void)
     uint64_t pages[] = { 0, 1, 511, 1 }, extents[] = { 0, 1 };
     g_autoptr(GError) err = NULL;
 
-    fake_device = &dev;
     x = bf_extents_new(store, &fake_ops, &dev);
-    s = bf_extents_connect(x, hello.session, &err);
+    s = bf_extents_attach(x, hello.session, NULL, hello.pages, &stored, &code, &err);
     g_assert_nonnull(s);
-    g_assert_cmpint(dev.sessions, ==, 1);
-    g_assert_cmpuint(bf_extents_session_size(s), ==, 0);
-    g_assert_true(bf_extents_hello(x, s, &hello, &stored, &code, &err));
     g_assert_cmpuint(stored, ==, 0);
     g_assert_cmpuint(bf_extents_session_size(s), ==, 4000);
 
     /* Not lent: a read-only grant is refused; a creating one lends, once. */
-    g_assert_false(bf_extents_grant(x, s, 0, FALSE, &a, &code, &err));
+    g_assert_false(bf_extents_grant(x, s, 0, FALSE, &a, &lent, &code, &err));
     g_assert_cmpint(code, ==, BF_PROTO_ERR_NOT_STORED);
     g_clear_error(&err);
-    g_assert_true(bf_extents_grant(x, s, 0, TRUE, &a, &code, &err));
-    g_assert_true(bf_extents_grant(x, s, 0, FALSE, &again, &code, &err));
+    g_assert_true(bf_extents_grant(x, s, 0, TRUE, &a, &lent, &code, &err));
+    g_assert_true(bf_extents_grant(x, s, 0, FALSE, &again, &lent_again, &code, &err));
     g_assert_cmpuint(again.addr, ==, a.addr);
-    g_assert_cmpuint(again.rkey, ==, a.rkey);
+    g_assert_true(lent_again == lent);
     g_assert_cmpint(dev.lent, ==, 1);
     bf_store_get_stats(store, &stats);
     g_assert_cmpuint(stats.stored_pages, ==, BF_PROTO_EXTENT_PAGES);
@@ -142,8 +120,11 @@ static void test_lend_commit_release(void)
     bf_store_get_stats(store, &stats);
     g_assert_cmpuint(stats.stored_pages, ==, 0);
 
-    bf_extents_disconnect(x, s);
-    g_assert_cmpint(dev.sessions, ==, 0);       /* nothing held: gone */
+    /* Holding nothing and without a connection, the session is gone: any size is new. */
+    bf_extents_detach(x, s);
+    s = bf_extents_attach(x, hello.session, NULL, 8000, &stored, &code, &err);
+    g_assert_no_error(err);
+    bf_extents_detach(x, s);
     bf_extents_free(x);
 }
 
@@ -153,58 +134,94 @@ static void test_capacity_and_sessions(void)
     g_autoptr(BfStore) store = bf_store_new(2 * BF_EXTENT_SIZE);
     BfExtents *x;
     BfExtentSession *s, *other;
-    BfHello hello = hello_for(2, 10000), wrong = hello_for(2, 20000), b = hello_for(3, 10);
+    BfHello hello = hello_for(2, 10000), b = hello_for(3, 10);
     BfProtoError code;
     BfGrant g;
+    gpointer lent;
     BfPageList list;
     uint8_t buf[16];
     uint64_t stored, page = 600;
     g_autoptr(GError) err = NULL;
 
-    fake_device = &dev;
     x = bf_extents_new(store, &fake_ops, &dev);
-    s = bf_extents_connect(x, hello.session, &err);
-    g_assert_true(bf_extents_hello(x, s, &hello, &stored, &code, &err));
-    g_assert_true(bf_extents_grant(x, s, 1, TRUE, &g, &code, &err));
-    g_assert_true(bf_extents_grant(x, s, 5, TRUE, &g, &code, &err));
-    g_assert_false(bf_extents_grant(x, s, 6, TRUE, &g, &code, &err));
+    s = bf_extents_attach(x, hello.session, NULL, hello.pages, &stored, &code, &err);
+    g_assert_true(bf_extents_grant(x, s, 1, TRUE, &g, &lent, &code, &err));
+    g_assert_true(bf_extents_grant(x, s, 5, TRUE, &g, &lent, &code, &err));
+    g_assert_false(bf_extents_grant(x, s, 6, TRUE, &g, &lent, &code, &err));
     g_assert_cmpint(code, ==, BF_PROTO_ERR_NO_SPACE);
     g_clear_error(&err);
     list = page_list(buf, &page, 1);
     g_assert_true(bf_extents_commit(x, s, &list, &err));
 
     /* The session and its pages outlive the connection; its size is fixed. */
-    bf_extents_disconnect(x, s);
-    g_assert_cmpint(dev.sessions, ==, 1);
-    s = bf_extents_connect(x, hello.session, &err);
-    g_assert_false(bf_extents_hello(x, s, &wrong, &stored, &code, &err));
+    bf_extents_detach(x, s);
+    g_assert_null(bf_extents_attach(x, hello.session, NULL, 20000, &stored, &code, &err));
     g_assert_cmpint(code, ==, BF_PROTO_ERR_NO_SESSION);
+    g_assert_nonnull(strstr(err->message, "exists with 10000 pages"));
     g_clear_error(&err);
-    g_assert_true(bf_extents_hello(x, s, &hello, &stored, &code, &err));
+    s = bf_extents_attach(x, hello.session, NULL, hello.pages, &stored, &code, &err);
+    g_assert_nonnull(s);
     g_assert_cmpuint(stored, ==, 1);
 
-    /* HELLO must name the connection's session. */
-    g_assert_false(bf_extents_hello(x, s, &b, &stored, &code, &err));
-    g_assert_error(err, BF_ERROR, BF_ERROR_PROTOCOL);
-    g_clear_error(&err);
-
     /* Another session is apart, and BYE takes back everything. */
-    other = bf_extents_connect(x, b.session, &err);
-    g_assert_true(bf_extents_hello(x, other, &b, &stored, &code, &err));
+    other = bf_extents_attach(x, b.session, NULL, b.pages, &stored, &code, &err);
     g_assert_cmpuint(stored, ==, 0);
-    g_assert_false(bf_extents_grant(x, other, 0, FALSE, &g, &code, &err));
+    g_assert_false(bf_extents_grant(x, other, 0, FALSE, &g, &lent, &code, &err));
     g_clear_error(&err);
     g_assert_cmpuint(bf_extents_lent(x), ==, 2);
     bf_extents_drop(x, s);
     g_assert_cmpuint(bf_extents_lent(x), ==, 0);
     g_assert_cmpuint(bf_extents_session_size(s), ==, 0);
-    g_assert_true(bf_extents_grant(x, other, 0, TRUE, &g, &code, &err));
-    bf_extents_disconnect(x, s);
-    bf_extents_disconnect(x, other);
-    g_assert_cmpint(dev.sessions, ==, 1);       /* other still holds an extent */
+    g_assert_true(bf_extents_grant(x, other, 0, TRUE, &g, &lent, &code, &err));
+    bf_extents_detach(x, s);
+    bf_extents_detach(x, other);
+    g_assert_cmpint(dev.lent, ==, 1);           /* other still holds an extent */
     bf_extents_free(x);
-    g_assert_cmpint(dev.sessions, ==, 0);
     g_assert_cmpint(dev.lent, ==, 0);
+}
+
+/* Extents count against their owner's quota, as pages written over TCP do. */
+static void test_quota(void)
+{
+    FakeDevice dev = { 0 };
+    g_autoptr(BfStore) store = bf_store_new(8 * BF_EXTENT_SIZE);
+    BfExtents *x = bf_extents_new(store, &fake_ops, &dev);
+    BfHello hello = hello_for(4, 10000);
+    BfExtentSession *vm1, *vm2;
+    BfProtoError code;
+    BfPageList list;
+    BfGrant g;
+    gpointer lent;
+    uint8_t buf[16];
+    uint64_t stored, released, extent = 0;
+    g_autoptr(GError) err = NULL;
+
+    bf_store_set_quota(store, "vm1", 2 * BF_EXTENT_SIZE);
+    vm1 = bf_extents_attach(x, hello.session, "vm1", hello.pages, &stored, &code, &err);
+    g_assert_cmpuint(bf_store_room(store, "vm1"), ==, 2 * BF_PROTO_EXTENT_PAGES);
+    g_assert_true(bf_extents_grant(x, vm1, 0, TRUE, &g, &lent, &code, &err));
+    g_assert_true(bf_extents_grant(x, vm1, 1, TRUE, &g, &lent, &code, &err));
+    g_assert_cmpuint(bf_store_room(store, "vm1"), ==, 0);
+    g_assert_false(bf_extents_grant(x, vm1, 2, TRUE, &g, &lent, &code, &err));
+    g_assert_cmpint(code, ==, BF_PROTO_ERR_QUOTA);
+    g_assert_nonnull(strstr(err->message, "key 'vm1' is at its quota"));
+    g_clear_error(&err);
+
+    /* Another owner (its own session for the same id) is not held back by vm1's quota. */
+    hello.session[0] ^= 1;
+    vm2 = bf_extents_attach(x, hello.session, "vm2", hello.pages, &stored, &code, &err);
+    g_assert_true(bf_extents_grant(x, vm2, 2, TRUE, &g, &lent, &code, &err));
+
+    /* An extent given back makes room under the quota again. */
+    list = page_list(buf, &extent, 1);
+    g_assert_cmpuint(bf_extents_release(x, vm1, &list, &released), ==, 1);
+    g_assert_true(bf_extents_grant(x, vm1, 2, TRUE, &g, &lent, &code, &err));
+    g_assert_no_error(err);
+    bf_extents_detach(x, vm1);
+    bf_extents_detach(x, vm2);
+    bf_extents_free(x);
+    g_assert_cmpint(dev.lent, ==, 0);
+    g_assert_cmpuint(bf_store_room(store, "vm1"), ==, 2 * BF_PROTO_EXTENT_PAGES);
 }
 
 int main(int argc, char **argv)
@@ -212,5 +229,6 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/extents/lend-commit-release", test_lend_commit_release);
     g_test_add_func("/extents/capacity-and-sessions", test_capacity_and_sessions);
+    g_test_add_func("/extents/quota", test_quota);
     return g_test_run();
 }
