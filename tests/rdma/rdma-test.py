@@ -7,7 +7,9 @@ runs there, over rxe0:
 
   test-channel -p /channel/rdma   the transport suite TCP passes on the host: pages byte for
                                   byte, pipelining, sessions, a full node, memory given back,
-                                  a node killed and restarted
+                                  a node killed and restarted; and a hand-driven client that
+                                  tries to reach memory it was not granted, or breaks the
+                                  protocol
   test-engine                     the engine's whole suite, its pool tests against a
                                   blowfish-memnode listening on RDMA: writers under a low
                                   limit, restore-all, frees; the node stopped under load and

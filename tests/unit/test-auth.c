@@ -14,9 +14,9 @@
 #include "bf-channel.h"
 #include "bf-error.h"
 #include "bf-keyring.h"
-#include "bf-rdma.h"
 #include "bf-socket.h"
 #include "memnode-process.h"
+#include "rdma-raw.h"
 
 #include <glib/gstdio.h>
 #include <unistd.h>
@@ -407,17 +407,12 @@ static void test_replay(void)
  */
 typedef struct {
     int fd;
-    struct rdma_event_channel *events;
-    struct rdma_cm_id *id;
-    struct ibv_pd *pd;
-    struct ibv_comp_channel *comp;
-    BfRdmaQueue q;
+    RawRdma *rdma;
 } IdleClient;
 
 static IdleClient *idle_client_new(const BfEndpoint *endpoint)
 {
     IdleClient *c = g_new0(IdleClient, 1);
-    gint64 deadline = g_get_monotonic_time() + TIMEOUT_MS * 1000;
     g_autoptr(GError) err = NULL;
 
     c->fd = -1;
@@ -435,14 +430,7 @@ static IdleClient *idle_client_new(const BfEndpoint *endpoint)
                                  reply, &len), ==, BF_MSG_AUTH_CHALLENGE);
         return c;
     }
-    g_assert_true(bf_rdma_resolve(endpoint, c, deadline, TIMEOUT_MS, &c->events, &c->id,
-                                  &err));
-    c->pd = ibv_alloc_pd(c->id->verbs);
-    c->comp = ibv_create_comp_channel(c->id->verbs);
-    g_assert_true(c->pd && c->comp);
-    g_assert_true(bf_rdma_queue_init(&c->q, c->id, c->pd, c->comp, c, &err));
-    g_assert_true(bf_rdma_connect(c->events, c->id, endpoint, deadline, &err));
-    g_assert_no_error(err);
+    c->rdma = raw_rdma_connect(endpoint);
     return c;
 }
 
@@ -451,12 +439,7 @@ static void idle_client_free(IdleClient *c)
     if (c->fd >= 0) {
         close(c->fd);
     } else {
-        rdma_disconnect(c->id);
-        bf_rdma_queue_destroy(&c->q);
-        ibv_destroy_comp_channel(c->comp);
-        ibv_dealloc_pd(c->pd);
-        rdma_destroy_id(c->id);
-        rdma_destroy_event_channel(c->events);
+        raw_rdma_close(c->rdma);
     }
     g_free(c);
 }

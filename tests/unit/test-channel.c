@@ -6,7 +6,7 @@
  * isolated from others, the node's refusals (full, not stored) arrive as such, freed memory
  * goes back to the node, and a node that dies or a client that sends garbage, lies about
  * lengths or pages, leaves in the middle of a request or never reads its replies breaks only
- * that connection.
+ * that connection. Over RDMA, a connection reaches no memory it was not granted itself.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -15,6 +15,7 @@
 #include "bf-rdma.h"
 #include "bf-socket.h"
 #include "memnode-process.h"
+#include "rdma-raw.h"
 
 #include <sys/socket.h>
 #include <unistd.h>
@@ -547,6 +548,120 @@ static void test_hostile(gconstpointer opaque)
     bf_channel_close(ch, TRUE);
 }
 
+/* A raw RDMA message's reply is an ERROR of @code that says @needle. */
+static void expect_rdma_error(BfMsgType type, const uint8_t *reply, uint32_t length,
+                              BfProtoError code, const char *needle)
+{
+    g_autofree char *message = NULL;
+    BfProtoError got;
+
+    g_assert_cmpint(type, ==, BF_MSG_ERROR);
+    g_assert_true(bf_proto_parse_error(reply, length, &got, &message, NULL));
+    g_assert_cmpint(got, ==, code);
+    if (!strstr(message, needle)) {
+        g_error("ERROR '%s' lacks '%s'", message, needle);
+    }
+}
+
+/* A raw RDMA connection that said HELLO for @hello. */
+static RawRdma *raw_rdma_attach(Transport *t, const BfHello *hello)
+{
+    RawRdma *r = raw_rdma_connect(t->endpoint);
+    uint8_t msg[BF_PROTO_MAX_NAME + 32], reply[BF_RDMA_MSG_SIZE];
+    uint32_t len;
+
+    g_assert_cmpint(raw_rdma_call(r, BF_MSG_HELLO, msg, bf_proto_put_hello(msg, hello), reply,
+                                  &len), ==, BF_MSG_HELLO_OK);
+    return r;
+}
+
+/*
+ * RDMA only: a connection reaches no memory it was not granted itself, whatever address and
+ * rkey it tries (before HELLO, for another session, or for its own through another
+ * connection), and one that breaks the protocol is cut off; the pages of others hold.
+ */
+static void test_rdma_hostile(gconstpointer opaque)
+{
+    Transport *t = (Transport *)opaque;
+    BfHello victim = make_hello(20, 1024), other = make_hello(21, 1024);
+    uint8_t msg[BF_RDMA_MSG_SIZE], reply[BF_RDMA_MSG_SIZE];
+    uint32_t length, len;
+    BfMsgType type;
+    BfGrant grant;
+    RawRdma *v, *a;
+    BfChannel *ch;
+
+    /* Before HELLO, GRANT is refused and the connection stays. */
+    v = raw_rdma_connect(t->endpoint);
+    length = bf_proto_put_grant(msg, 0, TRUE);
+    type = raw_rdma_call(v, BF_MSG_GRANT, msg, length, reply, &len);
+    expect_rdma_error(type, reply, len, BF_PROTO_ERR_NO_SESSION, "HELLO first");
+
+    /* The victim writes page 3 into its extent 0 by RDMA, and commits it. */
+    length = bf_proto_put_hello(msg, &victim);
+    g_assert_cmpint(raw_rdma_call(v, BF_MSG_HELLO, msg, length, reply, &len), ==,
+                    BF_MSG_HELLO_OK);
+    length = bf_proto_put_grant(msg, 0, TRUE);
+    g_assert_cmpint(raw_rdma_call(v, BF_MSG_GRANT, msg, length, reply, &len), ==,
+                    BF_MSG_GRANT_OK);
+    g_assert_true(bf_proto_parse_grant_ok(reply, len, &grant, NULL));
+    fill_page(v->page, 3, 20);
+    g_assert_cmpint(raw_rdma_write(v, grant.addr + 3 * PAGE, grant.rkey), ==, IBV_WC_SUCCESS);
+    length = put_page_list(msg, BF_MSG_COMMIT, 3, 1);
+    g_assert_cmpint(raw_rdma_call(v, BF_MSG_COMMIT, msg, length, reply, &len), ==,
+                    BF_MSG_COMMIT_OK);
+
+    /* Its address and rkey, tried by a connection that said nothing, ... */
+    a = raw_rdma_connect(t->endpoint);
+    memset(a->page, 0xee, PAGE);
+    g_assert_cmpint(raw_rdma_write(a, grant.addr + 3 * PAGE, grant.rkey), !=, IBV_WC_SUCCESS);
+    raw_rdma_close(a);
+    /* ... by another session's, ... */
+    a = raw_rdma_attach(t, &other);
+    memset(a->page, 0xee, PAGE);
+    g_assert_cmpint(raw_rdma_write(a, grant.addr + 3 * PAGE, grant.rkey), !=, IBV_WC_SUCCESS);
+    raw_rdma_close(a);
+    /* ... and by another connection to the same session, not granted the extent itself. */
+    a = raw_rdma_attach(t, &victim);
+    memset(a->page, 0xee, PAGE);
+    g_assert_cmpint(raw_rdma_write(a, grant.addr + 3 * PAGE, grant.rkey), !=, IBV_WC_SUCCESS);
+    raw_rdma_close(a);
+
+    /* An extent past the session's end: a protocol error, and the connection is cut off. */
+    a = raw_rdma_attach(t, &other);
+    length = bf_proto_put_grant(msg, 2, TRUE);
+    type = raw_rdma_call(a, BF_MSG_GRANT, msg, length, reply, &len);
+    expect_rdma_error(type, reply, len, BF_PROTO_ERR_PROTOCOL, "GRANT of extent 2, beyond");
+    length = bf_proto_put_grant(msg, 0, TRUE);
+    g_assert_cmpint(raw_rdma_call(a, BF_MSG_GRANT, msg, length, reply, &len), ==, 0);
+    raw_rdma_close(a);
+    /* A COMMIT of a page in an extent it was not lent. */
+    a = raw_rdma_attach(t, &other);
+    length = put_page_list(msg, BF_MSG_COMMIT, 600, 1);
+    type = raw_rdma_call(a, BF_MSG_COMMIT, msg, length, reply, &len);
+    expect_rdma_error(type, reply, len, BF_PROTO_ERR_PROTOCOL, "which the session was not lent");
+    raw_rdma_close(a);
+    /* A header that claims more than the message carries. */
+    a = raw_rdma_connect(t->endpoint);
+    bf_proto_put_header(msg, BF_MSG_HELLO, 64, 0);
+    type = raw_rdma_call_bytes(a, msg, BF_PROTO_HEADER_SIZE + 10, reply, &len);
+    expect_rdma_error(type, reply, len, BF_PROTO_ERR_PROTOCOL, "HELLO says 64 bytes, carries 10");
+    raw_rdma_close(a);
+    /* READ, whose pages come back in the reply: TCP's, not RDMA's. */
+    a = raw_rdma_attach(t, &other);
+    length = put_page_list(msg, BF_MSG_READ, 0, 1);
+    type = raw_rdma_call(a, BF_MSG_READ, msg, length, reply, &len);
+    expect_rdma_error(type, reply, len, BF_PROTO_ERR_PROTOCOL, "on the RDMA transport");
+    raw_rdma_close(a);
+
+    /* Through it all the victim's page held. */
+    raw_rdma_close(v);
+    ch = connect_ok(t, &victim);
+    g_assert_cmpuint(ch->stored_at_hello, ==, 1);
+    check_range(ch, 3, 1, 1, 20);
+    bf_channel_close(ch, TRUE);
+}
+
 /* Without an RDMA device, an rdma: pool is refused with a clear error, at once. */
 static void test_rdma_no_device(void)
 {
@@ -598,6 +713,7 @@ int main(int argc, char **argv)
             GTestDataFunc fn;
             gboolean node_only;
             gboolean tcp_only;
+            gboolean rdma_only;
         } tests[] = {
             { .name = "roundtrip", .fn = test_roundtrip },
             { .name = "pipelined", .fn = test_pipelined },
@@ -606,13 +722,15 @@ int main(int argc, char **argv)
             { .name = "give-back", .fn = test_give_back },
             { .name = "garbage", .fn = test_garbage, .node_only = TRUE, .tcp_only = TRUE },
             { .name = "hostile", .fn = test_hostile, .node_only = TRUE, .tcp_only = TRUE },
+            { .name = "hostile", .fn = test_rdma_hostile, .rdma_only = TRUE },
             { .name = "node-dies", .fn = test_node_dies, .node_only = TRUE },
         };
 
         for (size_t i = 0; i < G_N_ELEMENTS(tests); i++) {
             g_autofree char *path = g_strdup_printf("/channel/%s/%s", t->name, tests[i].name);
 
-            if ((tests[i].node_only && t == &local) || (tests[i].tcp_only && t != &tcp)) {
+            if ((tests[i].node_only && t == &local) || (tests[i].tcp_only && t != &tcp) ||
+                (tests[i].rdma_only && t != &rdma)) {
                 continue;
             }
             if (t->why) {
