@@ -297,7 +297,7 @@ static gboolean bf_node_rdma_grant(BfNodeRdmaConn *c, const BfMsgHeader *h,
 {
     uint64_t size = bf_extents_session_size(c->session);
     g_autoptr(GError) refusal = NULL;
-    BfProtoError code = BF_PROTO_ERR_NO_SPACE;
+    BfProtoError code;
     uint64_t extent;
     gboolean create;
     gpointer lent;
@@ -309,9 +309,12 @@ static gboolean bf_node_rdma_grant(BfNodeRdmaConn *c, const BfMsgHeader *h,
         return FALSE;
     }
     if (!bf_extents_grant(c->node->extents, c->session, extent, create, &grant, &lent, &code,
-                          &refusal) ||
-        !bf_node_rdma_reach(c, lent, &grant.rkey, &refusal)) {
+                          &refusal)) {
         return bf_node_rdma_refuse(c, h->tag, code, refusal->message);
+    }
+    if (!bf_node_rdma_reach(c, lent, &grant.rkey, &refusal)) {
+        g_message("%s: %s", c->peer, refusal->message);
+        return bf_node_rdma_refuse(c, h->tag, BF_PROTO_ERR_NO_SPACE, refusal->message);
     }
     return bf_node_rdma_reply(c, BF_MSG_GRANT_OK, h->tag, out,
                               bf_proto_put_grant_ok(out, &grant));
