@@ -118,7 +118,8 @@ void bf_auth_session_in_key(const char *key_name, uint8_t session[BF_PROTO_SESSI
     memcpy(session, digest, BF_PROTO_SESSION_SIZE);
 }
 
-gboolean bf_auth_client(const BfKey *key, BfAuthCall call, gpointer opaque, GError **errp)
+gboolean bf_auth_client(const BfKey *key, BfAuthCall call, gpointer channel, gint64 deadline,
+                        GError **errp)
 {
     uint8_t msg[BF_AUTH_MAX_PAYLOAD];
     uint8_t reply[BF_PROTO_NONCE_SIZE + BF_PROTO_PROOF_SIZE];
@@ -129,8 +130,8 @@ gboolean bf_auth_client(const BfKey *key, BfAuthCall call, gpointer opaque, GErr
 
     g_strlcpy(auth.key_name, key->name, sizeof(auth.key_name));
     if (!bf_auth_nonce(auth.nonce, errp) ||
-        !call(opaque, BF_MSG_AUTH, msg, bf_proto_put_auth(msg, &auth), BF_MSG_AUTH_CHALLENGE,
-              reply, sizeof(reply), &length, errp) ||
+        !call(channel, BF_MSG_AUTH, msg, bf_proto_put_auth(msg, &auth), BF_MSG_AUTH_CHALLENGE,
+              reply, sizeof(reply), &length, deadline, errp) ||
         !bf_proto_parse_challenge(reply, length, node_nonce, node_proof, errp)) {
         return FALSE;
     }
@@ -142,6 +143,6 @@ gboolean bf_auth_client(const BfKey *key, BfAuthCall call, gpointer opaque, GErr
         return FALSE;
     }
     bf_auth_proof(key, BF_AUTH_BY_CLIENT, auth.nonce, node_nonce, proof);
-    return call(opaque, BF_MSG_AUTH_PROOF, proof, sizeof(proof), BF_MSG_AUTH_OK, reply,
-                sizeof(reply), &length, errp);
+    return call(channel, BF_MSG_AUTH_PROOF, proof, sizeof(proof), BF_MSG_AUTH_OK, reply,
+                sizeof(reply), &length, deadline, errp);
 }

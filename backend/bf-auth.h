@@ -57,15 +57,19 @@ gboolean bf_auth_proof_equal(const uint8_t a[BF_PROTO_PROOF_SIZE],
 
 /*
  * Sends a message of @type with @payload to the node, and gives back the payload of its reply
- * of type @reply (at most @size bytes) in @out, its length in *out_length. FALSE, with @errp
- * set, on a refusal (an ERROR) or a failure.
+ * of type @reply (at most @size bytes) in @out, its length in *out_length, by @deadline.
+ * FALSE, with @errp set, on a refusal (an ERROR) or a failure.
  */
-typedef gboolean (*BfAuthCall)(gpointer opaque, BfMsgType type, const uint8_t *payload,
+typedef gboolean (*BfAuthCall)(gpointer channel, BfMsgType type, const uint8_t *payload,
                                uint32_t length, BfMsgType reply, uint8_t *out, uint32_t size,
-                               uint32_t *out_length, GError **errp);
+                               uint32_t *out_length, gint64 deadline, GError **errp);
 
-/* The client's side of the AUTH exchange over any transport: the node proves @key first. */
-gboolean bf_auth_client(const BfKey *key, BfAuthCall call, gpointer opaque, GError **errp);
+/*
+ * The client's side of the AUTH exchange over any transport, through @call on @channel: the
+ * node proves @key first.
+ */
+gboolean bf_auth_client(const BfKey *key, BfAuthCall call, gpointer channel, gint64 deadline,
+                        GError **errp);
 
 /* Replaces @session (a client's session id) by the id the node files it under for @key. */
 void bf_auth_session_in_key(const char *key_name, uint8_t session[BF_PROTO_SESSION_SIZE]);

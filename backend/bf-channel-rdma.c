@@ -776,20 +776,14 @@ static gboolean bf_rdma_connect_qp(BfChannelRdma *ch, const BfEndpoint *endpoint
     return TRUE;
 }
 
-typedef struct {
-    BfChannelRdma *ch;
-    gint64 deadline;
-} BfRdmaAuthCall;
-
 /* A BfAuthCall over RDMA. */
-static gboolean bf_rdma_auth_call(gpointer opaque, BfMsgType type, const uint8_t *payload,
+static gboolean bf_rdma_auth_call(gpointer channel, BfMsgType type, const uint8_t *payload,
                                   uint32_t length, BfMsgType reply, uint8_t *out, uint32_t size,
-                                  uint32_t *out_length, GError **errp)
+                                  uint32_t *out_length, gint64 deadline, GError **errp)
 {
-    BfRdmaAuthCall *call = opaque;
-    BfChannelRdma *ch = call->ch;
+    BfChannelRdma *ch = channel;
 
-    if (!bf_rdma_call(ch, type, payload, length, reply, call->deadline, errp)) {
+    if (!bf_rdma_call(ch, type, payload, length, reply, deadline, errp)) {
         return FALSE;
     }
     if (ch->call_error) {
@@ -824,8 +818,7 @@ BfChannel *bf_channel_rdma_connect(const BfEndpoint *endpoint, const BfHello *he
     ch->timeout_ms = timeout_ms;
     if (!bf_grant_table_get(ch, endpoint, hello, key, errp) ||
         !bf_rdma_connect_qp(ch, endpoint, deadline, timeout_ms, errp) ||
-        (key && !bf_auth_client(key, bf_rdma_auth_call, &(BfRdmaAuthCall) { ch, deadline },
-                                errp))) {
+        (key && !bf_auth_client(key, bf_rdma_auth_call, ch, deadline, errp))) {
         goto fail;
     }
     length = bf_proto_put_hello(payload, hello);

@@ -225,24 +225,18 @@ static gboolean bf_tcp_send(BfChannelTcp *ch, BfMsgType type, uint8_t *msg, uint
     return bf_stream_send(&ch->stream, msg, BF_PROTO_HEADER_SIZE + length, errp);
 }
 
-typedef struct {
-    BfChannelTcp *ch;
-    gint64 deadline;
-} BfTcpCall;
-
 /* A BfAuthCall over TCP. */
-static gboolean bf_tcp_auth_call(gpointer opaque, BfMsgType type, const uint8_t *payload,
+static gboolean bf_tcp_auth_call(gpointer channel, BfMsgType type, const uint8_t *payload,
                                  uint32_t length, BfMsgType reply, uint8_t *out, uint32_t size,
-                                 uint32_t *out_length, GError **errp)
+                                 uint32_t *out_length, gint64 deadline, GError **errp)
 {
-    BfTcpCall *call = opaque;
+    BfChannelTcp *ch = channel;
     uint8_t msg[BF_PROTO_HEADER_SIZE + BF_AUTH_MAX_PAYLOAD];
 
     g_assert(length <= BF_AUTH_MAX_PAYLOAD);
     memcpy(msg + BF_PROTO_HEADER_SIZE, payload, length);
-    return bf_tcp_send(call->ch, type, msg, length, errp) &&
-           bf_tcp_recv_expected(call->ch, type, 0, reply, call->deadline, out, out_length,
-                                errp);
+    return bf_tcp_send(ch, type, msg, length, errp) &&
+           bf_tcp_recv_expected(ch, type, 0, reply, deadline, out, out_length, errp);
 }
 
 BfChannel *bf_channel_tcp_connect(const BfEndpoint *endpoint, const BfHello *hello,
@@ -265,7 +259,7 @@ BfChannel *bf_channel_tcp_connect(const BfEndpoint *endpoint, const BfHello *hel
     if (tls && !bf_tls_start(&ch->stream, tls, endpoint->host, deadline, errp)) {
         goto fail;
     }
-    if (key && !bf_auth_client(key, bf_tcp_auth_call, &(BfTcpCall) { ch, deadline }, errp)) {
+    if (key && !bf_auth_client(key, bf_tcp_auth_call, ch, deadline, errp)) {
         goto fail;
     }
     if (!bf_tcp_send(ch, BF_MSG_HELLO, msg, bf_proto_put_hello(msg + BF_PROTO_HEADER_SIZE, hello),
