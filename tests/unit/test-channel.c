@@ -563,6 +563,25 @@ static void expect_rdma_error(BfMsgType type, const uint8_t *reply, uint32_t len
     }
 }
 
+/*
+ * Sends @length bytes of @payload under a header of @type that claims @claimed, on @r: the
+ * node answers with a protocol error that says @needle, and ends the connection (closed here).
+ */
+static void expect_cut_off(RawRdma *r, BfMsgType type, uint32_t claimed, const uint8_t *payload,
+                           uint32_t length, const char *needle)
+{
+    uint8_t msg[BF_RDMA_MSG_SIZE], reply[BF_RDMA_MSG_SIZE];
+    BfMsgType got;
+    uint32_t len;
+
+    bf_proto_put_header(msg, type, claimed, 0);
+    memcpy(msg + BF_PROTO_HEADER_SIZE, payload, length);
+    got = raw_rdma_call_bytes(r, msg, BF_PROTO_HEADER_SIZE + length, reply, &len);
+    expect_rdma_error(got, reply, len, BF_PROTO_ERR_PROTOCOL, needle);
+    g_assert_cmpint(raw_rdma_call_bytes(r, msg, BF_PROTO_HEADER_SIZE, reply, &len), ==, 0);
+    raw_rdma_close(r);
+}
+
 /* A raw RDMA connection that said HELLO for @hello. */
 static RawRdma *raw_rdma_attach(Transport *t, const BfHello *hello)
 {
@@ -627,32 +646,21 @@ static void test_rdma_hostile(gconstpointer opaque)
     g_assert_cmpint(raw_rdma_write(a, grant.addr + 3 * PAGE, grant.rkey), !=, IBV_WC_SUCCESS);
     raw_rdma_close(a);
 
-    /* An extent past the session's end: a protocol error, and the connection is cut off. */
-    a = raw_rdma_attach(t, &other);
+    /* Each a protocol error that cuts the connection off: an extent past the session's end, */
     length = bf_proto_put_grant(msg, 2, TRUE);
-    type = raw_rdma_call(a, BF_MSG_GRANT, msg, length, reply, &len);
-    expect_rdma_error(type, reply, len, BF_PROTO_ERR_PROTOCOL, "GRANT of extent 2, beyond");
-    length = bf_proto_put_grant(msg, 0, TRUE);
-    g_assert_cmpint(raw_rdma_call(a, BF_MSG_GRANT, msg, length, reply, &len), ==, 0);
-    raw_rdma_close(a);
-    /* A COMMIT of a page in an extent it was not lent. */
-    a = raw_rdma_attach(t, &other);
+    expect_cut_off(raw_rdma_attach(t, &other), BF_MSG_GRANT, length, msg, length,
+                   "GRANT of extent 2, beyond");
+    /* a COMMIT of a page in an extent it was not lent, */
     length = put_page_list(msg, BF_MSG_COMMIT, 600, 1);
-    type = raw_rdma_call(a, BF_MSG_COMMIT, msg, length, reply, &len);
-    expect_rdma_error(type, reply, len, BF_PROTO_ERR_PROTOCOL, "which the session was not lent");
-    raw_rdma_close(a);
-    /* A header that claims more than the message carries. */
-    a = raw_rdma_connect(t->endpoint);
-    bf_proto_put_header(msg, BF_MSG_HELLO, 64, 0);
-    type = raw_rdma_call_bytes(a, msg, BF_PROTO_HEADER_SIZE + 10, reply, &len);
-    expect_rdma_error(type, reply, len, BF_PROTO_ERR_PROTOCOL, "HELLO says 64 bytes, carries 10");
-    raw_rdma_close(a);
-    /* READ, whose pages come back in the reply: TCP's, not RDMA's. */
-    a = raw_rdma_attach(t, &other);
+    expect_cut_off(raw_rdma_attach(t, &other), BF_MSG_COMMIT, length, msg, length,
+                   "which the session was not lent");
+    /* a header that claims more than the message carries, */
+    expect_cut_off(raw_rdma_connect(t->endpoint), BF_MSG_HELLO, 64, msg, 10,
+                   "HELLO says 64 bytes, carries 10");
+    /* and READ, whose pages come back in the reply: TCP's, not RDMA's. */
     length = put_page_list(msg, BF_MSG_READ, 0, 1);
-    type = raw_rdma_call(a, BF_MSG_READ, msg, length, reply, &len);
-    expect_rdma_error(type, reply, len, BF_PROTO_ERR_PROTOCOL, "on the RDMA transport");
-    raw_rdma_close(a);
+    expect_cut_off(raw_rdma_attach(t, &other), BF_MSG_READ, length, msg, length,
+                   "on the RDMA transport");
 
     /* Through it all the victim's page held. */
     raw_rdma_close(v);
