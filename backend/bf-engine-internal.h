@@ -77,6 +77,8 @@ struct BfEngine {
     BfChannel *fault_channel;       /* a connected channel offered to the fault thread */
     GArray *refetch;                /* pages the fault thread must fetch (uint64_t) */
     GArray *pool_free;              /* pages whose pool copy the reclaim thread frees */
+    GArray *behind;                 /* pages a sequential stream has read past (uint64_t),
+                                     * oldest first: evicted first under the limit */
     bool hinting;                   /* a free page hint round is on (bf_engine_hint_begin) */
     GArray *hinted;                 /* [first, end) page ranges hinted free, for the fault
                                      * thread to free (pairs of uint64_t) */
@@ -106,6 +108,7 @@ struct BfEngine {
     _Atomic uint64_t pages_restored;
     _Atomic uint64_t clean_evictions;
     _Atomic uint64_t readahead_pages;
+    _Atomic uint64_t drop_behind_pages;
     _Atomic uint64_t pool_bytes_sent;
     _Atomic uint64_t pool_bytes_received;
     _Atomic uint64_t scan_ns;
@@ -149,6 +152,12 @@ static inline uint64_t bf_page_addr(BfEngine *e, uint64_t page)
 static inline uint64_t bf_engine_ceiling(BfEngine *e)
 {
     return atomic_load(&e->local_limit) / BF_PAGE_SIZE;
+}
+
+/* Is there a local limit below guest RAM? */
+static inline bool bf_engine_limited(BfEngine *e)
+{
+    return bf_engine_ceiling(e) < e->npages;
 }
 
 static inline bool bf_engine_has_pool(BfEngine *e)
@@ -201,6 +210,12 @@ void bf_engine_punch(BfEngine *e, uint64_t page, uint64_t npages);
 bool bf_engine_is_own_zap(BfEngine *e, uint64_t start, uint64_t end);
 /* Queues @page's pool copy to be freed by the reclaim thread. */
 void bf_engine_free_pool_copy(BfEngine *e, uint64_t page);
+/*
+ * Queues @n pages a sequential stream has read past, for the reclaim thread to evict first
+ * (drop-behind). The queue keeps the newest BF_ENGINE_BEHIND_MAX.
+ */
+#define BF_ENGINE_BEHIND_MAX 16384
+void bf_engine_drop_behind(BfEngine *e, const uint64_t *pages, guint n);
 
 /* bf-fault.c */
 gpointer bf_fault_thread(gpointer opaque);

@@ -318,6 +318,16 @@ void bf_engine_free_pool_copy(BfEngine *e, uint64_t page)
     g_mutex_unlock(&e->lock);
 }
 
+void bf_engine_drop_behind(BfEngine *e, const uint64_t *pages, guint n)
+{
+    g_mutex_lock(&e->lock);
+    g_array_append_vals(e->behind, pages, n);
+    if (e->behind->len > BF_ENGINE_BEHIND_MAX) {
+        g_array_remove_range(e->behind, 0, e->behind->len - BF_ENGINE_BEHIND_MAX);
+    }
+    g_mutex_unlock(&e->lock);
+}
+
 BfChannel *bf_engine_connect_channel(BfEngine *e, GError **errp)
 {
     if (e->connect) {
@@ -403,6 +413,7 @@ BfEngine *bf_engine_new(const BfEngineConfig *config, GError **errp)
     e->hinted = g_array_new(FALSE, FALSE, sizeof(uint64_t));
     e->refetch = g_array_new(FALSE, FALSE, sizeof(uint64_t));
     e->pool_free = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+    e->behind = g_array_new(FALSE, FALSE, sizeof(uint64_t));
 
     if (sysconf(_SC_PAGESIZE) != BF_PAGE_SIZE) {
         g_set_error(errp, BF_ERROR, BF_ERROR_UNSUPPORTED,
@@ -535,6 +546,7 @@ void bf_engine_free(BfEngine *e)
     }
     g_array_free(e->refetch, TRUE);
     g_array_free(e->pool_free, TRUE);
+    g_array_free(e->behind, TRUE);
     g_array_free(e->hinted, TRUE);
     g_cond_clear(&e->hint_cond);
     g_cond_clear(&e->cond);
@@ -567,6 +579,10 @@ gboolean bf_engine_set_local_limit(BfEngine *e, uint64_t local_limit, GError **e
     }
     atomic_store(&e->local_limit, local_limit);
     atomic_store(&e->idle_stopped, false);
+    /* What streams read past before is no guide under a new limit. */
+    g_mutex_lock(&e->lock);
+    g_array_set_size(e->behind, 0);
+    g_mutex_unlock(&e->lock);
     bf_engine_kick_reclaim(e);
     bf_engine_wake_fault_thread(e);     /* faults waiting for room may go on */
     return TRUE;
@@ -698,6 +714,7 @@ void bf_engine_get_stats(BfEngine *e, BfEngineStats *stats)
     stats->pages_restored = bf_counter(&e->pages_restored);
     stats->clean_evictions = bf_counter(&e->clean_evictions);
     stats->readahead_pages = bf_counter(&e->readahead_pages);
+    stats->drop_behind_pages = bf_counter(&e->drop_behind_pages);
     stats->pool_bytes_sent = bf_counter(&e->pool_bytes_sent);
     stats->pool_bytes_received = bf_counter(&e->pool_bytes_received);
     stats->pool_stored = bf_counter(&e->pool_stored) * BF_PAGE_SIZE;

@@ -102,6 +102,8 @@ typedef struct BfEngineStats {
     uint64_t pages_restored;       /* brought back from the pool */
     uint64_t clean_evictions;      /* evicted with no transfer: the pool copy was current */
     uint64_t readahead_pages;      /* restored ahead of a fault */
+    uint64_t drop_behind_pages;    /* picked to be evicted first under the limit: a
+                                    * sequential stream had read past them */
     uint64_t pool_bytes_sent;
     uint64_t pool_bytes_received;
     uint64_t pool_stored;          /* bytes the node holds for this region (as it last said) */

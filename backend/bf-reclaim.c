@@ -11,8 +11,9 @@
  * of one resident page per region (MADV_DONTNEED keeps the page in the memfd); if the guest
  * touches it, a minor fault marks it ACCESSED. A region whose sample went untouched for a
  * whole period, and none of whose pages faulted in, ages by one; any other goes back to age
- * 0. Eviction takes the pages of the oldest regions first, skipping any page faulted in
- * during the last period.
+ * 0. Eviction under the limit takes first the pages a sequential stream has read past
+ * (drop-behind, see bf-fault.c), then the pages of the oldest regions, skipping any page
+ * faulted in during the last period.
  *
  * Eviction of a batch (see bf-pages.h for the states):
  *   claim RESIDENT -> EVICTING, drop the mappings, read the pages through the memfd, send the
@@ -217,16 +218,42 @@ static uint32_t bf_reclaim_pick_regions(BfReclaimCtx *c, uint64_t *cursor, int m
 }
 
 /*
- * Picks up to @want eviction candidates into @victims: pages of the oldest regions first
- * (by descending age thresholds), skipping pages faulted in this period; in a last, forced
- * pass, those too. Each pass visits only the regions the previous passes did not, so no page
- * is picked twice.
+ * Takes into @victims up to @want of the pages streams have read past (bf_engine_drop_behind),
+ * oldest first, those still resident and not held by another thread. Returns how many.
+ */
+static uint32_t bf_reclaim_pick_behind(BfReclaimCtx *c, uint64_t *victims, uint32_t want)
+{
+    BfEngine *e = c->e;
+    uint32_t n = 0;
+    guint taken = 0;
+
+    g_mutex_lock(&e->lock);
+    for (; taken < e->behind->len && n < want; taken++) {
+        uint64_t p = g_array_index(e->behind, uint64_t, taken);
+        uint16_t m = bf_page_load(&e->pages[p]);
+
+        if (bf_page_state(m) == BF_PAGE_RESIDENT && !(m & BF_PAGE_BUSY)) {
+            victims[n++] = p;
+        }
+    }
+    g_array_remove_range(e->behind, 0, taken);
+    g_mutex_unlock(&e->lock);
+    bf_count(&e->drop_behind_pages, n);
+    return n;
+}
+
+/*
+ * Picks up to @want eviction candidates into @victims: pages streams have read past first,
+ * then pages of the oldest regions (by descending age thresholds), skipping pages faulted in
+ * this period; in a last, forced pass, those too. Each pass over the regions visits only the
+ * regions the previous passes did not, so none of their pages is picked twice (one picked
+ * twice, from the streams' and a region's, is claimed once and skipped the second time).
  */
 static uint32_t bf_reclaim_pick(BfReclaimCtx *c, uint64_t *victims, uint32_t want)
 {
     BfEngine *e = c->e;
     int oldest = 0, thresholds[5], nthresholds = 0, above = 256;
-    uint32_t n = 0;
+    uint32_t n = bf_reclaim_pick_behind(c, victims, want);
 
     for (uint64_t r = 0; r < e->nregions; r++) {
         oldest = MAX(oldest, e->region_age[r]);

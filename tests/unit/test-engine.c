@@ -826,6 +826,43 @@ static void test_readahead(void)
 }
 
 /*
+ * A sequential scan larger than the limit, pass after pass: the pages the scan has read past
+ * go out first, so each pass finds the rest of its data where the last one left it. Evicting
+ * the coldest instead evicts exactly what the scan reads next: every pass faults every page.
+ */
+static void test_drop_behind(void)
+{
+    g_autoptr(BfStore) store = bf_store_new(256 * MiB);
+    BfEngineConfig config = make_config("drop-behind", 64 * MiB, 0, store);
+    g_autoptr(BfEngine) e = engine_or_skip(&config);
+    g_autoptr(GError) err = NULL;
+    BfEngineStats before, stats;
+    uint8_t *ram;
+
+    if (!e) {
+        return;
+    }
+    ram = bf_engine_guest_ram(e);
+    WAIT_FOR(e, st, st.pool_state == BF_POOL_CONNECTED);
+    fill(ram, 0, 64 * MiB, 41);
+    g_assert_true(bf_engine_set_local_limit(e, 32 * MiB, &err));
+    WAIT_FOR(e, st, st.resident <= 32 * MiB);
+
+    for (int pass = 0; pass < 3; pass++) {
+        before = stats_of(e);
+        check(ram, 0, 64 * MiB, 41);
+        stats = stats_of(e);
+        g_test_message("pass %d: %" G_GUINT64_FORMAT " pages restored", pass,
+                       (guint64)(stats.pages_restored - before.pages_restored));
+    }
+    /* Half the data stays: the last pass restores about the other half, not all of it. */
+    g_assert_cmpuint(stats.pages_restored - before.pages_restored, <, 64 * MiB / PAGE * 3 / 4);
+    g_assert_cmpuint(stats.drop_behind_pages - before.drop_behind_pages, >, 0);
+    g_assert_cmpuint(stats.resident, <=, 32 * MiB + 64 * PAGE);
+    check(ram, 0, 64 * MiB, 41);
+}
+
+/*
  * The whole cycle against a real memory node, over the transport $BLOWFISH_MEMNODE_LISTEN
  * picks (TCP by default; tests/rdma runs it over RDMA): writers hammer their pages under a
  * low limit, every byte survives, everything comes back, and freed pages leave the node.
@@ -1017,6 +1054,7 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/evict/stress-writers", test_stress_writers);
     g_test_add_func("/engine/evict/readahead", test_readahead);
     g_test_add_func("/engine/evict/coldest-first", test_coldest_first);
+    g_test_add_func("/engine/evict/drop-behind", test_drop_behind);
     g_test_add_func("/engine/evict/idle", test_idle_eviction);
     g_test_add_func("/engine/free/discard", test_discard_frees);
     g_test_add_func("/engine/free/discard-pool-full", test_discard_pool_full);
