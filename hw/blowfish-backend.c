@@ -463,6 +463,7 @@ BlowfishInfo *blowfish_backend_query(HostMemoryBackendBlowfish *bf)
     info->pages_restored = stats.pages_restored;
     info->clean_evictions = stats.clean_evictions;
     info->readahead_pages = stats.readahead_pages;
+    info->drop_behind_pages = stats.drop_behind_pages;
     info->pool_bytes_sent = stats.pool_bytes_sent;
     info->pool_bytes_received = stats.pool_bytes_received;
     info->pool_stored = stats.pool_stored;

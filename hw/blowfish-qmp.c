@@ -103,9 +103,10 @@ void hmp_info_blowfish(Monitor *mon, const QDict *qdict)
                        info->faults->minor, info->faults->write_protect);
         monitor_printf(mon, "  %-12s p50 %" PRIu64 " ns, p99 %" PRIu64 " ns\n", "latency:",
                        info->fault_latency->p50_ns, info->fault_latency->p99_ns);
-        monitor_printf(mon, "  %-12s evicted %" PRIu64 " (clean %" PRIu64 "), restored %"
-                       PRIu64 " (readahead %" PRIu64 ")\n", "pages:", info->pages_evicted,
-                       info->clean_evictions, info->pages_restored, info->readahead_pages);
+        monitor_printf(mon, "  %-12s evicted %" PRIu64 " (clean %" PRIu64 ", drop-behind %"
+                       PRIu64 "), restored %" PRIu64 " (readahead %" PRIu64 ")\n", "pages:",
+                       info->pages_evicted, info->clean_evictions, info->drop_behind_pages,
+                       info->pages_restored, info->readahead_pages);
         monitor_printf(mon, "  %-12s sent %" PRIu64 ", received %" PRIu64 " bytes, pool "
                        "holds %" PRIu64 "\n", "transfers:", info->pool_bytes_sent,
                        info->pool_bytes_received, info->pool_stored);
