@@ -160,8 +160,9 @@ def proc_memory(pid):
 class Run:
     """One application in one mode: boots, samples, and collects the metrics."""
 
-    def __init__(self, app, mode, quick, node, overhead):
+    def __init__(self, app, mode, quick, node, overhead, backend_opts=()):
         self.app, self.mode = app, mode
+        self.backend_opts = "".join("," + o for o in backend_opts)
         self.preset = APPS[app]
         self.ram = self.preset["ram_mb"] * MiB
         self.kind, _, share = mode.partition(":")
@@ -177,9 +178,10 @@ class Run:
         if self.kind == "blowfish":
             args["pool"] = self.node.address
             args["local_limit_mb"] = int(self.preset["ram_mb"] * self.share)
+            args["backend_opts"] = self.backend_opts
         elif self.kind == "blowfish-idle":
             args["pool"] = self.node.address
-            args["backend_opts"] = f",idle-age={int(self.share)}"
+            args["backend_opts"] = f",idle-age={int(self.share)}" + self.backend_opts
         else:
             args["backend"] = "memfd"
         return args
@@ -234,6 +236,7 @@ class Run:
         held = [s["held"] for s in samples] or [0]
         out = {
             "app": self.app, "mode": self.mode, "steps": self.steps,
+            "backend_opts": self.backend_opts.lstrip(","),
             "ram_mib": self.preset["ram_mb"], "vcpus": self.preset["vcpus"],
             "result": result, "unit": self.preset["unit"],
             "reclamation_ratio": ratio_area / max(1e-9, last - start),
@@ -411,6 +414,9 @@ def main():
     parser.add_argument("--quick", action="store_true",
                         help="shorter runs, two applications, four modes (under 5 minutes)")
     parser.add_argument("--out", help="results folder (default: bench/results/run-DATE)")
+    parser.add_argument("--backend-opt", action="append", default=[], metavar="KEY=VALUE",
+                        help="a property for the Blowfish modes' backend (readahead=64, ...: "
+                        "docs/backend.md), to compare settings")
     opts = parser.parse_args()
 
     why = guest_missing()
@@ -456,8 +462,8 @@ def main():
                 print(f"[{time.monotonic() - began:6.0f} s] {app} in {mode} "
                       f"({i + 1}/{len(modes)})", flush=True)
                 try:
-                    r = Run(app, mode, opts.quick, node,
-                            overhead or DEFAULT_QEMU_OVERHEAD).run()
+                    r = Run(app, mode, opts.quick, node, overhead or DEFAULT_QEMU_OVERHEAD,
+                            opts.backend_opt).run()
                 except (GuestError, RuntimeError) as e:
                     # Host swap at a low limit can end in the cgroup's OOM killer.
                     print(f"  failed: {str(e).splitlines()[0]}", flush=True)
