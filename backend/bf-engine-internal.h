@@ -154,25 +154,6 @@ static inline uint64_t bf_engine_ceiling(BfEngine *e)
     return atomic_load(&e->local_limit) / BF_PAGE_SIZE;
 }
 
-/*
- * Under a limit of @limit pages the reclaim thread evicts down to this many, the limit less
- * a little headroom, so that faults rarely wait for room. The fault thread wakes it when
- * resident pages are halfway into the headroom (bf_engine_evict_soon()), before they reach
- * the limit.
- */
-static inline uint64_t bf_engine_evict_target(BfEngine *e, uint64_t limit)
-{
-    return limit - MIN(limit / 16, 2 * (uint64_t)e->tun.evict_batch);
-}
-
-static inline bool bf_engine_evict_soon(BfEngine *e)
-{
-    uint64_t limit = bf_engine_ceiling(e);
-    uint64_t target = bf_engine_evict_target(e, limit);
-
-    return limit < e->npages && bf_counter(&e->nr_resident) > target + (limit - target) / 2;
-}
-
 /* Is there a local limit below guest RAM? */
 static inline bool bf_engine_limited(BfEngine *e)
 {

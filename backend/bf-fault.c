@@ -584,8 +584,7 @@ static void bf_fault_lose_channel(BfFaultCtx *c, const char *why)
 
 /*
  * Fetches the pages in c->fetch, several requests in flight. Without a channel they wait in
- * the list for the next one. Then hands the reclaim thread what streams are past, and wakes
- * it if room under the limit runs low.
+ * the list for the next one.
  */
 static void bf_fault_fetch(BfFaultCtx *c)
 {
@@ -640,9 +639,6 @@ static void bf_fault_fetch(BfFaultCtx *c)
         BF_EVENT(e, trace_fetch, done, bf_now_ns() - start);
     }
     bf_fault_hand_over_behind(c);
-    if (bf_engine_evict_soon(e)) {
-        bf_engine_kick_reclaim(e);
-    }
 }
 
 /* Reads what the userfaultfd has into the message queue; FALSE if it had nothing. */

@@ -613,8 +613,9 @@ static bool bf_reclaim_stopping(BfEngine *e)
 static void bf_reclaim_evict(BfReclaimCtx *c, bool idle)
 {
     BfEngine *e = c->e;
-    uint64_t limit = bf_engine_ceiling(e);
-    uint64_t target = bf_engine_evict_target(e, limit);
+    uint64_t limit = atomic_load(&e->local_limit) / BF_PAGE_SIZE;
+    uint64_t headroom = MIN(limit / 16, 2 * (uint64_t)e->tun.evict_batch);
+    uint64_t target = limit - headroom;
     uint64_t idle_left = bf_counter(&e->nr_resident);
     gint64 idle_until = g_get_monotonic_time() + e->tun.scan_period_ms * 500;
     BfEvictBatch *pending = NULL;
