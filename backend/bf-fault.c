@@ -72,10 +72,15 @@ static void bf_fault_done(BfFaultCtx *c, gint64 t0)
     }
 }
 
-/* At the local limit, a fault waits for eviction to make room; with a full pool, none can. */
-static bool bf_fault_over_ceiling(BfEngine *e)
+/*
+ * At the local limit, a fault waits for eviction to make room; with a full pool, none can.
+ * The pages this thread is fetching count: they are resident once placed.
+ */
+static bool bf_fault_over_ceiling(BfFaultCtx *c)
 {
-    return bf_counter(&e->nr_resident) >= bf_engine_ceiling(e) &&
+    BfEngine *e = c->e;
+
+    return bf_counter(&e->nr_resident) + c->fetch->len >= bf_engine_ceiling(e) &&
            !atomic_load(&e->pool_full);
 }
 
@@ -137,7 +142,7 @@ static void bf_fault_readahead(BfFaultCtx *c, uint64_t page)
         int64_t next = (int64_t)page + (int64_t)k * stride;
         uint16_t m;
 
-        if (next < 0 || (uint64_t)next >= e->npages || bf_fault_over_ceiling(e)) {
+        if (next < 0 || (uint64_t)next >= e->npages || bf_fault_over_ceiling(c)) {
             return;
         }
         m = bf_page_load(&e->pages[next]);
@@ -191,7 +196,7 @@ static void bf_fault_zero_fill_around(BfFaultCtx *c, uint64_t page)
         BfPageState state = bf_page_state(m);
 
         if (p != page && (state == BF_PAGE_NEVER || state == BF_PAGE_FREE) &&
-            !bf_fault_over_ceiling(e)) {
+            !bf_fault_over_ceiling(c)) {
             claimed[p - first] = bf_fault_claim_empty(c, p, &m, 0);
         }
     }
@@ -313,7 +318,7 @@ static BfFaultAction bf_fault_serve(BfFaultCtx *c, uint64_t page, uint64_t flags
         case BF_PAGE_NEVER:
         case BF_PAGE_ZERO:
         case BF_PAGE_FREE:
-            if (bf_fault_over_ceiling(e)) {
+            if (bf_fault_over_ceiling(c)) {
                 bf_fault_defer(c, page, t0);
                 return BF_FAULT_DEFER;
             }
@@ -325,7 +330,7 @@ static BfFaultAction bf_fault_serve(BfFaultCtx *c, uint64_t page, uint64_t flags
             return BF_FAULT_ZERO_FILL;
 
         case BF_PAGE_REMOTE:
-            if (bf_fault_over_ceiling(e)) {
+            if (bf_fault_over_ceiling(c)) {
                 bf_fault_defer(c, page, t0);
                 return BF_FAULT_DEFER;
             }

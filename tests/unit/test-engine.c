@@ -825,6 +825,23 @@ static void test_readahead(void)
     g_rand_free(rand);
 }
 
+typedef struct {
+    BfEngine *e;
+    uint64_t peak;              /* the most resident bytes seen */
+    volatile bool stop;
+} ResidentWatch;
+
+static gpointer resident_watch_thread(gpointer opaque)
+{
+    ResidentWatch *w = opaque;
+
+    while (!w->stop) {
+        w->peak = MAX(w->peak, stats_of(w->e).resident);
+        g_usleep(50);
+    }
+    return NULL;
+}
+
 /*
  * A sequential scan larger than the limit, pass after pass: the pages the scan has read past
  * go out first, so each pass finds the rest of its data where the last one left it. Evicting
@@ -837,6 +854,8 @@ static void test_drop_behind(void)
     g_autoptr(BfEngine) e = engine_or_skip(&config);
     g_autoptr(GError) err = NULL;
     BfEngineStats before, stats;
+    ResidentWatch watch;
+    GThread *watcher;
     uint8_t *ram;
 
     if (!e) {
@@ -848,6 +867,9 @@ static void test_drop_behind(void)
     g_assert_true(bf_engine_set_local_limit(e, 32 * MiB, &err));
     WAIT_FOR(e, st, st.resident <= 32 * MiB);
 
+    /* Readahead goes no further than the limit either: pages in flight count. */
+    watch = (ResidentWatch) { .e = e };
+    watcher = g_thread_new("watch", resident_watch_thread, &watch);
     for (int pass = 0; pass < 3; pass++) {
         before = stats_of(e);
         check(ram, 0, 64 * MiB, 41);
@@ -855,6 +877,9 @@ static void test_drop_behind(void)
         g_test_message("pass %d: %" G_GUINT64_FORMAT " pages restored", pass,
                        (guint64)(stats.pages_restored - before.pages_restored));
     }
+    watch.stop = true;
+    g_thread_join(watcher);
+    g_assert_cmpuint(watch.peak, <=, 32 * MiB);
     /* Half the data stays: the last pass restores about the other half, not all of it. */
     g_assert_cmpuint(stats.pages_restored - before.pages_restored, <, 64 * MiB / PAGE * 3 / 4);
     g_assert_cmpuint(stats.drop_behind_pages - before.drop_behind_pages, >, 0);
