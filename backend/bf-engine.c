@@ -27,7 +27,7 @@ void bf_engine_tunables_init(BfEngineTunables *t)
         .scan_budget = 256,
         .cold_age = 2,
         .evict_batch = BF_PROTO_MAX_PAGES,
-        .readahead = 32,
+        .readahead = BF_PROTO_MAX_PAGES,
         .pool_timeout_ms = 5000,
     };
 }
