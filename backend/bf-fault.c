@@ -128,12 +128,21 @@ static bool bf_fault_claim_remote(BfFaultCtx *c, uint64_t page, uint16_t *m, gin
     return true;
 }
 
+/*
+ * Claims the pages a stream through @page will want next, if it is one. Not while the pool
+ * is unreachable: they would only hold room under the limit that other faults can use.
+ */
 static void bf_fault_readahead(BfFaultCtx *c, uint64_t page)
 {
     BfEngine *e = c->e;
     int64_t stride;
     uint32_t n = bf_readahead_fault(&c->ra, page, &stride);
-    bool drop_behind = n && bf_engine_limited(e);
+    bool drop_behind;
+
+    if (!c->channel) {
+        return;
+    }
+    drop_behind = n && bf_engine_limited(e);
 
     if (drop_behind) {
         bf_fault_streamed(c, page);
