@@ -77,8 +77,8 @@ struct BfEngine {
     BfChannel *fault_channel;       /* a connected channel offered to the fault thread */
     GArray *refetch;                /* pages the fault thread must fetch (uint64_t) */
     GArray *pool_free;              /* pages whose pool copy the reclaim thread frees */
-    GArray *behind;                 /* pages a sequential stream has read past (uint64_t),
-                                     * oldest first: evicted first under the limit */
+    GArray *streamed;               /* pages sequential streams fetched under the limit
+                                     * (uint64_t), oldest first: for drop-behind */
     bool hinting;                   /* a free page hint round is on (bf_engine_hint_begin) */
     GArray *hinted;                 /* [first, end) page ranges hinted free, for the fault
                                      * thread to free (pairs of uint64_t) */
@@ -211,11 +211,14 @@ bool bf_engine_is_own_zap(BfEngine *e, uint64_t start, uint64_t end);
 /* Queues @page's pool copy to be freed by the reclaim thread. */
 void bf_engine_free_pool_copy(BfEngine *e, uint64_t page);
 /*
- * Queues @n pages a sequential stream has read past, for the reclaim thread to evict first
- * (drop-behind). The queue keeps the newest BF_ENGINE_BEHIND_MAX.
+ * Drop-behind: queues @n pages sequential streams fetched under the limit. The reclaim
+ * thread evicts first those the streams have since fetched BF_ENGINE_BEHIND_DISTANCE pages
+ * past (twice the largest readahead window). The queue keeps the newest
+ * BF_ENGINE_STREAMED_MAX.
  */
-#define BF_ENGINE_BEHIND_MAX 16384
-void bf_engine_drop_behind(BfEngine *e, const uint64_t *pages, guint n);
+#define BF_ENGINE_BEHIND_DISTANCE (2 * BF_PROTO_MAX_PAGES)
+#define BF_ENGINE_STREAMED_MAX 16384
+void bf_engine_queue_streamed(BfEngine *e, const uint64_t *pages, guint n);
 
 /* bf-fault.c */
 gpointer bf_fault_thread(gpointer opaque);

@@ -318,12 +318,12 @@ void bf_engine_free_pool_copy(BfEngine *e, uint64_t page)
     g_mutex_unlock(&e->lock);
 }
 
-void bf_engine_drop_behind(BfEngine *e, const uint64_t *pages, guint n)
+void bf_engine_queue_streamed(BfEngine *e, const uint64_t *pages, guint n)
 {
     g_mutex_lock(&e->lock);
-    g_array_append_vals(e->behind, pages, n);
-    if (e->behind->len > BF_ENGINE_BEHIND_MAX) {
-        g_array_remove_range(e->behind, 0, e->behind->len - BF_ENGINE_BEHIND_MAX);
+    g_array_append_vals(e->streamed, pages, n);
+    if (e->streamed->len > BF_ENGINE_STREAMED_MAX) {
+        g_array_remove_range(e->streamed, 0, e->streamed->len - BF_ENGINE_STREAMED_MAX);
     }
     g_mutex_unlock(&e->lock);
 }
@@ -413,7 +413,7 @@ BfEngine *bf_engine_new(const BfEngineConfig *config, GError **errp)
     e->hinted = g_array_new(FALSE, FALSE, sizeof(uint64_t));
     e->refetch = g_array_new(FALSE, FALSE, sizeof(uint64_t));
     e->pool_free = g_array_new(FALSE, FALSE, sizeof(uint64_t));
-    e->behind = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+    e->streamed = g_array_new(FALSE, FALSE, sizeof(uint64_t));
 
     if (sysconf(_SC_PAGESIZE) != BF_PAGE_SIZE) {
         g_set_error(errp, BF_ERROR, BF_ERROR_UNSUPPORTED,
@@ -546,7 +546,7 @@ void bf_engine_free(BfEngine *e)
     }
     g_array_free(e->refetch, TRUE);
     g_array_free(e->pool_free, TRUE);
-    g_array_free(e->behind, TRUE);
+    g_array_free(e->streamed, TRUE);
     g_array_free(e->hinted, TRUE);
     g_cond_clear(&e->hint_cond);
     g_cond_clear(&e->cond);
@@ -581,7 +581,7 @@ gboolean bf_engine_set_local_limit(BfEngine *e, uint64_t local_limit, GError **e
     atomic_store(&e->idle_stopped, false);
     /* What streams read past before is no guide under a new limit. */
     g_mutex_lock(&e->lock);
-    g_array_set_size(e->behind, 0);
+    g_array_set_size(e->streamed, 0);
     g_mutex_unlock(&e->lock);
     bf_engine_kick_reclaim(e);
     bf_engine_wake_fault_thread(e);     /* faults waiting for room may go on */

@@ -9,8 +9,8 @@
  * it to come back while every other fault is still served.
  *
  * Drop-behind: under a local limit, the pages a sequential stream fetched (bf-readahead.h)
- * are handed to the reclaim thread to go first once the stream is BF_FAULT_DROP_BEHIND pages
- * past them. A scan larger than the limit then keeps the rest of its data resident from one
+ * are handed to the reclaim thread, to go first once the stream is well past them
+ * (bf_engine_queue_streamed()). A scan larger than the limit then keeps the rest of its data resident from one
  * pass to the next, where evicting the coldest would evict what it reads next.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
@@ -33,8 +33,6 @@
  * (2 MiB: the guest hints aligned 4 MiB blocks, so such a block is all lent or all in use).
  */
 #define BF_FAULT_UNPROTECT_AROUND 512
-/* Stream-fetched pages a stream must be past before they go (twice the largest window). */
-#define BF_FAULT_DROP_BEHIND (2 * BF_PROTO_MAX_PAGES)
 
 typedef struct {
     uint64_t page;
@@ -51,9 +49,7 @@ typedef struct {
     GArray *queue;              /* BfMessage: read, not yet handled, in order */
     BfChannel *channel;
     BfReadahead ra;
-    uint64_t streamed[BF_FAULT_DROP_BEHIND];   /* the last pages streams fetched, a ring */
-    guint streamed_head, streamed_len;
-    GArray *behind;             /* uint64_t: pages streams are past, for the reclaim thread */
+    GArray *streamed;           /* uint64_t: pages streams fetched this round, for drop-behind */
     GArray *deferred;           /* BfPending: faults waiting for room under the limit */
     GArray *fetch;              /* BfPending: pages this thread set FETCHING */
     BfRequest *reqs;            /* BF_FAULT_MAX_FETCH_REQUESTS */
@@ -84,25 +80,13 @@ static bool bf_fault_over_ceiling(BfFaultCtx *c)
            !atomic_load(&e->pool_full);
 }
 
-/* Hands the pages streams are past to the reclaim thread. */
-static void bf_fault_hand_over_behind(BfFaultCtx *c)
+/* Hands the pages streams fetched to the reclaim thread, for drop-behind. */
+static void bf_fault_hand_over_streamed(BfFaultCtx *c)
 {
-    if (c->behind->len) {
-        bf_engine_drop_behind(c->e, (uint64_t *)c->behind->data, c->behind->len);
-        g_array_set_size(c->behind, 0);
+    if (c->streamed->len) {
+        bf_engine_queue_streamed(c->e, (uint64_t *)c->streamed->data, c->streamed->len);
+        g_array_set_size(c->streamed, 0);
     }
-}
-
-/* A stream fetched @page: the page it fetched BF_FAULT_DROP_BEHIND pages ago can go. */
-static void bf_fault_streamed(BfFaultCtx *c, uint64_t page)
-{
-    if (c->streamed_len < BF_FAULT_DROP_BEHIND) {
-        c->streamed[(c->streamed_head + c->streamed_len++) % BF_FAULT_DROP_BEHIND] = page;
-        return;
-    }
-    g_array_append_val(c->behind, c->streamed[c->streamed_head]);
-    c->streamed[c->streamed_head] = page;
-    c->streamed_head = (c->streamed_head + 1) % BF_FAULT_DROP_BEHIND;
 }
 
 static void bf_fault_defer(BfFaultCtx *c, uint64_t page, gint64 t0)
@@ -110,7 +94,7 @@ static void bf_fault_defer(BfFaultCtx *c, uint64_t page, gint64 t0)
     BfPending p = { page, t0 };
 
     g_array_append_val(c->deferred, p);
-    bf_fault_hand_over_behind(c);
+    bf_fault_hand_over_streamed(c);
     bf_engine_kick_reclaim(c->e);
 }
 
@@ -145,7 +129,7 @@ static void bf_fault_readahead(BfFaultCtx *c, uint64_t page)
     drop_behind = n && bf_engine_limited(e);
 
     if (drop_behind) {
-        bf_fault_streamed(c, page);
+        g_array_append_val(c->streamed, page);
     }
     for (uint32_t k = 1; k <= n; k++) {
         int64_t next = (int64_t)page + (int64_t)k * stride;
@@ -158,7 +142,7 @@ static void bf_fault_readahead(BfFaultCtx *c, uint64_t page)
         if (bf_page_state(m) == BF_PAGE_REMOTE && bf_fault_claim_remote(c, next, &m, 0)) {
             bf_count(&e->readahead_pages, 1);
             if (drop_behind) {
-                bf_fault_streamed(c, next);
+                g_array_append_val(c->streamed, next);
             }
         }
     }
@@ -652,7 +636,7 @@ static void bf_fault_fetch(BfFaultCtx *c)
     if (done) {
         BF_EVENT(e, trace_fetch, done, bf_now_ns() - start);
     }
-    bf_fault_hand_over_behind(c);
+    bf_fault_hand_over_streamed(c);
 }
 
 /* Reads what the userfaultfd has into the message queue; FALSE if it had nothing. */
@@ -793,7 +777,7 @@ gpointer bf_fault_thread(gpointer opaque)
         .queue = g_array_new(FALSE, FALSE, sizeof(BfMessage)),
         .deferred = g_array_new(FALSE, FALSE, sizeof(BfPending)),
         .fetch = g_array_new(FALSE, FALSE, sizeof(BfPending)),
-        .behind = g_array_new(FALSE, FALSE, sizeof(uint64_t)),
+        .streamed = g_array_new(FALSE, FALSE, sizeof(uint64_t)),
         .reqs = g_new0(BfRequest, BF_FAULT_MAX_FETCH_REQUESTS),
         .bounce = g_malloc((uint64_t)BF_FAULT_MAX_FETCH_REQUESTS * BF_PROTO_MAX_PAGES *
                            BF_PAGE_SIZE),
@@ -825,7 +809,7 @@ gpointer bf_fault_thread(gpointer opaque)
     g_array_free(c.queue, TRUE);
     g_array_free(c.deferred, TRUE);
     g_array_free(c.fetch, TRUE);
-    g_array_free(c.behind, TRUE);
+    g_array_free(c.streamed, TRUE);
     g_free(c.reqs);
     g_free(c.bounce);
     return NULL;

@@ -218,25 +218,27 @@ static uint32_t bf_reclaim_pick_regions(BfReclaimCtx *c, uint64_t *cursor, int m
 }
 
 /*
- * Takes into @victims up to @want of the pages streams have read past (bf_engine_drop_behind),
- * oldest first, those still resident and not held by another thread. Returns how many.
+ * Takes into @victims up to @want of the pages streams have since fetched
+ * BF_ENGINE_BEHIND_DISTANCE pages past (bf_engine_queue_streamed()), oldest first, those
+ * still resident and not held by another thread. Returns how many.
  */
 static uint32_t bf_reclaim_pick_behind(BfReclaimCtx *c, uint64_t *victims, uint32_t want)
 {
     BfEngine *e = c->e;
     uint32_t n = 0;
-    guint taken = 0;
+    guint taken = 0, passed;
 
     g_mutex_lock(&e->lock);
-    for (; taken < e->behind->len && n < want; taken++) {
-        uint64_t p = g_array_index(e->behind, uint64_t, taken);
+    passed = e->streamed->len - MIN(e->streamed->len, BF_ENGINE_BEHIND_DISTANCE);
+    for (; taken < passed && n < want; taken++) {
+        uint64_t p = g_array_index(e->streamed, uint64_t, taken);
         uint16_t m = bf_page_load(&e->pages[p]);
 
         if (bf_page_state(m) == BF_PAGE_RESIDENT && !(m & BF_PAGE_BUSY)) {
             victims[n++] = p;
         }
     }
-    g_array_remove_range(e->behind, 0, taken);
+    g_array_remove_range(e->streamed, 0, taken);
     g_mutex_unlock(&e->lock);
     bf_count(&e->drop_behind_pages, n);
     return n;
@@ -255,6 +257,9 @@ static uint32_t bf_reclaim_pick(BfReclaimCtx *c, uint64_t *victims, uint32_t wan
     int oldest = 0, thresholds[5], nthresholds = 0, above = 256;
     uint32_t n = bf_reclaim_pick_behind(c, victims, want);
 
+    if (n == want) {
+        return n;
+    }
     for (uint64_t r = 0; r < e->nregions; r++) {
         oldest = MAX(oldest, e->region_age[r]);
     }
