@@ -192,6 +192,7 @@ class Run:
             args["launcher"] = cgroup.launcher()
         node_cpu0 = proc_fields(self.node.proc.pid)[0] if self.node else 0
         samples = []
+        launched = time.monotonic()
         with Guest(self.preset["ram_mb"], self.steps, **args) as vm:
             vm.wait_line(self.preset["ready"])
             start = last = time.monotonic()
@@ -243,6 +244,7 @@ class Run:
             "mean_held_mib": sum(held) / len(held) / MiB,
             "peak_held_mib": max(held) / MiB,
             "seconds": last - start,
+            "setup_seconds": start - launched,
             "qemu_cpu_s": cpu[0] if cpu else None,
             "qemu_major_faults": cpu[1] if cpu else None,
             "vcpu_blocked_s": blocked,
