@@ -53,7 +53,7 @@ typedef struct {
  * Both directions (u << 32 | v) of the next @n random edges from @seed into @entries (2 * @n
  * of them), grouped by u's top bits. Used a group at a time, they write (degree counts,
  * adjacency slots) in a small span of memory at a time: under TCG, writes scattered over the
- * whole graph miss the soft TLB, and the build took 20 s, not 3.
+ * whole graph miss the soft TLB, and the build took 21 s, not 5.
  */
 static void next_chunk(uint64_t *seed, int scale, uint64_t n, uint64_t *entries)
 {
