@@ -734,3 +734,10 @@ void bf_engine_get_stats(BfEngine *e, BfEngineStats *stats)
     stats->pool_full = atomic_load(&e->pool_full);
     stats->restoring = atomic_load(&e->restoring);
 }
+
+unsigned bf_engine_fault_latency_histogram(BfEngine *e, uint64_t **upper_ns, uint64_t **counts)
+{
+    *upper_ns = g_new(uint64_t, BF_LATENCY_BUCKETS);
+    *counts = g_new(uint64_t, BF_LATENCY_BUCKETS);
+    return bf_latency_histogram(&e->fault_latency, *upper_ns, *counts);
+}

@@ -199,6 +199,14 @@ void bf_engine_hint_free(BfEngine *engine, uint64_t offset, uint64_t len);
 void bf_engine_hint_end(BfEngine *engine);
 
 void bf_engine_get_stats(BfEngine *engine, BfEngineStats *stats);
+/*
+ * The faults timed so far by service time (fault_latency_*_ns's histogram; a fault that
+ * waits for another thread moving its page is not timed): its non-empty buckets, ascending,
+ * log-linear (8 to a power of two). Sets @upper_ns (each bucket's longest time) and @counts
+ * to new arrays (g_free them) and returns their length.
+ */
+unsigned bf_engine_fault_latency_histogram(BfEngine *engine, uint64_t **upper_ns,
+                                           uint64_t **counts);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(BfEngine, bf_engine_free)
 

@@ -68,3 +68,18 @@ uint64_t bf_latency_percentile(BfLatency *h, double percent)
     }
     return bf_latency_upper(BF_LATENCY_BUCKETS - 1);
 }
+
+unsigned bf_latency_histogram(BfLatency *h, uint64_t *upper_ns, uint64_t *counts)
+{
+    unsigned n = 0;
+
+    for (unsigned b = 0; b < BF_LATENCY_BUCKETS; b++) {
+        uint64_t count = atomic_load_explicit(&h->buckets[b], memory_order_relaxed);
+
+        if (count) {
+            upper_ns[n] = bf_latency_upper(b);
+            counts[n++] = count;
+        }
+    }
+    return n;
+}

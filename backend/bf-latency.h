@@ -23,5 +23,8 @@ uint64_t bf_latency_count(BfLatency *h);
 /* The @percent-th percentile (0 < percent <= 100) in ns, as its bucket's upper bound; 0 if
  * nothing was recorded. */
 uint64_t bf_latency_percentile(BfLatency *h, double percent);
+/* The non-empty buckets, ascending: bucket i holds @counts[i] durations of at most
+ * @upper_ns[i] (each array holds BF_LATENCY_BUCKETS). Returns how many it filled. */
+unsigned bf_latency_histogram(BfLatency *h, uint64_t *upper_ns, uint64_t *counts);
 
 #endif

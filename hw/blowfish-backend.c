@@ -429,6 +429,23 @@ BfEngine *blowfish_backend_engine(HostMemoryBackendBlowfish *bf)
     return bf->engine;
 }
 
+static BlowfishLatencyBucketList *
+blowfish_fault_latency_histogram(HostMemoryBackendBlowfish *bf)
+{
+    g_autofree uint64_t *upper_ns = NULL, *counts = NULL;
+    unsigned n = bf_engine_fault_latency_histogram(bf->engine, &upper_ns, &counts);
+    BlowfishLatencyBucketList *list = NULL;
+
+    while (n--) {
+        BlowfishLatencyBucket *bucket = g_new0(BlowfishLatencyBucket, 1);
+
+        bucket->le_ns = upper_ns[n];
+        bucket->count = counts[n];
+        QAPI_LIST_PREPEND(list, bucket);
+    }
+    return list;
+}
+
 BlowfishInfo *blowfish_backend_query(HostMemoryBackendBlowfish *bf)
 {
     BlowfishInfo *info;
@@ -459,6 +476,7 @@ BlowfishInfo *blowfish_backend_query(HostMemoryBackendBlowfish *bf)
     info->fault_latency = g_new0(BlowfishLatency, 1);
     info->fault_latency->p50_ns = stats.fault_latency_p50_ns;
     info->fault_latency->p99_ns = stats.fault_latency_p99_ns;
+    info->fault_latency_histogram = blowfish_fault_latency_histogram(bf);
     info->pages_evicted = stats.pages_evicted;
     info->pages_restored = stats.pages_restored;
     info->clean_evictions = stats.clean_evictions;

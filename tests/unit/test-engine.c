@@ -135,6 +135,23 @@ static void test_missing_faults(void)
     g_assert_cmpuint(stats.local_limit, ==, 16 * MiB);
     g_assert_cmpuint(stats.fault_latency_p50_ns, >, 0);
     g_assert_cmpuint(stats.fault_latency_p99_ns, >=, stats.fault_latency_p50_ns);
+
+    /* The histogram behind them counts every fault, and its median bucket is the p50. */
+    {
+        g_autofree uint64_t *upper = NULL, *counts = NULL;
+        unsigned n = bf_engine_fault_latency_histogram(e, &upper, &counts);
+        uint64_t total = 0, seen = 0, median = 0;
+
+        for (unsigned i = 0; i < n; i++) {
+            total += counts[i];
+        }
+        g_assert_cmpuint(total, ==, stats.faults_missing);
+        for (unsigned i = 0; i < n && !median; i++) {
+            seen += counts[i];
+            median = seen >= (total + 1) / 2 ? upper[i] : 0;
+        }
+        g_assert_cmpuint(median, ==, stats.fault_latency_p50_ns);
+    }
 }
 
 /* Dropping a resident page's mapping keeps it: the next touch is a MINOR fault. */

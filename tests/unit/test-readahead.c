@@ -111,6 +111,26 @@ static void test_latency(void)
     g_assert_cmpuint(bf_latency_percentile(&h, 99), >=, 99000);
     g_assert_cmpuint(bf_latency_percentile(&h, 99), <=, 99000 * 1.125);
     g_assert_cmpuint(bf_latency_percentile(&h, 100), >=, 100000);
+    /* The histogram: ascending buckets that hold every duration, each within its bound. */
+    {
+        static uint64_t upper[BF_LATENCY_BUCKETS], counts[BF_LATENCY_BUCKETS];
+        unsigned n = bf_latency_histogram(&h, upper, counts);
+        uint64_t total = 0, ns = 1000;
+
+        g_assert_cmpuint(n, >, 16);
+        g_assert_cmpuint(n, <=, 100);
+        for (unsigned i = 0; i < n; i++) {
+            g_assert_cmpuint(counts[i], >, 0);
+            g_assert_true(i == 0 || upper[i] > upper[i - 1]);
+            /* The durations recorded, in order, fill the buckets in order. */
+            for (uint64_t c = 0; c < counts[i]; c++, ns += 1000) {
+                g_assert_cmpuint(ns, <=, upper[i]);
+                g_assert_true(i == 0 || ns > upper[i - 1]);
+            }
+            total += counts[i];
+        }
+        g_assert_cmpuint(total, ==, 100);
+    }
     for (uint64_t ns = 0; ns < 8; ns++) {
         static BfLatency exact;
 
