@@ -6,7 +6,9 @@ that the runs work without it).
                      to the lowest, each run faint (the headline figure: up and to the left is
                      better)
   held-APP.png       memory the VM holds on this host over time, a line per mode
-  fault-latency.png  p50 and p99 of Blowfish's fault service time, per run
+  fault-latency.png  the distribution of Blowfish's fault service time while the application
+                     ran: a panel per application, a curve per run (the share of faults
+                     served within a time)
 """
 
 import os
@@ -95,20 +97,33 @@ def draw(runs, points, out_dir):
         fig.savefig(paths[-1], dpi=110)
         plt.close(fig)
 
-    latency = [r for r in runs if "fault_latency_ns" in r]
+    latency = [r for r in runs if r.get("fault_latency_histogram")]
     if latency:
-        fig, ax = plt.subplots(figsize=(max(5, 0.8 * len(latency)), 4))
-        names = [f"{r['app']}\n{r['mode']}" for r in latency]
-        xs = range(len(latency))
-        ax.bar([x - 0.2 for x in xs], [r["fault_latency_ns"]["p50-ns"] / 1000 for r in latency],
-               0.4, label="p50")
-        ax.bar([x + 0.2 for x in xs], [r["fault_latency_ns"]["p99-ns"] / 1000 for r in latency],
-               0.4, label="p99")
-        ax.set_xticks(list(xs))
-        ax.set_xticklabels(names, fontsize=6)
-        ax.set_ylabel("fault service time (us)")
-        ax.set_yscale("log")
-        ax.legend()
+        apps_timed = sorted({r["app"] for r in latency})
+        fig, axes = plt.subplots(1, len(apps_timed), figsize=(4.5 * len(apps_timed), 4),
+                                 squeeze=False)
+        for ax, app in zip(axes[0], apps_timed):
+            modes = sorted({r["mode"] for r in latency if r["app"] == app})
+            labelled = set()
+            for r in latency:
+                if r["app"] != app:
+                    continue
+                hist = r["fault_latency_histogram"]
+                total, seen, xs, ys = sum(c for _, c in hist), 0, [], []
+                for upper, count in hist:
+                    seen += count
+                    xs.append(upper / 1000)
+                    ys.append(100 * seen / total)
+                ax.step(xs, ys, where="post", linewidth=1,
+                        color=plt.get_cmap("tab10")(modes.index(r["mode"]) % 10),
+                        label=r["mode"] if r["mode"] not in labelled else None)
+                labelled.add(r["mode"])
+            ax.set_title(app)
+            ax.set_xscale("log")
+            ax.set_xlabel("fault service time (us)")
+            ax.set_ylabel("faults served within it (%)")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
         fig.tight_layout()
         paths.append(os.path.join(out_dir, "fault-latency.png"))
         fig.savefig(paths[-1], dpi=110)

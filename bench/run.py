@@ -40,7 +40,9 @@ reclamation ratio (time-weighted average of (guest RAM - guest RAM held on this 
 RAM, while the application runs); mean and peak held memory; faults and their latency;
 bytes to and from the pool; CPU seconds of QEMU and of the memnode; the seconds the vCPU
 threads were blocked (neither running nor runnable: the guest idle, or waiting for memory)
-or in the kernel while the application ran. Its excess over all-local's, as a share of the
+or in the kernel while the application ran. Faults, their latency (p50, p99 and the
+histogram) and the pool's bytes count from the application's ready line; CPU seconds count
+from QEMU's start. Its excess over all-local's, as a share of the
 run, is the "stall": the time the guest lost waiting for memory. Unlike the result, this
 machine's speed hardly moves it, so the headline is also read against it (it misses costs
 that show only as slower guest code, such as TLB misses). Held: the backend's resident
@@ -157,6 +159,40 @@ def proc_memory(pid):
     return values["VmRSS:"], values["RssShmem:"]
 
 
+def percentile(histogram, percent):
+    """The @percent-th percentile of @histogram ([upper bound, count] pairs, ascending), as
+    its bucket's upper bound, the way the backend reads fault-latency; 0 if it is empty."""
+    total = sum(count for _, count in histogram)
+    rank = max(1, min(total, int(percent / 100 * total + 0.5)))
+    seen = 0
+    for upper, count in histogram:
+        seen += count
+        if seen >= rank:
+            return upper
+    return 0
+
+
+def pool_metrics(before, after):
+    """Faults, their service times and the pool's traffic between two query-blowfish replies
+    (@before None: since the backend was created)."""
+    def since(key, sub=None):
+        get = (lambda i: i[key]) if sub is None else (lambda i: i[key][sub])
+        return get(after) - (get(before) if before else 0)
+
+    was = {b["le-ns"]: b["count"] for b in before["fault-latency-histogram"]} if before else {}
+    histogram = [[b["le-ns"], b["count"] - was.get(b["le-ns"], 0)]
+                 for b in after["fault-latency-histogram"]
+                 if b["count"] > was.get(b["le-ns"], 0)]
+    return {
+        "faults": {kind: since("faults", kind) for kind in after["faults"]},
+        "fault_latency_ns": {"p50-ns": percentile(histogram, 50),
+                             "p99-ns": percentile(histogram, 99)},
+        "fault_latency_histogram": histogram,
+        "pool_bytes_sent": since("pool-bytes-sent"),
+        "pool_bytes_received": since("pool-bytes-received"),
+    }
+
+
 class Run:
     """One application in one mode: boots, samples, and collects the metrics."""
 
@@ -196,6 +232,7 @@ class Run:
         with Guest(self.preset["ram_mb"], self.steps, **args) as vm:
             vm.wait_line(self.preset["ready"])
             start = last = time.monotonic()
+            at_ready = vm.info_or_none() if self.kind in BLOWFISH_KINDS else None
             vcpus = [c["thread-id"] for c in vm.cmd("query-cpus-fast")]
             vcpu0 = vcpu = vcpu_times(vm.proc.pid, vcpus)
             ratio_area = 0.0
@@ -255,13 +292,8 @@ class Run:
         if cgroup:
             out["qemu_overhead_mib"] = overhead_peak / MiB
         if info:
-            out.update({
-                "faults": info["faults"],
-                "fault_latency_ns": info["fault-latency"],
-                "pool_bytes_sent": info["pool-bytes-sent"],
-                "pool_bytes_received": info["pool-bytes-received"],
-                "memnode_cpu_s": proc_fields(self.node.proc.pid)[0] - node_cpu0,
-            })
+            out.update(pool_metrics(at_ready, info))
+            out["memnode_cpu_s"] = proc_fields(self.node.proc.pid)[0] - node_cpu0
         return out
 
     def _finished(self, vm):
