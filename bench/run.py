@@ -40,13 +40,13 @@ reclamation ratio (time-weighted average of (guest RAM - guest RAM held on this 
 RAM, while the application runs); mean and peak held memory; faults and their latency;
 bytes to and from the pool; CPU seconds of QEMU and of the memnode; the seconds the vCPU
 threads were blocked (neither running nor runnable: the guest idle, or waiting for memory)
-or in the kernel while the application ran. Faults, their latency (p50, p99 and the
-histogram) and the pool's bytes count from the application's ready line; CPU seconds count
-from QEMU's start. Its excess over all-local's, as a share of the
+or in the kernel while the application ran. Its excess over all-local's, as a share of the
 run, is the "stall": the time the guest lost waiting for memory. Unlike the result, this
 machine's speed hardly moves it, so the headline is also read against it (it misses costs
 that show only as slower guest code, such as TLB misses). Held: the backend's resident
 bytes (blowfish), QEMU's resident shared memory (memfd modes), plus zram's own memory.
+Faults, their latency (p50, p99 and the histogram) and the pool's bytes count from the
+application's ready line, CPU seconds from QEMU's start.
 
 The headline: for each application, the highest reclamation ratio within 5% and 10% slowdown
 (and stall) on the curves through the modes' medians (a curve per family, from the highest
