@@ -49,24 +49,24 @@ uint64_t bf_latency_count(BfLatency *h)
 
 uint64_t bf_latency_percentile(BfLatency *h, double percent)
 {
-    uint64_t counts[BF_LATENCY_BUCKETS], total = 0, rank, seen = 0;
+    uint64_t upper[BF_LATENCY_BUCKETS], counts[BF_LATENCY_BUCKETS], total = 0, rank, seen = 0;
+    unsigned n = bf_latency_histogram(h, upper, counts);
 
-    for (unsigned b = 0; b < BF_LATENCY_BUCKETS; b++) {
-        counts[b] = atomic_load_explicit(&h->buckets[b], memory_order_relaxed);
-        total += counts[b];
+    for (unsigned i = 0; i < n; i++) {
+        total += counts[i];
     }
     if (!total) {
         return 0;
     }
     rank = (uint64_t)(percent / 100.0 * total + 0.5);
     rank = rank < 1 ? 1 : rank > total ? total : rank;
-    for (unsigned b = 0; b < BF_LATENCY_BUCKETS; b++) {
-        seen += counts[b];
+    for (unsigned i = 0; i + 1 < n; i++) {
+        seen += counts[i];
         if (seen >= rank) {
-            return bf_latency_upper(b);
+            return upper[i];
         }
     }
-    return bf_latency_upper(BF_LATENCY_BUCKETS - 1);
+    return upper[n - 1];
 }
 
 unsigned bf_latency_histogram(BfLatency *h, uint64_t *upper_ns, uint64_t *counts)
