@@ -10,8 +10,9 @@
  *
  * Drop-behind: under a local limit, the pages a sequential stream fetched (bf-readahead.h)
  * are handed to the reclaim thread, to go first once the stream is well past them
- * (bf_engine_queue_streamed()). A scan larger than the limit then keeps the rest of its data resident from one
- * pass to the next, where evicting the coldest would evict what it reads next.
+ * (bf_engine_queue_streamed()). A scan larger than the limit then keeps the rest of its data
+ * resident from one pass to the next, where evicting the coldest would evict what it reads
+ * next.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -121,13 +122,11 @@ static void bf_fault_readahead(BfFaultCtx *c, uint64_t page)
     BfEngine *e = c->e;
     int64_t stride;
     uint32_t n = bf_readahead_fault(&c->ra, page, &stride);
-    bool drop_behind;
+    bool drop_behind = n && bf_engine_limited(e);
 
     if (!c->channel) {
         return;
     }
-    drop_behind = n && bf_engine_limited(e);
-
     if (drop_behind) {
         g_array_append_val(c->streamed, page);
     }
