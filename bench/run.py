@@ -173,23 +173,19 @@ def percentile(histogram, percent):
 
 
 def pool_metrics(before, after):
-    """Faults, their service times and the pool's traffic between two query-blowfish replies
-    (@before None: since the backend was created)."""
-    def since(key, sub=None):
-        get = (lambda i: i[key]) if sub is None else (lambda i: i[key][sub])
-        return get(after) - (get(before) if before else 0)
-
-    was = {b["le-ns"]: b["count"] for b in before["fault-latency-histogram"]} if before else {}
+    """Faults, their service times and the pool's traffic between two query-blowfish
+    replies."""
+    was = {b["le-ns"]: b["count"] for b in before["fault-latency-histogram"]}
     histogram = [[b["le-ns"], b["count"] - was.get(b["le-ns"], 0)]
                  for b in after["fault-latency-histogram"]
                  if b["count"] > was.get(b["le-ns"], 0)]
     return {
-        "faults": {kind: since("faults", kind) for kind in after["faults"]},
+        "faults": {kind: n - before["faults"][kind] for kind, n in after["faults"].items()},
         "fault_latency_ns": {"p50-ns": percentile(histogram, 50),
                              "p99-ns": percentile(histogram, 99)},
         "fault_latency_histogram": histogram,
-        "pool_bytes_sent": since("pool-bytes-sent"),
-        "pool_bytes_received": since("pool-bytes-received"),
+        "pool_bytes_sent": after["pool-bytes-sent"] - before["pool-bytes-sent"],
+        "pool_bytes_received": after["pool-bytes-received"] - before["pool-bytes-received"],
     }
 
 
@@ -232,7 +228,7 @@ class Run:
         with Guest(self.preset["ram_mb"], self.steps, **args) as vm:
             vm.wait_line(self.preset["ready"])
             start = last = time.monotonic()
-            at_ready = vm.info_or_none() if self.kind in BLOWFISH_KINDS else None
+            at_ready = vm.info() if self.kind in BLOWFISH_KINDS else None
             vcpus = [c["thread-id"] for c in vm.cmd("query-cpus-fast")]
             vcpu0 = vcpu = vcpu_times(vm.proc.pid, vcpus)
             ratio_area = 0.0
