@@ -687,14 +687,14 @@ static void test_stress_writers(void)
 typedef struct {
     uint8_t *ram;
     uint64_t len;
-    volatile bool stop;
+    _Atomic bool stop;
 } HotLoop;
 
 static gpointer hot_thread(gpointer opaque)
 {
     HotLoop *hot = opaque;
 
-    while (!hot->stop) {
+    while (!atomic_load(&hot->stop)) {
         for (uint64_t off = 0; off < hot->len; off += PAGE) {
             hot->ram[off + 8]++;
         }
@@ -762,7 +762,7 @@ static void test_coldest_first(void)
 
     g_assert_true(bf_engine_set_local_limit(e, 24 * MiB, &err));
     WAIT_FOR(e, st, st.resident <= 24 * MiB);
-    hot.stop = true;
+    atomic_store(&hot.stop, true);
     g_thread_join(thread);
     /* Nearly all of the hot 8 MiB stayed; what went out was cold. */
     g_assert_cmpuint(resident_pages(ram, 40 * MiB, 8 * MiB), >=, 8 * MiB / PAGE * 9 / 10);
@@ -795,7 +795,7 @@ static void test_idle_eviction(void)
     WAIT_FOR(e, st, st.resident <= 12 * MiB);
     /* Nearly all of the hot 8 MiB stayed; what went out was idle. */
     g_assert_cmpuint(resident_pages(ram, 40 * MiB, 8 * MiB), >=, 8 * MiB / PAGE * 9 / 10);
-    hot.stop = true;
+    atomic_store(&hot.stop, true);
     g_thread_join(thread);
     g_assert_cmpuint(stats_of(e).pages_restored, <, 8 * MiB / PAGE / 10);
     check(ram, 0, 40 * MiB, 9);
@@ -854,14 +854,14 @@ static void test_readahead(void)
 typedef struct {
     BfEngine *e;
     uint64_t peak;              /* the most resident bytes seen */
-    volatile bool stop;
+    _Atomic bool stop;
 } ResidentWatch;
 
 static gpointer resident_watch_thread(gpointer opaque)
 {
     ResidentWatch *w = opaque;
 
-    while (!w->stop) {
+    while (!atomic_load(&w->stop)) {
         w->peak = MAX(w->peak, stats_of(w->e).resident);
         g_usleep(50);
     }
@@ -903,7 +903,7 @@ static void test_drop_behind(void)
         g_test_message("pass %d: %" G_GUINT64_FORMAT " pages restored", pass,
                        (guint64)(stats.pages_restored - before.pages_restored));
     }
-    watch.stop = true;
+    atomic_store(&watch.stop, true);
     g_thread_join(watcher);
     g_assert_cmpuint(watch.peak, <=, 32 * MiB);
     /* Half the data stays: the last pass restores about the other half, not all of it. */
