@@ -28,10 +28,10 @@ Modes:
   blowfish-idle:S memory-backend-blowfish with a memnode and no limit, idle-age=S (1 s scan
                   periods): what the guest leaves unused for S s goes to the pool; free page
                   reporting on
-  host-swap:F     memfd, QEMU in a cgroup v1 memory group limited to F x guest RAM plus what
-                  all-local's group was charged for besides guest RAM (at its peak, plus
-                  16 MiB), swapping to a swap file; a run the cgroup's OOM killer ends is
-                  reported as failed
+  host-swap:F     memfd, QEMU in a cgroup v1 memory group limited to F x guest RAM plus
+                  QEMU's own anonymous memory in all-local (at its peak, plus 16 MiB),
+                  swapping to a swap file; a run the cgroup's OOM killer ends is reported as
+                  failed
   host-zram:F     the same, swapping to zram (its compressed pages count as held)
   balloon         memfd with virtio-balloon free page reporting (free memory only)
 
@@ -109,8 +109,8 @@ FULL_ROUNDS = 2
 QUICK_MODES = ["all-local", "blowfish:0.5", "host-swap:0.5", "balloon"]
 QUICK_APPS = ["working-set", "alloc-free"]
 
-# What QEMU's cgroup is charged for besides guest RAM (TCG's code buffer, QEMU's heap, page
-# cache it brought in) when no all-local run measured it.
+# QEMU's anonymous memory besides guest RAM (TCG's code buffer, QEMU's heap) when no
+# all-local run measured it.
 DEFAULT_QEMU_OVERHEAD = 96 * MiB
 
 
@@ -243,7 +243,7 @@ class Run:
                 else:
                     held = shmem + (swap.held_bytes() if swap else 0)
                     if cgroup:
-                        overhead_peak = max(overhead_peak, cgroup.charged_besides_shmem())
+                        overhead_peak = max(overhead_peak, cgroup.anonymous())
                 now = time.monotonic()
                 ratio_area += (self.ram - min(held, self.ram)) / self.ram * (now - last)
                 samples.append({"t": round(now - start, 3), "held": held, "rss": rss,
@@ -306,8 +306,8 @@ class Run:
             out["cgroup_limit_mib"] = limit / MiB
             return out
         if self.kind == "all-local" and not hostswap.missing():
-            # In a group of its own, without a limit: what it is charged for besides guest
-            # RAM is the headroom host swap's limit adds.
+            # In a group of its own, without a limit: its anonymous memory (QEMU's own) is
+            # the headroom host swap's limit adds.
             with hostswap.MemoryCgroup("blowfish-bench", -1) as cgroup:
                 return self.execute(cgroup=cgroup)
         return self.execute()
