@@ -22,9 +22,11 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <unistd.h>
 
-/* How long the thread polls the userfaultfd after a fault before it sleeps. */
+/* How long the thread polls the userfaultfd after a fault before it sleeps (yielding the
+ * CPU between polls to any thread woken onto it). */
 #define BF_FAULT_SPIN_NS 20000
 #define BF_FAULT_MAX_FETCH_REQUESTS 4
 /* First touches are served in aligned blocks of this many pages. */
@@ -718,6 +720,7 @@ static void bf_fault_serve_messages(BfFaultCtx *c)
             if (bf_now_ns() >= spin_end) {
                 return;
             }
+            sched_yield();
             continue;
         }
         /* One round: what was read so far (handling may read more), then its fetches. */

@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -149,8 +150,10 @@ gboolean bf_socket_send(int fd, const void *buf, size_t len, GError **errp)
 }
 
 /*
- * Nothing to read yet: returns at once while spinning (for @spin_us from the first call,
- * *@spin_end 0 then), then waits for input on @fd until @deadline.
+ * Nothing to read yet: while spinning (for @spin_us from the first call, *@spin_end 0
+ * then), yields the CPU and returns; then waits for input on @fd until @deadline. The
+ * yield lets a thread we woke onto this CPU run at once: often the one that will answer
+ * (the scheduler puts a woken thread beside its waker).
  */
 static gboolean bf_socket_await_input(int fd, gint64 deadline, int spin_us,
                                       gint64 *spin_end, GError **errp)
@@ -162,6 +165,7 @@ static gboolean bf_socket_await_input(int fd, gint64 deadline, int spin_us,
             *spin_end = now + spin_us;
         }
         if (now < *spin_end) {
+            sched_yield();
             return TRUE;
         }
     }
