@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <sched.h>
 
 G_STATIC_ASSERT(BF_RDMA_MSG_SLOTS <= 32);
 G_STATIC_ASSERT(BF_RDMA_MSG_SIZE >= BF_PROTO_HEADER_SIZE + 8 + 8 * BF_PROTO_MAX_PAGES);
@@ -158,6 +159,7 @@ int bf_rdma_poll(BfRdmaQueue *q, struct ibv_wc *wc, int max, gint64 deadline, in
         if (n) {
             goto out;
         }
+        sched_yield();      /* to a thread woken onto this CPU, as bf-socket's spin does */
     } while (g_get_monotonic_time() < spin_end);
 
     for (;;) {
