@@ -213,10 +213,11 @@ void bf_engine_free_pool_copy(BfEngine *e, uint64_t page);
 /*
  * Drop-behind: queues @n pages sequential streams fetched under the limit. The reclaim
  * thread evicts first those the streams have since fetched BF_ENGINE_BEHIND_DISTANCE pages
- * past (twice the largest readahead window). The queue keeps the newest
+ * past: the two largest readahead windows a stream fetches ahead of its faults
+ * (bf-readahead.h), and one more behind them. The queue keeps the newest
  * BF_ENGINE_STREAMED_MAX.
  */
-#define BF_ENGINE_BEHIND_DISTANCE (2 * BF_PROTO_MAX_PAGES)
+#define BF_ENGINE_BEHIND_DISTANCE (3 * BF_PROTO_MAX_PAGES)
 #define BF_ENGINE_STREAMED_MAX 16384
 void bf_engine_queue_streamed(BfEngine *e, const uint64_t *pages, guint n);
 

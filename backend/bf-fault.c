@@ -116,15 +116,15 @@ static bool bf_fault_claim_remote(BfFaultCtx *c, uint64_t page, uint16_t *m, gin
 }
 
 /*
- * Claims the pages a stream through @page will want next, if it is one. Not while the pool
- * is unreachable: they would only hold room under the limit that other faults can use.
+ * Claims the pages a stream through @page will want next, if it is one, but its trigger
+ * (bf-readahead.h). Not while the pool is unreachable: they would only hold room under the
+ * limit that other faults can use.
  */
 static void bf_fault_readahead(BfFaultCtx *c, uint64_t page)
 {
     BfEngine *e = c->e;
-    int64_t stride;
-    uint32_t n = bf_readahead_fault(&c->ra, page, &stride);
-    bool drop_behind = n && bf_engine_limited(e);
+    BfReadaheadPlan plan;
+    bool drop_behind = bf_readahead_fault(&c->ra, page, &plan) && bf_engine_limited(e);
 
     if (!c->channel) {
         return;
@@ -132,12 +132,15 @@ static void bf_fault_readahead(BfFaultCtx *c, uint64_t page)
     if (drop_behind) {
         g_array_append_val(c->streamed, page);
     }
-    for (uint32_t k = 1; k <= n; k++) {
-        int64_t next = (int64_t)page + (int64_t)k * stride;
+    for (uint32_t k = 1; k <= plan.count; k++) {
+        int64_t next = (int64_t)page + (int64_t)k * plan.stride;
         uint16_t m;
 
         if (next < 0 || (uint64_t)next >= e->npages || bf_fault_over_ceiling(c)) {
             return;
+        }
+        if (k == plan.trigger) {
+            continue;
         }
         m = bf_page_load(&e->pages[next]);
         if (bf_page_state(m) == BF_PAGE_REMOTE && bf_fault_claim_remote(c, next, &m, 0)) {
@@ -582,6 +585,23 @@ static void bf_fault_lose_channel(BfFaultCtx *c, const char *why)
 }
 
 /*
+ * How many pages of c->fetch from @first go in one request. Faulting pages and the pages
+ * fetched ahead of them go in separate requests, so that a fault's own page arrives, and
+ * its vCPU resumes, before the readahead behind it does.
+ */
+static uint32_t bf_fault_request_length(BfFaultCtx *c, guint first)
+{
+    bool faulted = g_array_index(c->fetch, BfPending, first).t0 != 0;
+    uint32_t n = 1;
+
+    while (n < BF_PROTO_MAX_PAGES && first + n < c->fetch->len &&
+           (g_array_index(c->fetch, BfPending, first + n).t0 != 0) == faulted) {
+        n++;
+    }
+    return n;
+}
+
+/*
  * Fetches the pages in c->fetch, several requests in flight. Without a channel they wait in
  * the list for the next one.
  */
@@ -601,7 +621,7 @@ static void bf_fault_fetch(BfFaultCtx *c)
                               BF_PAGE_SIZE;
 
             req->type = BF_MSG_READ;
-            req->count = MIN(c->fetch->len - next, BF_PROTO_MAX_PAGES);
+            req->count = bf_fault_request_length(c, next);
             for (uint32_t i = 0; i < req->count; i++) {
                 req->pages[i] = g_array_index(c->fetch, BfPending, next + i).page;
                 req->data[i] = bounce + (uint64_t)i * BF_PAGE_SIZE;

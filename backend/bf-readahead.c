@@ -6,6 +6,7 @@
 #include "bf-readahead.h"
 
 #include <glib.h>
+#include <stdbool.h>
 #include <string.h>
 
 void bf_readahead_init(BfReadahead *ra, uint32_t max_window)
@@ -15,19 +16,38 @@ void bf_readahead_init(BfReadahead *ra, uint32_t max_window)
 }
 
 
-/* Fetch the stream's window ahead of @page; it should fault next just past it. */
-static uint32_t bf_stream_ahead(BfReadaheadStream *s, uint64_t page, int64_t *stride)
+/*
+ * Fetch two windows ahead of @page, but for the trigger, a window ahead: the stream should
+ * fault there next.
+ */
+static uint32_t bf_stream_ahead(BfReadaheadStream *s, uint64_t page, BfReadaheadPlan *plan)
 {
-    s->next = page + (uint64_t)(s->stride * (int64_t)(s->window + 1));
-    *stride = s->stride;
-    return s->window;
+    s->next = page + (uint64_t)(s->stride * (int64_t)s->window);
+    plan->stride = s->stride;
+    plan->count = 2 * s->window;
+    plan->trigger = s->window;
+    return plan->count - 1;
 }
 
-uint32_t bf_readahead_fault(BfReadahead *ra, uint64_t page, int64_t *stride)
+/*
+ * Is @page where the stream was going? Short of its trigger, if fetching stopped there (at
+ * the local limit) or the page went back to the pool since; past it, if the trigger was
+ * still resident (so it never faulted there): up to twice as far as its two windows.
+ */
+static bool bf_stream_going(const BfReadaheadStream *s, uint64_t page)
+{
+    int64_t d = (int64_t)(page - s->last);
+
+    return s->window && d % s->stride == 0 && d / s->stride > 0 &&
+           d / s->stride <= 4 * (int64_t)s->window;
+}
+
+uint32_t bf_readahead_fault(BfReadahead *ra, uint64_t page, BfReadaheadPlan *plan)
 {
     BfReadaheadStream *s, *nearest = NULL, *victim = NULL;
     int64_t nearest_distance = BF_READAHEAD_MAX_STRIDE + 1;
 
+    *plan = (BfReadaheadPlan) { 0 };
     if (!ra->max_window) {
         return 0;
     }
@@ -43,13 +63,20 @@ uint32_t bf_readahead_fault(BfReadahead *ra, uint64_t page, int64_t *stride)
         if (!victim || (victim->valid && s->used < victim->used)) {
             victim = s;
         }
-        /* The stream faulted right past its window: the window was too small. */
+        /* The stream faulted on its trigger: it keeps its pace. */
         if (s->window && page == s->next) {
             s->prev = s->last;
             s->last = page;
             s->used = ra->clock;
             s->window = MIN(s->window * 2, ra->max_window);
-            return bf_stream_ahead(s, page, stride);
+            return bf_stream_ahead(s, page, plan);
+        }
+        /* Not on its trigger, but where it was going: the same window, from here. */
+        if (bf_stream_going(s, page)) {
+            s->prev = s->last;
+            s->last = page;
+            s->used = ra->clock;
+            return bf_stream_ahead(s, page, plan);
         }
         d = (int64_t)(page - s->last);
         abs_d = d < 0 ? -d : d;
@@ -71,7 +98,7 @@ uint32_t bf_readahead_fault(BfReadahead *ra, uint64_t page, int64_t *stride)
             /* Three evenly spaced faults: a stream (again, if it had lost its pace). */
             s->stride = d;
             s->window = MIN(BF_READAHEAD_FIRST_WINDOW, ra->max_window);
-            return bf_stream_ahead(s, page, stride);
+            return bf_stream_ahead(s, page, plan);
         }
         s->window = 0;
         return 0;

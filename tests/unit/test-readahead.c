@@ -8,92 +8,119 @@
 
 #include <glib.h>
 
-/* Feeds @n faults from @first at @stride; returns the total pages fetched ahead. */
-static uint32_t feed(BfReadahead *ra, uint64_t first, int64_t step, int n, int64_t *stride)
+/* Feeds @n faults from @first at @step; returns the total pages fetched ahead. */
+static uint32_t feed(BfReadahead *ra, uint64_t first, int64_t step, int n,
+                     BfReadaheadPlan *plan)
 {
     uint32_t total = 0;
 
     for (int i = 0; i < n; i++) {
-        total += bf_readahead_fault(ra, first + (uint64_t)(i * step), stride);
+        total += bf_readahead_fault(ra, first + (uint64_t)(i * step), plan);
     }
     return total;
+}
+
+/* Asserts that @plan fetches two windows of @window pages but the trigger, at @window. */
+static void assert_two_windows(const BfReadaheadPlan *plan, uint32_t fetched, uint32_t window)
+{
+    g_assert_cmpuint(plan->count, ==, 2 * window);
+    g_assert_cmpuint(plan->trigger, ==, window);
+    g_assert_cmpuint(fetched, ==, 2 * window - 1);
 }
 
 static void test_sequential(void)
 {
     BfReadahead ra;
-    int64_t stride = 0;
+    BfReadaheadPlan plan;
     uint64_t page = 1000;
     uint32_t n;
 
     bf_readahead_init(&ra, 32);
-    g_assert_cmpuint(bf_readahead_fault(&ra, page, &stride), ==, 0);
-    g_assert_cmpuint(bf_readahead_fault(&ra, page + 1, &stride), ==, 0);
-    /* The third evenly spaced fault makes a stream: fetch the first window ahead. */
-    n = bf_readahead_fault(&ra, page + 2, &stride);
-    g_assert_cmpuint(n, ==, BF_READAHEAD_FIRST_WINDOW);
-    g_assert_cmpint(stride, ==, 1);
-    /* The stream faults right past the window: the window doubles, up to the maximum. */
-    page += 2 + n + 1;
-    n = bf_readahead_fault(&ra, page, &stride);
-    g_assert_cmpuint(n, ==, 8);
-    page += n + 1;
-    n = bf_readahead_fault(&ra, page, &stride);
-    g_assert_cmpuint(n, ==, 16);
-    page += n + 1;
-    g_assert_cmpuint(bf_readahead_fault(&ra, page, &stride), ==, 32);
-    page += 33;
-    g_assert_cmpuint(bf_readahead_fault(&ra, page, &stride), ==, 32);
+    g_assert_cmpuint(bf_readahead_fault(&ra, page, &plan), ==, 0);
+    g_assert_cmpuint(plan.count, ==, 0);
+    /* Its neighbour alone is not a stream (one request touches neighbouring pages). */
+    g_assert_cmpuint(bf_readahead_fault(&ra, page + 1, &plan), ==, 0);
+    /* The third evenly spaced fault makes a stream: fetch the first windows ahead. */
+    page += 2;
+    n = bf_readahead_fault(&ra, page, &plan);
+    assert_two_windows(&plan, n, BF_READAHEAD_FIRST_WINDOW);
+    g_assert_cmpint(plan.stride, ==, 1);
+    /* The stream faults on its trigger: the window doubles, up to the maximum. */
+    for (uint32_t window = 8; window <= 64; window *= 2) {
+        page += plan.trigger;
+        n = bf_readahead_fault(&ra, page, &plan);
+        assert_two_windows(&plan, n, MIN(window, 32));
+    }
+    /*
+     * A fault short of the trigger, on a page the stream planned to fetch (the fetch stopped
+     * at the local limit): the same window, from there.
+     */
+    page += 5;
+    n = bf_readahead_fault(&ra, page, &plan);
+    assert_two_windows(&plan, n, 32);
+    /* Past it (it was resident, and did not fault), up to 4 windows: the same, from there. */
+    page += 4 * 32;
+    n = bf_readahead_fault(&ra, page, &plan);
+    assert_two_windows(&plan, n, 32);
+    /* Further, the stream is lost: it starts again. */
+    g_assert_cmpuint(bf_readahead_fault(&ra, page + 4 * 32 + 1, &plan), ==, 0);
+    g_assert_cmpuint(plan.count, ==, 0);
 }
 
 static void test_strided_and_backwards(void)
 {
     BfReadahead ra;
-    int64_t stride = 0;
+    BfReadaheadPlan plan;
+    uint32_t n;
 
     bf_readahead_init(&ra, 16);
-    g_assert_cmpuint(feed(&ra, 5000, 8, 3, &stride), ==, BF_READAHEAD_FIRST_WINDOW);
-    g_assert_cmpint(stride, ==, 8);
+    n = feed(&ra, 5000, 8, 3, &plan);
+    assert_two_windows(&plan, n, BF_READAHEAD_FIRST_WINDOW);
+    g_assert_cmpint(plan.stride, ==, 8);
+    /* Its trigger is counted in strides. */
+    n = bf_readahead_fault(&ra, 5016 + 8 * BF_READAHEAD_FIRST_WINDOW, &plan);
+    assert_two_windows(&plan, n, 2 * BF_READAHEAD_FIRST_WINDOW);
     bf_readahead_init(&ra, 16);
-    g_assert_cmpuint(feed(&ra, 5000, -3, 3, &stride), ==, BF_READAHEAD_FIRST_WINDOW);
-    g_assert_cmpint(stride, ==, -3);
+    n = feed(&ra, 5000, -3, 3, &plan);
+    assert_two_windows(&plan, n, BF_READAHEAD_FIRST_WINDOW);
+    g_assert_cmpint(plan.stride, ==, -3);
     /* Strides beyond BF_READAHEAD_MAX_STRIDE are not streams. */
     bf_readahead_init(&ra, 16);
-    g_assert_cmpuint(feed(&ra, 5000, BF_READAHEAD_MAX_STRIDE + 1, 10, &stride), ==, 0);
+    g_assert_cmpuint(feed(&ra, 5000, BF_READAHEAD_MAX_STRIDE + 1, 10, &plan), ==, 0);
 }
 
 static void test_random_and_off(void)
 {
     BfReadahead ra;
-    int64_t stride;
+    BfReadaheadPlan plan;
     GRand *rand = g_rand_new_with_seed(42);
     uint32_t total = 0;
 
     bf_readahead_init(&ra, 32);
     for (int i = 0; i < 10000; i++) {
-        total += bf_readahead_fault(&ra, g_rand_int_range(rand, 0, 1 << 20), &stride);
+        total += bf_readahead_fault(&ra, g_rand_int_range(rand, 0, 1 << 20), &plan);
     }
     g_assert_cmpuint(total, <, 100);
     g_rand_free(rand);
 
     bf_readahead_init(&ra, 0);
-    g_assert_cmpuint(feed(&ra, 0, 1, 100, &stride), ==, 0);
+    g_assert_cmpuint(feed(&ra, 0, 1, 100, &plan), ==, 0);
 }
 
 /* Two interleaved sequential streams (two vCPUs) are both followed. */
 static void test_two_streams(void)
 {
     BfReadahead ra;
-    int64_t stride;
+    BfReadaheadPlan plan;
     uint32_t a = 0, b = 0;
 
     bf_readahead_init(&ra, 8);
     for (int i = 0; i < 3; i++) {
-        a += bf_readahead_fault(&ra, 100 + i, &stride);
-        b += bf_readahead_fault(&ra, 900000 + 2 * i, &stride);
+        a += bf_readahead_fault(&ra, 100 + i, &plan);
+        b += bf_readahead_fault(&ra, 900000 + 2 * i, &plan);
     }
-    g_assert_cmpuint(a, ==, BF_READAHEAD_FIRST_WINDOW);
-    g_assert_cmpuint(b, ==, BF_READAHEAD_FIRST_WINDOW);
+    g_assert_cmpuint(a, ==, 2 * BF_READAHEAD_FIRST_WINDOW - 1);
+    g_assert_cmpuint(b, ==, 2 * BF_READAHEAD_FIRST_WINDOW - 1);
 }
 
 static void test_latency(void)
