@@ -154,6 +154,15 @@ static inline uint64_t bf_engine_ceiling(BfEngine *e)
     return atomic_load(&e->local_limit) / BF_PAGE_SIZE;
 }
 
+/*
+ * The reclaim thread keeps the resident pages under the ceiling by this headroom, 1/16 of
+ * it, at most two eviction batches, so that faults rarely wait for it.
+ */
+static inline uint64_t bf_engine_headroom(BfEngine *e)
+{
+    return MIN(bf_engine_ceiling(e) / 16, 2 * (uint64_t)e->tun.evict_batch);
+}
+
 /* Is there a local limit below guest RAM? */
 static inline bool bf_engine_limited(BfEngine *e)
 {

@@ -584,6 +584,8 @@ static void bf_fault_lose_channel(BfFaultCtx *c, const char *why)
     bf_engine_kick_reclaim(c->e);
 }
 
+static bool bf_fault_read_into_queue(BfFaultCtx *c);
+
 /*
  * How many pages of c->fetch from @first go in one request. Faulting pages and the pages
  * fetched ahead of them go in separate requests, so that a fault's own page arrives, and
@@ -633,8 +635,16 @@ static void bf_fault_fetch(BfFaultCtx *c)
             }
         }
         for (guint r = 0; c->channel && r < submitted; r++) {
-            BfRequest *req = bf_channel_complete(c->channel, e->tun.pool_timeout_ms, &err);
+            BfRequest *req;
 
+            /*
+             * The reclaim thread's zap waits until its event is read: read it now, not after
+             * the whole fetch (the messages read wait in the queue for their turn).
+             */
+            if (atomic_load(&e->zap_start)) {
+                bf_fault_read_into_queue(c);
+            }
+            req = bf_channel_complete(c->channel, e->tun.pool_timeout_ms, &err);
             if (!req) {
                 bf_fault_lose_channel(c, err->message);
                 break;
@@ -658,6 +668,14 @@ static void bf_fault_fetch(BfFaultCtx *c)
         BF_EVENT(e, trace_fetch, done, bf_now_ns() - start);
     }
     bf_fault_hand_over_streamed(c);
+    /*
+     * Once half the headroom is used, eviction starts: while the guest uses what came in,
+     * not when a fault finds no room under the limit and has to wait for it.
+     */
+    if (bf_engine_limited(e) &&
+        bf_counter(&e->nr_resident) > bf_engine_ceiling(e) - bf_engine_headroom(e) / 2) {
+        bf_engine_kick_reclaim(e);
+    }
 }
 
 /* Reads what the userfaultfd has into the message queue; FALSE if it had nothing. */
@@ -812,8 +830,11 @@ gpointer bf_fault_thread(gpointer opaque)
     bf_readahead_init(&c.ra, e->tun.readahead);
     bf_fault_current = &c;
     while (!atomic_load(&e->fault_stop)) {
-        /* Waiting work is retried now and then even if no wake-up comes. */
-        int timeout = c.deferred->len || c.fetch->len ? 100 : -1;
+        /*
+         * Waiting work is retried now and then even if no wake-up comes; messages read
+         * while fetching are served without waiting for more.
+         */
+        int timeout = c.queue->len ? 0 : c.deferred->len || c.fetch->len ? 100 : -1;
         int ret = poll(fds, G_N_ELEMENTS(fds), timeout);
 
         if (ret < 0 && errno != EINTR) {
@@ -822,7 +843,7 @@ gpointer bf_fault_thread(gpointer opaque)
         if (fds[1].revents || ret == 0) {
             bf_fault_woken(&c);
         }
-        if (fds[0].revents) {
+        if (fds[0].revents || c.queue->len) {
             bf_fault_serve_messages(&c);
         }
     }

@@ -28,6 +28,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -377,6 +378,13 @@ static void bf_reclaim_lose_channel(BfReclaimCtx *c, const char *why)
     bf_engine_set_pool_state(c->e, BF_POOL_UNREACHABLE, why);
 }
 
+static int bf_reclaim_page_order(const void *a, const void *b)
+{
+    uint64_t pa = *(const uint64_t *)a, pb = *(const uint64_t *)b;
+
+    return pa < pb ? -1 : pa > pb;
+}
+
 /*
  * First half of an eviction: claims the @n candidates in b->victims (from now on no access
  * to them succeeds without us), drops their mappings, copies them out through the memfd,
@@ -391,6 +399,11 @@ static bool bf_reclaim_evict_begin(BfReclaimCtx *c, BfEvictBatch *b, uint32_t n)
     b->start = g_get_monotonic_time();
     b->n = b->zeros = 0;
     b->submitted = false;
+    /*
+     * In page order: each run of consecutive pages is zapped, read and punched in one call,
+     * and each zap waits for the fault thread to read its event.
+     */
+    qsort(b->victims, n, sizeof(b->victims[0]), bf_reclaim_page_order);
     for (uint32_t i = 0; i < n; i++) {
         uint64_t p = b->victims[i];
         uint16_t m = bf_page_load(&e->pages[p]);
@@ -618,9 +631,8 @@ static bool bf_reclaim_stopping(BfEngine *e)
 static void bf_reclaim_evict(BfReclaimCtx *c, bool idle)
 {
     BfEngine *e = c->e;
-    uint64_t limit = atomic_load(&e->local_limit) / BF_PAGE_SIZE;
-    uint64_t headroom = MIN(limit / 16, 2 * (uint64_t)e->tun.evict_batch);
-    uint64_t target = limit - headroom;
+    uint64_t limit = bf_engine_ceiling(e);
+    uint64_t target = limit - bf_engine_headroom(e);
     uint64_t idle_left = bf_counter(&e->nr_resident);
     gint64 idle_until = g_get_monotonic_time() + e->tun.scan_period_ms * 500;
     BfEvictBatch *pending = NULL;
