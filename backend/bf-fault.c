@@ -840,7 +840,7 @@ gpointer bf_fault_thread(gpointer opaque)
         if (ret < 0 && errno != EINTR) {
             g_error("blowfish %s: fault thread: poll: %s", e->name, g_strerror(errno));
         }
-        if (fds[1].revents || ret == 0) {
+        if (fds[1].revents || (ret == 0 && timeout > 0)) {
             bf_fault_woken(&c);
         }
         if (fds[0].revents || c.queue->len) {
