@@ -169,6 +169,16 @@ static inline bool bf_engine_limited(BfEngine *e)
     return bf_engine_ceiling(e) < e->npages;
 }
 
+/*
+ * Half the headroom is used: pages brought in should wake the reclaim thread now, so that
+ * it evicts while the guest uses them, not when a fault finds no room and waits for it.
+ */
+static inline bool bf_engine_reclaim_due(BfEngine *e)
+{
+    return bf_engine_limited(e) &&
+           bf_counter(&e->nr_resident) > bf_engine_ceiling(e) - bf_engine_headroom(e) / 2;
+}
+
 static inline bool bf_engine_has_pool(BfEngine *e)
 {
     return e->pool || e->connect;

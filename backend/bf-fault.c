@@ -668,12 +668,7 @@ static void bf_fault_fetch(BfFaultCtx *c)
         BF_EVENT(e, trace_fetch, done, bf_now_ns() - start);
     }
     bf_fault_hand_over_streamed(c);
-    /*
-     * Once half the headroom is used, eviction starts: while the guest uses what came in,
-     * not when a fault finds no room under the limit and has to wait for it.
-     */
-    if (bf_engine_limited(e) &&
-        bf_counter(&e->nr_resident) > bf_engine_ceiling(e) - bf_engine_headroom(e) / 2) {
+    if (done && bf_engine_reclaim_due(e)) {
         bf_engine_kick_reclaim(e);
     }
 }

@@ -15,6 +15,13 @@ void bf_readahead_init(BfReadahead *ra, uint32_t max_window)
     ra->max_window = max_window;
 }
 
+/* The stream took a fault on @page. */
+static void bf_stream_took(BfReadahead *ra, BfReadaheadStream *s, uint64_t page)
+{
+    s->prev = s->last;
+    s->last = page;
+    s->used = ra->clock;
+}
 
 /*
  * Fetch two windows ahead of @page, but for the trigger, a window ahead: the stream should
@@ -30,9 +37,10 @@ static uint32_t bf_stream_ahead(BfReadaheadStream *s, uint64_t page, BfReadahead
 }
 
 /*
- * Is @page where the stream was going? Short of its trigger, if fetching stopped there (at
- * the local limit) or the page went back to the pool since; past it, if the trigger was
- * still resident (so it never faulted there): up to twice as far as its two windows.
+ * Is @page where the stream was going? On its trigger; short of it, if fetching stopped
+ * there (at the local limit) or the page went back to the pool since; past it, if the
+ * trigger was still resident (so it never faulted there): up to twice as far as its two
+ * windows.
  */
 static bool bf_stream_going(const BfReadaheadStream *s, uint64_t page)
 {
@@ -63,19 +71,15 @@ uint32_t bf_readahead_fault(BfReadahead *ra, uint64_t page, BfReadaheadPlan *pla
         if (!victim || (victim->valid && s->used < victim->used)) {
             victim = s;
         }
-        /* The stream faulted on its trigger: it keeps its pace. */
-        if (s->window && page == s->next) {
-            s->prev = s->last;
-            s->last = page;
-            s->used = ra->clock;
-            s->window = MIN(s->window * 2, ra->max_window);
-            return bf_stream_ahead(s, page, plan);
-        }
-        /* Not on its trigger, but where it was going: the same window, from here. */
+        /*
+         * Where the stream was going: on its trigger, it keeps its pace and the window
+         * doubles; elsewhere, the same window, from here.
+         */
         if (bf_stream_going(s, page)) {
-            s->prev = s->last;
-            s->last = page;
-            s->used = ra->clock;
+            if (page == s->next) {
+                s->window = MIN(s->window * 2, ra->max_window);
+            }
+            bf_stream_took(ra, s, page);
             return bf_stream_ahead(s, page, plan);
         }
         d = (int64_t)(page - s->last);
@@ -91,9 +95,7 @@ uint32_t bf_readahead_fault(BfReadahead *ra, uint64_t page, BfReadaheadPlan *pla
         int64_t previous_d = (int64_t)(nearest->last - nearest->prev);
 
         s = nearest;
-        s->used = ra->clock;
-        s->prev = s->last;
-        s->last = page;
+        bf_stream_took(ra, s, page);
         if (d == previous_d) {
             /* Three evenly spaced faults: a stream (again, if it had lost its pace). */
             s->stride = d;
