@@ -17,6 +17,7 @@
  *   NEVER    -> RESIDENT   fault thread, zero-fill (UFFDIO_ZEROPAGE)
  *   ZERO     -> RESIDENT   fault thread, zero-fill
  *   RESIDENT -> EVICTING   reclaim thread claims it (not BUSY), drops its mapping, copies it
+ *                          (unless it is CLEAN: the pool has it)
  *   EVICTING -> RESIDENT   reclaim thread, if the eviction failed or a fault WANTED it
  *   EVICTING -> PUNCHING   reclaim thread, pool copy acknowledged, nobody waiting
  *   PUNCHING -> REMOTE     reclaim thread, hole punched in the memfd (ZERO if all zero,
@@ -26,9 +27,11 @@
  *   REMOTE   -> FETCHING   fault thread (on a fault or readahead) or restore-all
  *   FETCHING -> RESIDENT   whoever fetched it, after UFFDIO_COPY placed it (CLEAN)
  *
- * While a page is EVICTING or PUNCHING its mapping stays dropped, so no access can succeed
- * without the engine: faults mark it WANTED and wait, and the reclaim thread maps it back
- * (from the copy it holds) instead of losing a write.
+ * While a page is EVICTING or PUNCHING no write can succeed without the engine: its mapping
+ * stays dropped, or, if it is CLEAN, write-protected until the punch unmaps it (reads see
+ * the pool's copy meanwhile). Faults mark it WANTED and wait, and the reclaim thread maps it
+ * back (from the copy it holds) instead of losing a write, or, for a clean page it punched,
+ * publishes it REMOTE and wakes the fault, which fetches it.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */

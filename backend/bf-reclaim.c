@@ -16,11 +16,12 @@
  * faulted in during the last period.
  *
  * Eviction of a batch (see bf-pages.h for the states):
- *   claim RESIDENT -> EVICTING, drop the mappings, read the pages through the memfd, send the
- *   dirty ones (zero pages are not sent, clean ones need not be), then for each page: if a
+ *   claim RESIDENT -> EVICTING, drop the mappings of the pages the pool has no current copy
+ *   of and read them through the memfd, send the ones not all zero (a clean page needs
+ *   neither: it stays mapped write-protected until the punch), then for each page: if a
  *   fault wants it, map it back; else EVICTING -> PUNCHING, punch it out of the memfd, and
  *   PUNCHING -> REMOTE (or ZERO), or place it right back from the copy if a fault came
- *   meanwhile.
+ *   meanwhile (a clean page is published REMOTE and its fault woken, to fetch it).
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -42,6 +43,8 @@
 typedef struct {
     uint32_t n;                     /* pages claimed (EVICTING) */
     uint64_t victims[BF_PROTO_MAX_PAGES];
+    bool in_pool[BF_PROTO_MAX_PAGES];   /* clean: the pool's copy is current, so the page is
+                                           neither zapped, read nor sent (no copy in bounce) */
     bool zero[BF_PROTO_MAX_PAGES];
     bool sent[BF_PROTO_MAX_PAGES];
     bool punched[BF_PROTO_MAX_PAGES];
@@ -385,10 +388,24 @@ static int bf_reclaim_page_order(const void *a, const void *b)
     return pa < pb ? -1 : pa > pb;
 }
 
+/* The end of the run of @b's victims from @i: consecutive pages, all in the pool or none. */
+static uint32_t bf_reclaim_run_end(const BfEvictBatch *b, uint32_t i)
+{
+    uint32_t j = i + 1;
+
+    while (j < b->n && b->victims[j] == b->victims[j - 1] + 1 &&
+           b->in_pool[j] == b->in_pool[i]) {
+        j++;
+    }
+    return j;
+}
+
 /*
- * First half of an eviction: claims the @n candidates in b->victims (from now on no access
- * to them succeeds without us), drops their mappings, copies them out through the memfd,
- * and sends those the pool needs. FALSE if nothing was claimed or the pool failed.
+ * First half of an eviction: claims the @n candidates in b->victims (from now on no write
+ * to them succeeds without us), drops the mappings of those the pool has no current copy
+ * of, copies these out through the memfd, and sends those that are not all zero. A clean
+ * page keeps its write-protected mapping: reads of it see what the pool holds until the
+ * punch unmaps it. FALSE if nothing was claimed or the pool failed.
  */
 static bool bf_reclaim_evict_begin(BfReclaimCtx *c, BfEvictBatch *b, uint32_t n)
 {
@@ -411,31 +428,34 @@ static bool bf_reclaim_evict_begin(BfReclaimCtx *c, BfEvictBatch *b, uint32_t n)
         if (bf_page_state(m) == BF_PAGE_RESIDENT && !(m & BF_PAGE_BUSY) &&
             bf_page_cas(&e->pages[p], &m,
                         (m & (BF_PAGE_CLEAN | BF_PAGE_POOL_COPY)) | BF_PAGE_EVICTING)) {
+            b->in_pool[b->n] = (m & BF_PAGE_CLEAN) && (m & BF_PAGE_POOL_COPY);
             b->victims[b->n++] = p;
         }
     }
     if (!b->n) {
         return false;
     }
-    bf_reclaim_zap(e, b->victims, b->n);
 
-    /* Copy out through the memfd (not the registered mapping), a run per call. */
-    for (uint32_t i = 0; i < b->n;) {
-        uint32_t j = i + 1;
+    /* Zap, then copy out through the memfd (not the registered mapping), a run per call. */
+    for (uint32_t i = 0, j; i < b->n; i = j) {
+        j = bf_reclaim_run_end(b, i);
+        if (!b->in_pool[i]) {
+            bf_engine_zap(e, b->victims[i], j - i);
+        }
+    }
+    for (uint32_t i = 0, j; i < b->n; i = j) {
         ssize_t len;
 
-        while (j < b->n && b->victims[j] == b->victims[j - 1] + 1) {
-            j++;
-        }
+        j = bf_reclaim_run_end(b, i);
         len = (j - i) * BF_PAGE_SIZE;
-        if (pread(e->memfd, b->bounce + (uint64_t)i * BF_PAGE_SIZE, len,
+        if (!b->in_pool[i] &&
+            pread(e->memfd, b->bounce + (uint64_t)i * BF_PAGE_SIZE, len,
                   b->victims[i] * BF_PAGE_SIZE) != len) {
             g_critical("blowfish %s: cannot read page %" G_GUINT64_FORMAT ": %s", e->name,
                        (guint64)b->victims[i], g_strerror(errno));
             bf_reclaim_cancel(e, b);
             return false;
         }
-        i = j;
     }
 
     req->type = BF_MSG_WRITE;
@@ -446,9 +466,9 @@ static bool bf_reclaim_evict_begin(BfReclaimCtx *c, BfEvictBatch *b, uint32_t n)
         uint8_t *copy = b->bounce + (uint64_t)i * BF_PAGE_SIZE;
         uint16_t m = bf_page_load(&e->pages[p]);
 
-        b->zero[i] = bf_page_is_zero(copy);
+        b->zero[i] = !b->in_pool[i] && bf_page_is_zero(copy);
         b->zeros += b->zero[i];
-        b->sent[i] = !b->zero[i] && !((m & BF_PAGE_CLEAN) && (m & BF_PAGE_POOL_COPY));
+        b->sent[i] = !b->zero[i] && !b->in_pool[i];
         if (b->sent[i]) {
             b->new_slots += !(m & BF_PAGE_POOL_COPY);
             req->pages[req->count] = p;
@@ -493,8 +513,10 @@ static void bf_reclaim_set_pool_full(BfEngine *e, bool full, const char *detail)
 
 /*
  * Second half: once the pool has the pages, each goes back to a fault that wants it, or is
- * punched out of the memfd and published remote (zero pages: held nowhere). FALSE if the
- * pool failed or refused (the pages stay resident).
+ * punched out of the memfd and published remote (zero pages: held nowhere). A page wanted
+ * while it was punched goes back from the copy read, or, if it was clean and not read, is
+ * published remote all the same and its fault woken, to fault again and fetch it. FALSE if
+ * the pool failed or refused (the pages stay resident).
  */
 static bool bf_reclaim_evict_finish(BfReclaimCtx *c, BfEvictBatch *b)
 {
@@ -587,7 +609,7 @@ static bool bf_reclaim_evict_finish(BfReclaimCtx *c, BfEvictBatch *b)
                 }
                 continue;
             }
-            if (m & BF_PAGE_WANTED) {
+            if ((m & BF_PAGE_WANTED) && !b->in_pool[i]) {
                 if (bf_page_cas(&e->pages[p], &m, BF_PAGE_RESIDENT | BF_PAGE_BUSY |
                                 BF_PAGE_ACCESSED | keep | (clean ? BF_PAGE_CLEAN : 0))) {
                     bf_reclaim_give_back(e, p, true, b->zero[i],
@@ -600,7 +622,8 @@ static bool bf_reclaim_evict_finish(BfReclaimCtx *c, BfEvictBatch *b)
                 bf_count(b->zero[i] ? &e->nr_zero : &e->nr_remote, 1);
                 bf_count(&e->pages_evicted, 1);
                 /* Neither sent nor zero: it was clean, evicted with no transfer at all. */
-                bf_count(&e->clean_evictions, !b->zero[i] && !b->sent[i]);
+                bf_count(&e->clean_evictions, b->in_pool[i]);
+                bf_engine_wake_if_wanted(e, p, m);
                 break;
             }
         }

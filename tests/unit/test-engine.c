@@ -686,6 +686,87 @@ static void test_stress_writers(void)
 
 typedef struct {
     uint8_t *ram;
+    uint32_t first, stride, pages; /* its pages: first, first + stride, ... */
+    uint8_t *seeds;                /* the seed each of them was last written with */
+    uint32_t seed;                 /* of its random walk */
+    int accesses;
+} CleanJob;
+
+/*
+ * Reads and rewrites its pages at random, three reads to a write, each a whole page: pages
+ * come back clean, are evicted again while it reads and writes them, and must read back as
+ * last written.
+ */
+static gpointer clean_job_thread(gpointer opaque)
+{
+    CleanJob *job = opaque;
+    GRand *rand = g_rand_new_with_seed(job->seed);
+
+    for (int i = 0; i < job->accesses; i++) {
+        uint32_t k = g_rand_int_range(rand, 0, job->pages);
+        uint64_t start = (uint64_t)(job->first + k * job->stride) * PAGE;
+
+        if (g_rand_int_range(rand, 0, 4)) {
+            check(job->ram, start, PAGE, job->seeds[k]);
+        } else {
+            fill(job->ram, start, PAGE, ++job->seeds[k]);
+        }
+    }
+    g_rand_free(rand);
+    return NULL;
+}
+
+/*
+ * A clean page (its pool copy current) keeps its write-protected mapping while it is
+ * evicted: reads and writes landing on pages being evicted that way must lose nothing.
+ */
+static void test_clean_under_access(void)
+{
+    enum { THREADS = 4, PAGES = 32 * MiB / PAGE };
+    g_autoptr(BfStore) store = bf_store_new(256 * MiB);
+    BfEngineConfig config = make_config("clean", 32 * MiB, 6 * MiB, store);
+    g_autoptr(BfEngine) e = engine_or_skip(&config);
+    g_autofree uint8_t *seeds = g_malloc(PAGES);
+    CleanJob jobs[THREADS];
+    GThread *threads[THREADS];
+    BfEngineStats before, after;
+    uint8_t *ram;
+
+    if (!e) {
+        return;
+    }
+    ram = bf_engine_guest_ram(e);
+    WAIT_FOR(e, st, st.pool_state == BF_POOL_CONNECTED);
+    memset(seeds, 61, PAGES);
+    fill(ram, 0, 32 * MiB, 61);
+    check(ram, 0, 32 * MiB, 61);
+    before = stats_of(e);
+    for (int i = 0; i < THREADS; i++) {
+        jobs[i] = (CleanJob) {
+            .ram = ram, .first = i, .stride = THREADS, .pages = PAGES / THREADS,
+            .seeds = seeds + i * (PAGES / THREADS), .seed = 7 + i, .accesses = 20000,
+        };
+        threads[i] = g_thread_new("clean", clean_job_thread, &jobs[i]);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        g_thread_join(threads[i]);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        for (uint32_t k = 0; k < jobs[i].pages; k++) {
+            check(ram, (uint64_t)(jobs[i].first + k * THREADS) * PAGE, PAGE, jobs[i].seeds[k]);
+        }
+    }
+    after = stats_of(e);
+    g_test_message("%" G_GUINT64_FORMAT " clean evictions, %" G_GUINT64_FORMAT
+                   " write-protect faults", after.clean_evictions - before.clean_evictions,
+                   after.faults_wp - before.faults_wp);
+    g_assert_cmpuint(after.clean_evictions - before.clean_evictions, >, 4 * MiB / PAGE);
+    g_assert_cmpuint(after.faults_wp - before.faults_wp, >, 4 * MiB / PAGE);
+    g_assert_cmpuint(after.resident, <=, 6 * MiB + 64 * PAGE);
+}
+
+typedef struct {
+    uint8_t *ram;
     uint64_t len;
     _Atomic bool stop;
 } HotLoop;
@@ -1103,6 +1184,7 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/evict/zero-pages", test_zero_pages);
     g_test_add_func("/engine/evict/restore-all", test_restore_all);
     g_test_add_func("/engine/evict/stress-writers", test_stress_writers);
+    g_test_add_func("/engine/evict/clean-under-access", test_clean_under_access);
     g_test_add_func("/engine/evict/readahead", test_readahead);
     g_test_add_func("/engine/evict/coldest-first", test_coldest_first);
     g_test_add_func("/engine/evict/drop-behind", test_drop_behind);
