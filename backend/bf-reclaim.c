@@ -621,7 +621,7 @@ static bool bf_reclaim_evict_finish(BfReclaimCtx *c, BfEvictBatch *b)
                 bf_count(&e->nr_resident, -1);
                 bf_count(b->zero[i] ? &e->nr_zero : &e->nr_remote, 1);
                 bf_count(&e->pages_evicted, 1);
-                /* Neither sent nor zero: it was clean, evicted with no transfer at all. */
+                /* Clean: evicted with no transfer at all. */
                 bf_count(&e->clean_evictions, b->in_pool[i]);
                 bf_engine_wake_if_wanted(e, p, m);
                 break;

@@ -261,13 +261,18 @@ static void bench_clean_eviction(GString *json, BfEngine *e)
     after = stats_of(e);
     gib = (after.pages_evicted - before.pages_evicted) * PAGE / (double)(1 << 30);
     clean = (after.clean_evictions - before.clean_evictions) * PAGE / (double)(1 << 30);
-    printf("eviction of restored pages: %.2f GiB/s (%.1f%% clean, sent nothing)\n",
+    printf("eviction of restored pages: %.2f GiB/s (%.1f%% of them clean: not sent)\n",
            gib / seconds, 100 * clean / gib);
     g_string_append_printf(json, "  \"clean_eviction\": {\"gib\": %.3f, \"clean_gib\": %.3f, "
                            "\"s\": %.3f, \"gib_per_s\": %.3f},\n", gib, clean, seconds,
                            gib / seconds);
 }
 
+/*
+ * Eviction and restore-all of 1 GiB, three rounds: in the first the memnode allocates its
+ * memory (on this VM a fresh huge page costs more than the copy into it); the next rounds
+ * show the steady state of a memnode that already has memory.
+ */
 static void bench_throughput(GString *json, MemnodeProcess *node, gboolean quick)
 {
     const uint64_t size = (quick ? 64 : 1024) * MiB;
