@@ -838,7 +838,12 @@ static void bf_reclaim_pool_stats(BfReclaimCtx *c)
     atomic_store(&c->e->pool_stored, stats.session_pages);
 }
 
-/* Frees at the pool the copies of pages the guest freed. */
+/*
+ * Frees at the pool the copies of pages the guest freed. A page written and evicted again
+ * since it was freed has a new copy (POOL_COPY): freeing the old one would delete it, so
+ * it is left out. Only this thread writes to the pool, and no eviction of its is in flight
+ * here, so no new copy can appear while the frees are sent.
+ */
 static void bf_reclaim_free_pool_copies(BfReclaimCtx *c)
 {
     BfEngine *e = c->e;
@@ -854,6 +859,11 @@ static void bf_reclaim_free_pool_copies(BfReclaimCtx *c)
     g_mutex_unlock(&e->lock);
     if (!pages) {
         return;
+    }
+    for (guint i = pages->len; i-- > 0;) {
+        if (bf_page_load(&e->pages[g_array_index(pages, uint64_t, i)]) & BF_PAGE_POOL_COPY) {
+            g_array_remove_index_fast(pages, i);
+        }
     }
     req = g_new0(BfRequest, 1);
     while (done < pages->len) {

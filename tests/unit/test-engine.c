@@ -431,6 +431,37 @@ static void test_discard_frees(void)
 }
 
 /*
+ * The guest frees pages and writes them again while eviction runs under a low limit (what
+ * alloc-free does under its limit): the pool lets go of a freed page's copy, never of a copy
+ * written since.
+ */
+static void test_discard_under_eviction(void)
+{
+    g_autoptr(BfStore) store = bf_store_new(256 * MiB);
+    BfEngineConfig config = make_config("discard-evict", 32 * MiB, 4 * MiB, store);
+    g_autoptr(BfEngine) e = engine_or_skip(&config);
+    uint8_t *ram;
+
+    if (!e) {
+        return;
+    }
+    ram = bf_engine_guest_ram(e);
+    WAIT_FOR(e, st, st.pool_state == BF_POOL_CONNECTED);
+    for (uint8_t round = 0; round < 8; round++) {
+        fill(ram, 0, 32 * MiB, 100 + round);
+        for (uint64_t off = 0; off < 32 * MiB; off += 2 * MiB) {
+            g_assert_cmpint(madvise(ram + off, MiB, MADV_DONTNEED), ==, 0);
+            fill(ram, off, MiB, 200 + round);
+        }
+        for (uint64_t off = 0; off < 32 * MiB; off += 2 * MiB) {
+            check(ram, off, MiB, 200 + round);
+            check(ram, off + MiB, MiB, 100 + round);
+        }
+    }
+    g_assert_cmpuint(stats_of(e).free_reports, >=, 8 * 16);
+}
+
+/*
  * Free page hinting: the pages hinted free go (resident or remote, their pool copies too)
  * unless written since the round began; outside a round a hint does nothing.
  */
@@ -1193,6 +1224,7 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/free/discard-pool-full", test_discard_pool_full);
     g_test_add_func("/engine/free/hints", test_free_hints);
     g_test_add_func("/engine/free/hints-untracked", test_free_hints_untracked);
+    g_test_add_func("/engine/free/discard-under-eviction", test_discard_under_eviction);
     g_test_add_func("/engine/free/hints-race", test_free_hints_race);
     g_test_add_func("/engine/free/hints-zeroed-race", test_free_hints_zeroed_race);
     g_test_add_func("/engine/pool/node", test_pool_node);
