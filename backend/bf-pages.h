@@ -19,9 +19,11 @@
  *   RESIDENT -> EVICTING   reclaim thread claims it (not BUSY), drops its mapping, copies it
  *                          (unless it is CLEAN: the pool has it)
  *   EVICTING -> RESIDENT   reclaim thread, if the eviction failed or a fault WANTED it
- *   EVICTING -> PUNCHING   reclaim thread, pool copy acknowledged, nobody waiting
+ *   EVICTING -> PUNCHING   reclaim thread, pool copy acknowledged (or none needed: CLEAN, or
+ *                          all zero), nobody waiting
  *   PUNCHING -> REMOTE     reclaim thread, hole punched in the memfd (ZERO if all zero,
- *                          FREE if DISCARDED)
+ *                          FREE if DISCARDED); a CLEAN page even if a fault waits for it,
+ *                          which it wakes to fetch it
  *   any idle -> FREE       fault thread, when QEMU discards the page (free page reporting),
  *                          or the guest hints it free while it is HINTABLE
  *   REMOTE   -> FETCHING   fault thread (on a fault or readahead) or restore-all
@@ -30,8 +32,9 @@
  * While a page is EVICTING or PUNCHING no write can succeed without the engine: its mapping
  * stays dropped, or, if it is CLEAN, write-protected until the punch unmaps it (reads see
  * the pool's copy meanwhile). Faults mark it WANTED and wait, and the reclaim thread maps it
- * back (from the copy it holds) instead of losing a write, or, for a clean page it punched,
- * publishes it REMOTE and wakes the fault, which fetches it.
+ * back (from the memfd, or once punched from the copy it read) instead of losing a write,
+ * or, for a clean page it punched, publishes it REMOTE and wakes the fault, which fetches
+ * it.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */

@@ -339,8 +339,9 @@ static bool bf_reclaim_end_discarded(BfEngine *e, uint64_t p, uint16_t *m)
 }
 
 /*
- * The eviction failed: the claimed pages stay resident (and dirty), but for those the guest
- * freed meanwhile, which end FREE as a finished eviction would end them.
+ * The eviction failed: the claimed pages stay resident (clean ones clean, the others dirty),
+ * but for those the guest freed meanwhile, which end FREE as a finished eviction would end
+ * them.
  */
 static void bf_reclaim_cancel(BfEngine *e, BfEvictBatch *b)
 {
@@ -417,8 +418,8 @@ static bool bf_reclaim_evict_begin(BfReclaimCtx *c, BfEvictBatch *b, uint32_t n)
     b->n = b->zeros = 0;
     b->submitted = false;
     /*
-     * In page order: each run of consecutive pages is zapped, read and punched in one call,
-     * and each zap waits for the fault thread to read its event.
+     * In page order: each run of consecutive pages is zapped and read (unless clean) and
+     * punched in one call, and each zap waits for the fault thread to read its event.
      */
     qsort(b->victims, n, sizeof(b->victims[0]), bf_reclaim_page_order);
     for (uint32_t i = 0; i < n; i++) {
