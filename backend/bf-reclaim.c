@@ -46,7 +46,6 @@ typedef struct {
     bool in_pool[BF_PROTO_MAX_PAGES];   /* clean: the pool's copy is current, so the page is
                                            neither zapped, read nor sent (no copy in bounce) */
     bool zero[BF_PROTO_MAX_PAGES];
-    bool sent[BF_PROTO_MAX_PAGES];
     bool punched[BF_PROTO_MAX_PAGES];
     uint32_t zeros;
     uint32_t new_slots;             /* pages sent that the pool holds no copy of yet */
@@ -437,20 +436,17 @@ static bool bf_reclaim_evict_begin(BfReclaimCtx *c, BfEvictBatch *b, uint32_t n)
         return false;
     }
 
-    /* Zap, then copy out through the memfd (not the registered mapping), a run per call. */
-    for (uint32_t i = 0, j; i < b->n; i = j) {
-        j = bf_reclaim_run_end(b, i);
-        if (!b->in_pool[i]) {
-            bf_engine_zap(e, b->victims[i], j - i);
-        }
-    }
+    /* Zap each run the pool has no copy of, then copy it out through the memfd. */
     for (uint32_t i = 0, j; i < b->n; i = j) {
         ssize_t len;
 
         j = bf_reclaim_run_end(b, i);
+        if (b->in_pool[i]) {
+            continue;
+        }
         len = (j - i) * BF_PAGE_SIZE;
-        if (!b->in_pool[i] &&
-            pread(e->memfd, b->bounce + (uint64_t)i * BF_PAGE_SIZE, len,
+        bf_engine_zap(e, b->victims[i], j - i);
+        if (pread(e->memfd, b->bounce + (uint64_t)i * BF_PAGE_SIZE, len,
                   b->victims[i] * BF_PAGE_SIZE) != len) {
             g_critical("blowfish %s: cannot read page %" G_GUINT64_FORMAT ": %s", e->name,
                        (guint64)b->victims[i], g_strerror(errno));
@@ -469,8 +465,7 @@ static bool bf_reclaim_evict_begin(BfReclaimCtx *c, BfEvictBatch *b, uint32_t n)
 
         b->zero[i] = !b->in_pool[i] && bf_page_is_zero(copy);
         b->zeros += b->zero[i];
-        b->sent[i] = !b->zero[i] && !b->in_pool[i];
-        if (b->sent[i]) {
+        if (!b->zero[i] && !b->in_pool[i]) {
             b->new_slots += !(m & BF_PAGE_POOL_COPY);
             req->pages[req->count] = p;
             req->data[req->count++] = copy;
