@@ -61,6 +61,16 @@ BfEngine *engine_or_skip(const BfEngineConfig *config)
     return e;
 }
 
+BfEngine *connected_or_skip(const BfEngineConfig *config)
+{
+    BfEngine *e = engine_or_skip(config);
+
+    if (e) {
+        WAIT_FOR(e, st, st.pool_state == BF_POOL_CONNECTED);
+    }
+    return e;
+}
+
 BfEngineStats stats_of(BfEngine *e)
 {
     BfEngineStats stats;

@@ -30,6 +30,8 @@ gpointer check_thread(gpointer opaque);
 
 /* An engine, or NULL after marking the test skipped when userfaultfd is not permitted. */
 BfEngine *engine_or_skip(const BfEngineConfig *config);
+/* The same, once connected to its pool (within WAIT_FOR's time). */
+BfEngine *connected_or_skip(const BfEngineConfig *config);
 BfEngineStats stats_of(BfEngine *e);
 
 /*

@@ -215,7 +215,7 @@ static void test_evict_restore(void)
 {
     g_autoptr(BfStore) store = bf_store_new(256 * MiB);
     BfEngineConfig config = make_config("evict", 32 * MiB, 8 * MiB, store);
-    g_autoptr(BfEngine) e = engine_or_skip(&config);
+    g_autoptr(BfEngine) e = connected_or_skip(&config);
     BfEngineStats stats, before;
     uint8_t *ram;
 
@@ -223,7 +223,6 @@ static void test_evict_restore(void)
         return;
     }
     ram = bf_engine_guest_ram(e);
-    WAIT_FOR(e, st, st.pool_state == BF_POOL_CONNECTED);
 
     fill(ram, 0, 32 * MiB, 11);
     WAIT_FOR(e, st, st.resident <= 8 * MiB);
@@ -266,7 +265,7 @@ static void test_zero_pages(void)
 {
     g_autoptr(BfStore) store = bf_store_new(256 * MiB);
     BfEngineConfig config = make_config("zero", 32 * MiB, 32 * MiB, store);
-    g_autoptr(BfEngine) e = engine_or_skip(&config);
+    g_autoptr(BfEngine) e = connected_or_skip(&config);
     g_autoptr(GError) err = NULL;
     volatile uint8_t *ram;
     BfStoreStats store_stats;
@@ -277,7 +276,6 @@ static void test_zero_pages(void)
         return;
     }
     ram = bf_engine_guest_ram(e);
-    WAIT_FOR(e, st, st.pool_state == BF_POOL_CONNECTED);
     for (uint64_t off = 0; off < 24 * MiB; off += PAGE) {
         sum += ram[off];                /* read: each page is zero-filled */
     }
@@ -304,7 +302,7 @@ static void test_restore_all(void)
 {
     g_autoptr(BfStore) store = bf_store_new(256 * MiB);
     BfEngineConfig config = make_config("restore", 32 * MiB, 8 * MiB, store);
-    g_autoptr(BfEngine) e = engine_or_skip(&config);
+    g_autoptr(BfEngine) e = connected_or_skip(&config);
     g_autoptr(GError) err = NULL;
     BfEngineStats stats;
     uint8_t *ram;
@@ -313,7 +311,6 @@ static void test_restore_all(void)
         return;
     }
     ram = bf_engine_guest_ram(e);
-    WAIT_FOR(e, st, st.pool_state == BF_POOL_CONNECTED);
     fill(ram, 0, 32 * MiB, 21);
     WAIT_FOR(e, st, st.resident <= 8 * MiB);
     g_assert_cmpuint(stats_of(e).remote, >, 16 * MiB);
@@ -357,12 +354,11 @@ static void test_discard_pool_full(void)
     uint8_t *ram;
 
     config.tunables.scan_period_ms = 10;
-    e = engine_or_skip(&config);
+    e = connected_or_skip(&config);
     if (!e) {
         return;
     }
     ram = bf_engine_guest_ram(e);
-    WAIT_FOR(e, st, st.pool_state == BF_POOL_CONNECTED);
     for (int round = 0; round < 25; round++) {
         fill(ram, 0, 16 * MiB, 20 + round);
         WAIT_FOR(e, st, st.pool_full);
@@ -386,7 +382,7 @@ static void test_discard_frees(void)
 {
     g_autoptr(BfStore) store = bf_store_new(256 * MiB);
     BfEngineConfig config = make_config("discard", 32 * MiB, 32 * MiB, store);
-    g_autoptr(BfEngine) e = engine_or_skip(&config);
+    g_autoptr(BfEngine) e = connected_or_skip(&config);
     g_autoptr(GError) err = NULL;
     BfStoreStats pool_before, pool_after;
     BfEngineStats before, after;
@@ -396,7 +392,6 @@ static void test_discard_frees(void)
         return;
     }
     ram = bf_engine_guest_ram(e);
-    WAIT_FOR(e, st, st.pool_state == BF_POOL_CONNECTED);
     fill(ram, 0, 32 * MiB, 91);
     /* Half of it to the pool, so that the discarded range is resident and remote both. */
     g_assert_true(bf_engine_set_local_limit(e, 16 * MiB, &err));
@@ -439,14 +434,13 @@ static void test_discard_under_eviction(void)
 {
     g_autoptr(BfStore) store = bf_store_new(256 * MiB);
     BfEngineConfig config = make_config("discard-evict", 32 * MiB, 4 * MiB, store);
-    g_autoptr(BfEngine) e = engine_or_skip(&config);
+    g_autoptr(BfEngine) e = connected_or_skip(&config);
     uint8_t *ram;
 
     if (!e) {
         return;
     }
     ram = bf_engine_guest_ram(e);
-    WAIT_FOR(e, st, st.pool_state == BF_POOL_CONNECTED);
     for (uint8_t round = 0; round < 8; round++) {
         fill(ram, 0, 32 * MiB, 100 + round);
         for (uint64_t off = 0; off < 32 * MiB; off += 2 * MiB) {
@@ -469,7 +463,7 @@ static void test_free_hints(void)
 {
     g_autoptr(BfStore) store = bf_store_new(256 * MiB);
     BfEngineConfig config = make_config("hints", 32 * MiB, 32 * MiB, store);
-    g_autoptr(BfEngine) e = engine_or_skip(&config);
+    g_autoptr(BfEngine) e = connected_or_skip(&config);
     g_autoptr(GError) err = NULL;
     BfEngineStats before, after;
     uint8_t *ram;
@@ -478,7 +472,6 @@ static void test_free_hints(void)
         return;
     }
     ram = bf_engine_guest_ram(e);
-    WAIT_FOR(e, st, st.pool_state == BF_POOL_CONNECTED);
     fill(ram, 0, 32 * MiB, 61);
     g_assert_true(bf_engine_set_local_limit(e, 16 * MiB, &err));
     WAIT_FOR(e, st, st.resident <= SETTLED_UNDER_16M);
@@ -686,7 +679,7 @@ static void test_stress_writers(void)
     enum { THREADS = 4 };
     g_autoptr(BfStore) store = bf_store_new(256 * MiB);
     BfEngineConfig config = make_config("stress", 32 * MiB, 6 * MiB, store);
-    g_autoptr(BfEngine) e = engine_or_skip(&config);
+    g_autoptr(BfEngine) e = connected_or_skip(&config);
     WriterJob jobs[THREADS];
     GThread *threads[THREADS];
     BfEngineStats stats;
@@ -694,7 +687,6 @@ static void test_stress_writers(void)
     if (!e) {
         return;
     }
-    WAIT_FOR(e, st, st.pool_state == BF_POOL_CONNECTED);
     for (int i = 0; i < THREADS; i++) {
         /* Interleaved 1 MiB slices, so that threads share eviction batches. */
         jobs[i] = (WriterJob) {
@@ -756,7 +748,7 @@ static void test_clean_under_access(void)
     enum { THREADS = 4, PAGES = 32 * MiB / PAGE };
     g_autoptr(BfStore) store = bf_store_new(256 * MiB);
     BfEngineConfig config = make_config("clean", 32 * MiB, 6 * MiB, store);
-    g_autoptr(BfEngine) e = engine_or_skip(&config);
+    g_autoptr(BfEngine) e = connected_or_skip(&config);
     g_autofree uint8_t *seeds = g_malloc(PAGES);
     CleanJob jobs[THREADS];
     GThread *threads[THREADS];
@@ -767,7 +759,6 @@ static void test_clean_under_access(void)
         return;
     }
     ram = bf_engine_guest_ram(e);
-    WAIT_FOR(e, st, st.pool_state == BF_POOL_CONNECTED);
     memset(seeds, 61, PAGES);
     fill(ram, 0, 32 * MiB, 61);
     check(ram, 0, 32 * MiB, 61);
@@ -835,14 +826,13 @@ static uint64_t resident_pages(uint8_t *ram, uint64_t start, uint64_t len)
 static BfEngine *start_with_hot_loop(const BfEngineConfig *config, uint8_t seed,
                                      HotLoop *hot, GThread **thread)
 {
-    BfEngine *e = engine_or_skip(config);
+    BfEngine *e = connected_or_skip(config);
     uint8_t *ram;
 
     if (!e) {
         return NULL;
     }
     ram = bf_engine_guest_ram(e);
-    WAIT_FOR(e, st, st.pool_state == BF_POOL_CONNECTED);
     fill(ram, 0, 64 * MiB, seed);
     *hot = (HotLoop) { .ram = ram + 40 * MiB, .len = 8 * MiB };
     *thread = g_thread_new("hot", hot_thread, hot);
@@ -929,7 +919,7 @@ static void test_readahead(void)
 {
     g_autoptr(BfStore) store = bf_store_new(256 * MiB);
     BfEngineConfig config = make_config("readahead", 64 * MiB, 64 * MiB, store);
-    g_autoptr(BfEngine) e = engine_or_skip(&config);
+    g_autoptr(BfEngine) e = connected_or_skip(&config);
     g_autoptr(GError) err = NULL;
     BfEngineStats before, stats;
     uint8_t *ram;
@@ -939,7 +929,6 @@ static void test_readahead(void)
         return;
     }
     ram = bf_engine_guest_ram(e);
-    WAIT_FOR(e, st, st.pool_state == BF_POOL_CONNECTED);
     fill(ram, 0, 64 * MiB, 31);
     g_assert_true(bf_engine_set_local_limit(e, 4 * MiB, &err));
     WAIT_FOR(e, st, st.resident <= 4 * MiB);
@@ -989,7 +978,7 @@ static void test_drop_behind(void)
 {
     g_autoptr(BfStore) store = bf_store_new(256 * MiB);
     BfEngineConfig config = make_config("drop-behind", 64 * MiB, 0, store);
-    g_autoptr(BfEngine) e = engine_or_skip(&config);
+    g_autoptr(BfEngine) e = connected_or_skip(&config);
     g_autoptr(GError) err = NULL;
     BfEngineStats before, stats;
     ResidentWatch watch;
@@ -1000,7 +989,6 @@ static void test_drop_behind(void)
         return;
     }
     ram = bf_engine_guest_ram(e);
-    WAIT_FOR(e, st, st.pool_state == BF_POOL_CONNECTED);
     fill(ram, 0, 64 * MiB, 41);
     g_assert_true(bf_engine_set_local_limit(e, 32 * MiB, &err));
     WAIT_FOR(e, st, st.resident <= 32 * MiB);
@@ -1049,13 +1037,12 @@ static void test_pool_node(void)
     }
     g_test_message("memory node at %s", node->address);
     config.pool = node->address;
-    e = engine_or_skip(&config);
+    e = connected_or_skip(&config);
     if (!e) {
         memnode_stop(node);
         return;
     }
     ram = bf_engine_guest_ram(e);
-    WAIT_FOR(e, st, st.pool_state == BF_POOL_CONNECTED);
     for (int i = 0; i < THREADS; i++) {
         jobs[i] = (WriterJob) {
             .ram = ram, .start = i * 8 * MiB, .len = 8 * MiB, .seed = 50 + 17 * i, .rounds = 3,
@@ -1117,13 +1104,12 @@ static void pool_outage(bool kill_it)
     }
     config.pool = node->address;
     config.tunables.pool_timeout_ms = 300;
-    e = engine_or_skip(&config);
+    e = connected_or_skip(&config);
     if (!e) {
         memnode_stop(node);
         return;
     }
     ram = bf_engine_guest_ram(e);
-    WAIT_FOR(e, st, st.pool_state == BF_POOL_CONNECTED);
     fill(ram, 0, 32 * MiB, 41);
     WAIT_FOR(e, st, st.resident <= 8 * MiB);
 
