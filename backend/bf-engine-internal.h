@@ -225,7 +225,10 @@ BfChannel *bf_engine_connect_channel(BfEngine *e, GError **errp);
 void bf_engine_zap(BfEngine *e, uint64_t page, uint64_t npages);
 /* Drops @npages pages from @page out of the memfd (their memory goes back to the host). */
 void bf_engine_punch(BfEngine *e, uint64_t page, uint64_t npages);
-/* Is [start, end) the engine's own zap in progress? If so, tells the zap it was seen. */
+/*
+ * Is [start, end) the engine's own zap in progress, not seen yet? If so, tells the zap it
+ * was seen: a second event for the same range is QEMU's.
+ */
 bool bf_engine_is_own_zap(BfEngine *e, uint64_t start, uint64_t end);
 /* Queues @page's pool copy to be freed by the reclaim thread. */
 void bf_engine_free_pool_copy(BfEngine *e, uint64_t page);

@@ -304,7 +304,12 @@ void bf_engine_punch(BfEngine *e, uint64_t page, uint64_t npages)
 
 bool bf_engine_is_own_zap(BfEngine *e, uint64_t start, uint64_t end)
 {
-    if (start == atomic_load(&e->zap_start) && end == atomic_load(&e->zap_end)) {
+    /*
+     * One event is the zap's. QEMU may discard the very same range meanwhile: that event
+     * must not be taken for ours as well, or the range would never be freed.
+     */
+    if (start == atomic_load(&e->zap_start) && end == atomic_load(&e->zap_end) &&
+        !atomic_load(&e->zap_seen)) {
         atomic_store(&e->zap_seen, true);
         return true;
     }

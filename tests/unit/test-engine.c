@@ -787,6 +787,141 @@ static void test_clean_under_access(void)
     g_assert_cmpuint(after.resident, <=, 6 * MiB + 64 * PAGE);
 }
 
+/* In a MixedJob's model, a page the guest freed: it must read as zero. */
+#define FREED 0
+
+typedef struct {
+    BfEngine *e;
+    uint8_t *ram;
+    uint32_t first, stride, pages; /* its pages: first, first + stride, ... */
+    uint8_t *seeds;                /* the seed each was last written with, or FREED */
+    uint32_t seed;                 /* of its random walk */
+    int accesses;
+} MixedJob;
+
+static void check_model(const uint8_t *ram, uint64_t start, uint8_t seed)
+{
+    if (seed != FREED) {
+        check(ram, start, PAGE, seed);
+        return;
+    }
+    for (uint64_t off = start; off < start + PAGE; off++) {
+        if (ram[off]) {
+            g_test_message("offset 0x%" G_GINT64_MODIFIER "x reads 0x%02x after it was freed",
+                           (guint64)off, ram[off]);
+            g_assert_not_reached();
+        }
+    }
+}
+
+/*
+ * A guest thread doing a bit of everything to its pages, at random: reading a page whole or
+ * one byte of it, rewriting it, freeing it (QEMU discarding a reported free page), or dropping
+ * its mapping (as the scanner does). Each read is checked against what it last did.
+ */
+static gpointer mixed_job_thread(gpointer opaque)
+{
+    MixedJob *job = opaque;
+    GRand *rand = g_rand_new_with_seed(job->seed);
+
+    for (int i = 0; i < job->accesses; i++) {
+        uint32_t k = g_rand_int_range(rand, 0, job->pages);
+        uint64_t start = (uint64_t)(job->first + k * job->stride) * PAGE;
+        int op = g_rand_int_range(rand, 0, 100);
+
+        if (op < 45) {
+            check_model(job->ram, start, job->seeds[k]);
+        } else if (op < 55) {
+            uint64_t off = start + g_rand_int_range(rand, 0, PAGE);
+            uint8_t byte = job->ram[off];
+
+            if (job->seeds[k] == FREED) {
+                g_assert_cmpuint(byte, ==, 0);
+            } else {
+                check(job->ram, off, 1, job->seeds[k]);
+            }
+        } else if (op < 80) {
+            job->seeds[k] = job->seeds[k] == 255 ? 1 : job->seeds[k] + 1;
+            fill(job->ram, start, PAGE, job->seeds[k]);
+        } else if (op < 92) {
+            g_assert_cmpint(madvise(job->ram + start, PAGE, MADV_DONTNEED), ==, 0);
+            job->seeds[k] = FREED;
+        } else {
+            g_autoptr(GError) err = NULL;
+
+            g_assert_true(bf_engine_drop_mappings(job->e, start, PAGE, &err));
+        }
+    }
+    g_rand_free(rand);
+    return NULL;
+}
+
+/*
+ * Guest threads read, write, free and rewrite their pages at random while the operator moves
+ * the local limit: whatever they did last to a page is what it holds, through every eviction,
+ * restoration, discard and clean punch.
+ */
+static void test_mixed_ops(void)
+{
+    enum { THREADS = 4, PAGES = 32 * MiB / PAGE };
+    static const uint64_t limits[] = { 4 * MiB, 12 * MiB, 6 * MiB, 7 * MiB, 5 * MiB };
+    g_autoptr(BfStore) store = bf_store_new(256 * MiB);
+    BfEngineConfig config = make_config("mixed", 32 * MiB, 6 * MiB, store);
+    g_autoptr(BfEngine) e = connected_or_skip(&config);
+    g_autofree uint8_t *seeds = g_malloc(PAGES);
+    MixedJob jobs[THREADS];
+    GThread *threads[THREADS];
+    BfEngineStats before, after;
+    uint8_t *ram;
+
+    if (!e) {
+        return;
+    }
+    ram = bf_engine_guest_ram(e);
+    memset(seeds, 31, PAGES);
+    fill(ram, 0, 32 * MiB, 31);
+    before = stats_of(e);
+    for (int i = 0; i < THREADS; i++) {
+        jobs[i] = (MixedJob) {
+            .e = e, .ram = ram, .first = i, .stride = THREADS, .pages = PAGES / THREADS,
+            .seeds = seeds + i * (PAGES / THREADS), .seed = g_test_rand_int(),
+            .accesses = 30000,
+        };
+        threads[i] = g_thread_new("mixed", mixed_job_thread, &jobs[i]);
+    }
+    /* The operator: a limit (0: restore everything) every 20 ms while the threads run. */
+    for (guint n = 0; stats_of(e).faults_missing - before.faults_missing < 20000 && n < 500;
+         n++) {
+        g_autoptr(GError) err = NULL;
+        uint64_t limit = limits[n % G_N_ELEMENTS(limits)];
+
+        if (limit) {
+            g_assert_true(bf_engine_set_local_limit(e, limit, &err));
+        } else {
+            g_assert_true(bf_engine_restore_all(e, &err));
+        }
+        g_usleep(20 * 1000);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        g_thread_join(threads[i]);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        for (uint32_t k = 0; k < jobs[i].pages; k++) {
+            check_model(ram, (uint64_t)(jobs[i].first + k * THREADS) * PAGE, jobs[i].seeds[k]);
+        }
+    }
+    after = stats_of(e);
+    g_test_message("%" G_GUINT64_FORMAT " pages evicted (%" G_GUINT64_FORMAT " clean), %"
+                   G_GUINT64_FORMAT " restored, %" G_GUINT64_FORMAT " ranges freed",
+                   after.pages_evicted - before.pages_evicted,
+                   after.clean_evictions - before.clean_evictions,
+                   after.pages_restored - before.pages_restored,
+                   after.free_reports - before.free_reports);
+    g_assert_cmpuint(after.pages_restored - before.pages_restored, >, 4 * MiB / PAGE);
+    g_assert_cmpuint(after.clean_evictions - before.clean_evictions, >, MiB / PAGE);
+    g_assert_cmpuint(after.free_reports - before.free_reports, >, 1000);
+}
+
 typedef struct {
     uint8_t *ram;
     uint64_t len;
@@ -1202,6 +1337,7 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/evict/restore-all", test_restore_all);
     g_test_add_func("/engine/evict/stress-writers", test_stress_writers);
     g_test_add_func("/engine/evict/clean-under-access", test_clean_under_access);
+    g_test_add_func("/engine/evict/mixed-ops", test_mixed_ops);
     g_test_add_func("/engine/evict/readahead", test_readahead);
     g_test_add_func("/engine/evict/coldest-first", test_coldest_first);
     g_test_add_func("/engine/evict/drop-behind", test_drop_behind);
