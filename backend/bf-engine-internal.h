@@ -26,6 +26,11 @@
 
 #include <stdatomic.h>
 
+/* The pages [first, last). */
+typedef struct {
+    uint64_t first, last;
+} BfPageRange;
+
 struct BfEngine {
     /* Set at creation, then read-only. */
     char *name;
@@ -66,6 +71,18 @@ struct BfEngine {
     GMutex zap_lock;
     _Atomic uint64_t zap_start, zap_end;
     _Atomic bool zap_seen;          /* the fault thread has recognized the zap's event */
+
+    /*
+     * A page the guest frees must never show its old content again. QEMU's discard raises a
+     * REMOVE event that completes when the fault thread reads it; MADV_DONTNEED then drops
+     * the mappings, but the pages are freed only at the event's turn in the queue. Until
+     * then no page of the range may be placed (it would stay mapped): the fault thread notes
+     * the range in @discarding as it reads the event, and forgets it once the pages are
+     * FREE, or DISCARDED if a thread holds them. Pages fetched from the pool are placed only
+     * outside these ranges; this lock makes each of the two one step.
+     */
+    GMutex place_lock;
+    GArray *discarding;             /* BfPageRange */
 
     GMutex pool_error_lock;
     char pool_error[256];           /* see BfEngineStats */
@@ -198,9 +215,6 @@ void bf_engine_wake_fault_thread(BfEngine *e);
 /* Maps a page the caller holds BUSY back into the guest: UFFDIO_CONTINUE (write-protected
  * if @wp) and wakes whoever waits on it. */
 void bf_engine_map_back(BfEngine *e, uint64_t page, bool wp);
-/* Places @npages consecutive pages from @data (consecutive too), with as few calls as can. */
-void bf_engine_place_run(BfEngine *e, uint64_t page, const uint8_t *data, uint64_t npages,
-                         bool wp);
 /* Write-protects @npages pages from @page (those mapped). */
 void bf_engine_protect(BfEngine *e, uint64_t page, uint64_t npages);
 /* Write-enables @npages pages from @page (held by the caller) and wakes their waiters. */
@@ -211,6 +225,19 @@ void bf_engine_zero_fill(BfEngine *e, uint64_t page);
 void bf_engine_zero_fill_run(BfEngine *e, uint64_t page, uint64_t npages);
 /* Places @data as @page (absent from the memfd) with UFFDIO_COPY and wakes its waiters. */
 void bf_engine_place(BfEngine *e, uint64_t page, const void *data, bool wp);
+/*
+ * Places the pages of @req, fetched from the pool (their data at req->data), write-protected:
+ * they are clean. A page the guest freed while it was fetched (DISCARDED, or in a range being
+ * discarded) is left out, so that its old content never shows. @placed[i] says whether
+ * req->pages[i] was placed.
+ */
+void bf_engine_place_fetched(BfEngine *e, const BfRequest *req, bool *placed);
+/*
+ * Publishes a page its caller fetched: RESIDENT and clean if it was @placed, unless the guest
+ * has freed it since (DISCARDED: punched again); else FREE, its pool copy to be freed. Wakes
+ * its waiters.
+ */
+void bf_engine_fetched(BfEngine *e, uint64_t page, bool placed);
 /*
  * The rule that keeps faults from being lost: a fault that finds a page held by a thread
  * (BUSY, FETCHING, EVICTING, PUNCHING) marks it WANTED and leaves it to that thread, and
@@ -230,6 +257,13 @@ void bf_engine_punch(BfEngine *e, uint64_t page, uint64_t npages);
  * was seen: a second event for the same range is QEMU's.
  */
 bool bf_engine_is_own_zap(BfEngine *e, uint64_t start, uint64_t end);
+/*
+ * QEMU is discarding the pages [first, last): none is placed until bf_engine_discard_end().
+ * The fault thread calls it as it reads the REMOVE event, holding place_lock.
+ */
+void bf_engine_discard_begin_locked(BfEngine *e, uint64_t first, uint64_t last);
+/* The discarded pages [first, last) are FREE now, or DISCARDED where a thread holds them. */
+void bf_engine_discard_end(BfEngine *e, uint64_t first, uint64_t last);
 /* Queues @page's pool copy to be freed by the reclaim thread. */
 void bf_engine_free_pool_copy(BfEngine *e, uint64_t page);
 /*

@@ -240,20 +240,114 @@ void bf_engine_unprotect(BfEngine *e, uint64_t page, uint64_t npages)
                        "UFFDIO_WRITEPROTECT");
 }
 
-void bf_engine_place_run(BfEngine *e, uint64_t page, const uint8_t *data, uint64_t npages,
-                         bool wp)
+void bf_engine_discard_begin_locked(BfEngine *e, uint64_t first, uint64_t last)
 {
-    if (!wp) {
-        bf_engine_clear_hintable(e, page, npages);
+    BfPageRange range = { first, last };
+
+    g_array_append_val(e->discarding, range);
+}
+
+void bf_engine_discard_end(BfEngine *e, uint64_t first, uint64_t last)
+{
+    g_mutex_lock(&e->place_lock);
+    for (guint i = 0; i < e->discarding->len; i++) {
+        const BfPageRange *range = &g_array_index(e->discarding, BfPageRange, i);
+
+        if (range->first == first && range->last == last) {
+            g_array_remove_index(e->discarding, i);
+            break;
+        }
     }
-    if (npages > 1 && bf_uffd_copy(e->uffd, bf_page_addr(e, page), data,
-                                   npages * BF_PAGE_SIZE, wp) == 0) {
+    g_mutex_unlock(&e->place_lock);
+}
+
+/* Has the guest freed @page, or is QEMU discarding it? Under place_lock. */
+static bool bf_engine_is_discarded(BfEngine *e, uint64_t page)
+{
+    if (bf_page_load(&e->pages[page]) & BF_PAGE_DISCARDED) {
+        return true;
+    }
+    for (guint i = 0; i < e->discarding->len; i++) {
+        const BfPageRange *range = &g_array_index(e->discarding, BfPageRange, i);
+
+        if (page >= range->first && page < range->last) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void bf_engine_place_fetched(BfEngine *e, const BfRequest *req, bool *placed)
+{
+    uint32_t max_run = req->count;
+
+    g_mutex_lock(&e->place_lock);
+    for (uint32_t i = 0, n; i < req->count; i += n) {
+        int ret;
+
+        /* The run of consecutive pages from i that the guest has not freed. */
+        for (n = 0; i + n < req->count && n < max_run &&
+             (n == 0 || req->pages[i + n] == req->pages[i + n - 1] + 1) &&
+             !bf_engine_is_discarded(e, req->pages[i + n]); n++) {
+        }
+        if (n == 0) {
+            placed[i] = false;
+            n = 1;
+            continue;
+        }
+        ret = bf_uffd_copy(e->uffd, bf_page_addr(e, req->pages[i]), req->data[i],
+                           (uint64_t)n * BF_PAGE_SIZE, true);
+        if (ret == -EAGAIN) {
+            /* An event waits to be read, under the lock: look at the run again after. */
+            g_mutex_unlock(&e->place_lock);
+            bf_engine_unblock(e);
+            g_mutex_lock(&e->place_lock);
+            n = 0;
+            continue;
+        }
+        if (ret < 0 && n > 1) {
+            max_run = 1;        /* a page was there already: page by page from here */
+            n = 0;
+            continue;
+        }
+        bf_engine_resolved(e, req->pages[i], ret, "UFFDIO_COPY");
+        for (uint32_t k = 0; k < n; k++) {
+            placed[i + k] = true;
+        }
+    }
+    g_mutex_unlock(&e->place_lock);
+}
+
+void bf_engine_fetched(BfEngine *e, uint64_t page, bool placed)
+{
+    BfPageMeta *meta = &e->pages[page];
+    uint16_t m = bf_page_load(meta), new;
+
+    do {
+        if (placed && (m & BF_PAGE_DISCARDED)) {
+            /*
+             * QEMU discarded it after it was placed: its mapping is gone, but its memfd
+             * copy would be mapped again on the next touch. Punched while still held: once
+             * FREE, a fault may zero-fill it and the guest write there.
+             */
+            bf_engine_punch(e, page, 1);
+            placed = false;
+        }
+        new = placed ? BF_PAGE_RESIDENT | BF_PAGE_CLEAN | BF_PAGE_POOL_COPY |
+                       (m & BF_PAGE_HINTABLE) | ((m & BF_PAGE_WANTED) ? BF_PAGE_ACCESSED : 0)
+                     : BF_PAGE_FREE;
+    } while (!bf_page_cas(meta, &m, new));
+    bf_engine_wake_if_wanted(e, page, m);
+    bf_count(&e->nr_remote, -1);
+    if (!placed) {
+        bf_engine_free_pool_copy(e, page);
+        bf_engine_kick_reclaim(e);
+        bf_count(&e->nr_free, 1);
         return;
     }
-    /* One page, or the run stopped partway (a page was there already): page by page. */
-    for (uint64_t i = 0; i < npages; i++) {
-        bf_engine_place(e, page + i, data + i * BF_PAGE_SIZE, wp);
-    }
+    bf_count(&e->nr_resident, 1);
+    bf_count(&e->pages_restored, 1);
+    bf_count(&e->pool_bytes_received, BF_PAGE_SIZE);
 }
 
 void bf_engine_wake_if_wanted(BfEngine *e, uint64_t page, uint16_t old)
@@ -413,9 +507,11 @@ BfEngine *bf_engine_new(const BfEngineConfig *config, GError **errp)
     g_mutex_init(&e->lock);
     g_mutex_init(&e->pool_error_lock);
     g_mutex_init(&e->zap_lock);
+    g_mutex_init(&e->place_lock);
     g_cond_init(&e->cond);
     g_cond_init(&e->hint_cond);
     e->hinted = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+    e->discarding = g_array_new(FALSE, FALSE, sizeof(BfPageRange));
     e->refetch = g_array_new(FALSE, FALSE, sizeof(uint64_t));
     e->pool_free = g_array_new(FALSE, FALSE, sizeof(uint64_t));
     e->streamed = g_array_new(FALSE, FALSE, sizeof(uint64_t));
@@ -553,9 +649,11 @@ void bf_engine_free(BfEngine *e)
     g_array_free(e->pool_free, TRUE);
     g_array_free(e->streamed, TRUE);
     g_array_free(e->hinted, TRUE);
+    g_array_free(e->discarding, TRUE);
     g_cond_clear(&e->hint_cond);
     g_cond_clear(&e->cond);
     g_mutex_clear(&e->zap_lock);
+    g_mutex_clear(&e->place_lock);
     g_mutex_clear(&e->lock);
     g_mutex_clear(&e->pool_error_lock);
     g_free(e->pages);

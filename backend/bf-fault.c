@@ -57,11 +57,23 @@ typedef struct {
     GArray *fetch;              /* BfPending: pages this thread set FETCHING */
     BfRequest *reqs;            /* BF_FAULT_MAX_FETCH_REQUESTS */
     uint8_t *bounce;            /* a page per request slot */
+    bool placed[BF_PROTO_MAX_PAGES];    /* of the request being placed */
 } BfFaultCtx;
 
 static gint64 bf_now_ns(void)
 {
     return g_get_monotonic_time() * 1000;
+}
+
+/* The first page of guest RAM an event's range [start, end) covers, and the page past it. */
+static uint64_t bf_fault_first_page(BfEngine *e, uint64_t start)
+{
+    return (start - (uintptr_t)e->guest) / BF_PAGE_SIZE;
+}
+
+static uint64_t bf_fault_last_page(BfEngine *e, uint64_t end)
+{
+    return MIN((end - (uintptr_t)e->guest) / BF_PAGE_SIZE, e->npages);
 }
 
 static void bf_fault_done(BfFaultCtx *c, gint64 t0)
@@ -354,11 +366,13 @@ static BfFaultAction bf_fault_serve(BfFaultCtx *c, uint64_t page, uint64_t flags
 
 /*
  * Frees the idle pages of [first, last): each becomes FREE, punched out of the memfd, its
- * pool copy freed, and zero on its next touch. A page being mapped or fetched is kept
- * (harmlessly: the guest does not use it). @hinted: the guest hinted the range free, and
- * only pages still HINTABLE go (punching drops their mappings); a page being evicted is kept
- * too. Otherwise QEMU discarded the range and its mappings are gone: a page being evicted is
- * marked DISCARDED and ends FREE. Returns how many pages held memory (here or in the pool).
+ * pool copy freed, and zero on its next touch. A page being mapped is kept (harmlessly: the
+ * guest does not use it). @hinted: the guest hinted the range free, and only pages still
+ * HINTABLE go (punching drops their mappings); a page being evicted or fetched is kept too.
+ * Otherwise QEMU discarded the range and its mappings are gone: a page being evicted or
+ * fetched is marked DISCARDED and ends FREE (a fetched one is not placed, or is punched
+ * again: its old content would show). Returns how many pages held memory (here or in the
+ * pool).
  */
 static uint64_t bf_fault_free_pages(BfFaultCtx *c, uint64_t first, uint64_t last,
                                     bool hinted)
@@ -377,8 +391,9 @@ static uint64_t bf_fault_free_pages(BfFaultCtx *c, uint64_t first, uint64_t last
             if (hinted && !(m & BF_PAGE_HINTABLE)) {
                 break;      /* written since the round began, or held by a thread */
             }
-            if (state == BF_PAGE_EVICTING || state == BF_PAGE_PUNCHING) {
-                /* The eviction finishes a discarded page as FREE. */
+            if (state == BF_PAGE_EVICTING || state == BF_PAGE_PUNCHING ||
+                state == BF_PAGE_FETCHING) {
+                /* The eviction, or the fetch, finishes a discarded page as FREE. */
                 if (hinted || (m & BF_PAGE_DISCARDED) ||
                     bf_page_cas(&e->pages[p], &m, m | BF_PAGE_DISCARDED)) {
                     break;
@@ -386,7 +401,7 @@ static uint64_t bf_fault_free_pages(BfFaultCtx *c, uint64_t first, uint64_t last
                 continue;
             }
             if (!bf_page_can_free(m)) {
-                break;      /* free already, or being mapped or fetched: kept, harmlessly */
+                break;      /* free already, or being mapped: kept, harmlessly */
             }
             if (!bf_page_cas(&e->pages[p], &m, BF_PAGE_FREE)) {
                 continue;
@@ -429,10 +444,10 @@ static uint64_t bf_fault_free_pages(BfFaultCtx *c, uint64_t first, uint64_t last
 static void bf_fault_discarded(BfFaultCtx *c, uint64_t start, uint64_t end, gint64 t0)
 {
     BfEngine *e = c->e;
-    uint64_t first = (start - (uintptr_t)e->guest) / BF_PAGE_SIZE;
-    uint64_t last = MIN((end - (uintptr_t)e->guest) / BF_PAGE_SIZE, e->npages);
+    uint64_t first = bf_fault_first_page(e, start), last = bf_fault_last_page(e, end);
 
     bf_fault_free_pages(c, first, last, false);
+    bf_engine_discard_end(e, first, last);
     bf_count(&e->free_reports, 1);
     bf_latency_record(&e->free_latency, bf_now_ns() - t0);
 }
@@ -540,42 +555,6 @@ static void bf_fault_free_hinted(BfFaultCtx *c)
     g_mutex_unlock(&e->lock);
 }
 
-/* The pages of @req arrived: place them (a run of consecutive pages per call). */
-static void bf_fault_place(BfFaultCtx *c, BfRequest *req)
-{
-    for (uint32_t i = 0; i < req->count;) {
-        uint32_t j = i + 1;
-
-        while (j < req->count && req->pages[j] == req->pages[j - 1] + 1) {
-            j++;
-        }
-        bf_engine_place_run(c->e, req->pages[i], req->data[i], j - i, true);
-        i = j;
-    }
-}
-
-/*
- * The fetched page is placed: publish it resident and clean (write-protected, so still
- * HINTABLE if it was).
- */
-static void bf_fault_fetched(BfFaultCtx *c, const BfPending *p)
-{
-    BfEngine *e = c->e;
-    BfPageMeta *meta = &e->pages[p->page];
-    uint16_t m = bf_page_load(meta);
-
-    while (!bf_page_cas(meta, &m, BF_PAGE_RESIDENT | BF_PAGE_CLEAN | BF_PAGE_POOL_COPY |
-                        (m & BF_PAGE_HINTABLE) |
-                        ((m & BF_PAGE_WANTED) ? BF_PAGE_ACCESSED : 0))) {
-    }
-    bf_engine_wake_if_wanted(e, p->page, m);
-    bf_count(&e->nr_resident, 1);
-    bf_count(&e->nr_remote, -1);
-    bf_count(&e->pages_restored, 1);
-    bf_count(&e->pool_bytes_received, BF_PAGE_SIZE);
-    bf_fault_done(c, p->t0);
-}
-
 static void bf_fault_lose_channel(BfFaultCtx *c, const char *why)
 {
     bf_channel_close(c->channel, false);
@@ -656,9 +635,12 @@ static void bf_fault_fetch(BfFaultCtx *c)
                 bf_fault_lose_channel(c, req->pool_message);
                 break;
             }
-            bf_fault_place(c, req);
+            bf_engine_place_fetched(e, req, c->placed);
             for (uint32_t i = 0; i < req->count; i++) {
-                bf_fault_fetched(c, &g_array_index(c->fetch, BfPending, done + i));
+                const BfPending *p = &g_array_index(c->fetch, BfPending, done + i);
+
+                bf_engine_fetched(e, p->page, c->placed[i]);
+                bf_fault_done(c, p->t0);
             }
             done += req->count;
         }
@@ -678,29 +660,35 @@ static bool bf_fault_read_into_queue(BfFaultCtx *c)
 {
     BfEngine *e = c->e;
     struct uffd_msg msgs[64];
-    ssize_t n = read(e->uffd, msgs, sizeof(msgs));
-    gint64 t0 = bf_now_ns();
+    ssize_t n;
+    int err;
+    gint64 t0;
 
-    if (n <= 0) {
-        if (n < 0 && errno != EAGAIN && errno != EINTR) {
-            g_error("blowfish %s: fault thread: read: %s", e->name, g_strerror(errno));
-        }
-        return false;
-    }
-    for (size_t i = 0; i < n / sizeof(msgs[0]); i++) {
+    g_mutex_lock(&e->place_lock);
+    n = read(e->uffd, msgs, sizeof(msgs));
+    err = errno;
+    t0 = bf_now_ns();
+    for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++) {
         BfMessage m = { msgs[i], t0 };
 
-        /*
-         * The engine's own zaps are told apart now, while the zap that raised the event is
-         * still waiting for this read: later, its marker would be gone.
-         */
-        if (msgs[i].event == UFFD_EVENT_REMOVE &&
-            bf_engine_is_own_zap(e, msgs[i].arg.remove.start, msgs[i].arg.remove.end)) {
-            continue;
+        if (msgs[i].event == UFFD_EVENT_REMOVE) {
+            /*
+             * The engine's own zaps are told apart now, while the zap that raised the event
+             * is still waiting for this read: later, its marker would be gone.
+             */
+            if (bf_engine_is_own_zap(e, msgs[i].arg.remove.start, msgs[i].arg.remove.end)) {
+                continue;
+            }
+            bf_engine_discard_begin_locked(e, bf_fault_first_page(e, msgs[i].arg.remove.start),
+                                           bf_fault_last_page(e, msgs[i].arg.remove.end));
         }
         g_array_append_val(c->queue, m);
     }
-    return true;
+    g_mutex_unlock(&e->place_lock);
+    if (n < 0 && err != EAGAIN && err != EINTR) {
+        g_error("blowfish %s: fault thread: read: %s", e->name, g_strerror(err));
+    }
+    return n > 0;
 }
 
 /* The fault thread's way out of an -EAGAIN (see bf_engine_unblock()). */

@@ -8,7 +8,7 @@
  *   bit  6     CLEAN     the pool holds an identical copy (mapped write-protected)
  *   bit  7     WANTED    a fault waits for the page while it is being evicted
  *   bit  8     POOL_COPY the pool holds a copy (maybe stale): free it when the page dies
- *   bit  9     DISCARDED the guest freed it while it was being evicted: it ends FREE
+ *   bit  9     DISCARDED the guest freed it while it was being evicted or fetched: it ends FREE
  *   bit 10     HINTABLE  not written since the free page hint round began: if the guest
  *                        hints it free, it can go (bf_engine_hint_begin())
  *
@@ -28,6 +28,7 @@
  *                          or the guest hints it free while it is HINTABLE
  *   REMOTE   -> FETCHING   fault thread (on a fault or readahead) or restore-all
  *   FETCHING -> RESIDENT   whoever fetched it, after UFFDIO_COPY placed it (CLEAN)
+ *   FETCHING -> FREE       whoever fetched it, if DISCARDED (not placed, or punched again)
  *
  * While a page is EVICTING or PUNCHING no write can succeed without the engine: its mapping
  * stays dropped, or, if it is CLEAN, write-protected until the punch unmaps it (reads see

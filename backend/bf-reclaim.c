@@ -692,36 +692,21 @@ static void bf_reclaim_evict(BfReclaimCtx *c, bool idle)
     }
 }
 
-/* Places a restored batch (its pages ascending, their data consecutive): clean and resident
- * from now on. */
+/* Places a restored batch: clean and resident from now on (FREE if the guest freed them). */
 static void bf_reclaim_restored(BfEngine *e, BfRequest *req)
 {
-    for (uint32_t i = 0; i < req->count;) {
-        uint32_t j = i + 1;
+    bool placed[BF_PROTO_MAX_PAGES];
 
-        while (j < req->count && req->pages[j] == req->pages[j - 1] + 1) {
-            j++;
-        }
-        bf_engine_place_run(e, req->pages[i], req->data[i], j - i, true);
-        i = j;
-    }
+    bf_engine_place_fetched(e, req, placed);
     for (uint32_t i = 0; i < req->count; i++) {
-        uint64_t p = req->pages[i];
-        uint16_t m = bf_page_load(&e->pages[p]);
-
-        while (!bf_page_cas(&e->pages[p], &m, BF_PAGE_RESIDENT | BF_PAGE_CLEAN |
-                            BF_PAGE_POOL_COPY |
-                            ((m & BF_PAGE_WANTED) ? BF_PAGE_ACCESSED : 0))) {
-        }
-        bf_engine_wake_if_wanted(e, p, m);
-        bf_count(&e->nr_resident, 1);
-        bf_count(&e->nr_remote, -1);
-        bf_count(&e->pages_restored, 1);
-        bf_count(&e->pool_bytes_received, BF_PAGE_SIZE);
+        bf_engine_fetched(e, req->pages[i], placed[i]);
     }
 }
 
-/* A restore batch that cannot complete: its pages go back to REMOTE; waiters refetch. */
+/*
+ * A restore batch that cannot complete: its pages go back to REMOTE (FREE if the guest freed
+ * them meanwhile); waiters refetch.
+ */
 static void bf_reclaim_unclaim(BfEngine *e, BfRequest *req)
 {
     bool wake = false;
@@ -730,7 +715,13 @@ static void bf_reclaim_unclaim(BfEngine *e, BfRequest *req)
         uint64_t p = req->pages[i];
         uint16_t m = bf_page_load(&e->pages[p]);
 
-        while (!bf_page_cas(&e->pages[p], &m, BF_PAGE_REMOTE | (m & BF_PAGE_POOL_COPY))) {
+        while (!bf_page_cas(&e->pages[p], &m, (m & BF_PAGE_DISCARDED) ? BF_PAGE_FREE :
+                            BF_PAGE_REMOTE | (m & BF_PAGE_POOL_COPY))) {
+        }
+        if (m & BF_PAGE_DISCARDED) {
+            bf_engine_free_pool_copy(e, p);
+            bf_count(&e->nr_remote, -1);
+            bf_count(&e->nr_free, 1);
         }
         if (m & BF_PAGE_WANTED) {
             g_mutex_lock(&e->lock);

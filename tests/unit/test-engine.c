@@ -858,13 +858,13 @@ static gpointer mixed_job_thread(gpointer opaque)
 
 /*
  * Guest threads read, write, free and rewrite their pages at random while the operator moves
- * the local limit: whatever they did last to a page is what it holds, through every eviction,
- * restoration, discard and clean punch.
+ * the local limit and restores everything now and then: whatever they did last to a page is
+ * what it holds, through every eviction, restoration, discard and clean punch.
  */
 static void test_mixed_ops(void)
 {
     enum { THREADS = 4, PAGES = 32 * MiB / PAGE };
-    static const uint64_t limits[] = { 4 * MiB, 12 * MiB, 6 * MiB, 7 * MiB, 5 * MiB };
+    static const uint64_t limits[] = { 4 * MiB, 12 * MiB, 6 * MiB, 0, 5 * MiB };
     g_autoptr(BfStore) store = bf_store_new(256 * MiB);
     BfEngineConfig config = make_config("mixed", 32 * MiB, 6 * MiB, store);
     g_autoptr(BfEngine) e = connected_or_skip(&config);
