@@ -707,97 +707,32 @@ static void test_stress_writers(void)
     g_assert_cmpuint(stats.resident, <=, 6 * MiB + 64 * PAGE);
 }
 
-typedef struct {
-    uint8_t *ram;
-    uint32_t first, stride, pages; /* its pages: first, first + stride, ... */
-    uint8_t *seeds;                /* the seed each of them was last written with */
-    uint32_t seed;                 /* of its random walk */
-    int accesses;
-} CleanJob;
-
-/*
- * Reads and rewrites its pages at random, three reads to a write, each a whole page: pages
- * come back clean, are evicted again while it reads and writes them, and must read back as
- * last written.
- */
-static gpointer clean_job_thread(gpointer opaque)
-{
-    CleanJob *job = opaque;
-    GRand *rand = g_rand_new_with_seed(job->seed);
-
-    for (int i = 0; i < job->accesses; i++) {
-        uint32_t k = g_rand_int_range(rand, 0, job->pages);
-        uint64_t start = (uint64_t)(job->first + k * job->stride) * PAGE;
-
-        if (g_rand_int_range(rand, 0, 4)) {
-            check(job->ram, start, PAGE, job->seeds[k]);
-        } else {
-            fill(job->ram, start, PAGE, ++job->seeds[k]);
-        }
-    }
-    g_rand_free(rand);
-    return NULL;
-}
-
-/*
- * A clean page (its pool copy current) keeps its write-protected mapping while it is
- * evicted: reads and writes landing on pages being evicted that way must lose nothing.
- */
-static void test_clean_under_access(void)
-{
-    enum { THREADS = 4, PAGES = 32 * MiB / PAGE };
-    g_autoptr(BfStore) store = bf_store_new(256 * MiB);
-    BfEngineConfig config = make_config("clean", 32 * MiB, 6 * MiB, store);
-    g_autoptr(BfEngine) e = connected_or_skip(&config);
-    g_autofree uint8_t *seeds = g_malloc(PAGES);
-    CleanJob jobs[THREADS];
-    GThread *threads[THREADS];
-    BfEngineStats before, after;
-    uint8_t *ram;
-
-    if (!e) {
-        return;
-    }
-    ram = bf_engine_guest_ram(e);
-    memset(seeds, 61, PAGES);
-    fill(ram, 0, 32 * MiB, 61);
-    check(ram, 0, 32 * MiB, 61);
-    before = stats_of(e);
-    for (int i = 0; i < THREADS; i++) {
-        jobs[i] = (CleanJob) {
-            .ram = ram, .first = i, .stride = THREADS, .pages = PAGES / THREADS,
-            .seeds = seeds + i * (PAGES / THREADS), .seed = 7 + i, .accesses = 20000,
-        };
-        threads[i] = g_thread_new("clean", clean_job_thread, &jobs[i]);
-    }
-    for (int i = 0; i < THREADS; i++) {
-        g_thread_join(threads[i]);
-    }
-    for (int i = 0; i < THREADS; i++) {
-        for (uint32_t k = 0; k < jobs[i].pages; k++) {
-            check(ram, (uint64_t)(jobs[i].first + k * THREADS) * PAGE, PAGE, jobs[i].seeds[k]);
-        }
-    }
-    after = stats_of(e);
-    g_test_message("%" G_GUINT64_FORMAT " clean evictions, %" G_GUINT64_FORMAT
-                   " write-protect faults", after.clean_evictions - before.clean_evictions,
-                   after.faults_wp - before.faults_wp);
-    g_assert_cmpuint(after.clean_evictions - before.clean_evictions, >, 4 * MiB / PAGE);
-    g_assert_cmpuint(after.faults_wp - before.faults_wp, >, 4 * MiB / PAGE);
-    g_assert_cmpuint(after.resident, <=, 6 * MiB + 64 * PAGE);
-}
-
-/* In a MixedJob's model, a page the guest freed: it must read as zero. */
+/* In a PageJob's model, a page the guest freed: it must read as zero. */
 #define FREED 0
+
+/* Guest threads working on 32 MiB of guest RAM, each on every PAGE_JOBS-th page. */
+enum { PAGE_JOBS = 4, PAGE_JOB_RAM = 32 * MiB };
 
 typedef struct {
     BfEngine *e;
     uint8_t *ram;
-    uint32_t first, stride, pages; /* its pages: first, first + stride, ... */
+    uint32_t first, pages;         /* its pages: first, first + PAGE_JOBS, ... */
     uint8_t *seeds;                /* the seed each was last written with, or FREED */
     uint32_t seed;                 /* of its random walk */
     int accesses;
-} MixedJob;
+} PageJob;
+
+static uint64_t page_job_offset(const PageJob *job, uint32_t k)
+{
+    return (uint64_t)(job->first + k * PAGE_JOBS) * PAGE;
+}
+
+/* The next seed to write page @k with (never FREED). */
+static uint8_t page_job_next_seed(PageJob *job, uint32_t k)
+{
+    job->seeds[k] = job->seeds[k] == 255 ? 1 : job->seeds[k] + 1;
+    return job->seeds[k];
+}
 
 static void check_model(const uint8_t *ram, uint64_t start, uint8_t seed)
 {
@@ -815,18 +750,109 @@ static void check_model(const uint8_t *ram, uint64_t start, uint8_t seed)
 }
 
 /*
+ * Fills the jobs' RAM with @seed and reads it back (past the local limit, so that most pages
+ * are evicted and come back clean), then starts the jobs, each running @fn. Returns the
+ * engine's stats from just before they started.
+ */
+static BfEngineStats page_jobs_start(PageJob *jobs, GThread **threads, BfEngine *e, uint8_t *seeds,
+                            uint8_t seed, int accesses, GThreadFunc fn)
+{
+    uint8_t *ram = bf_engine_guest_ram(e);
+    BfEngineStats before;
+
+    memset(seeds, seed, PAGE_JOB_RAM / PAGE);
+    fill(ram, 0, PAGE_JOB_RAM, seed);
+    check(ram, 0, PAGE_JOB_RAM, seed);
+    before = stats_of(e);
+    for (int i = 0; i < PAGE_JOBS; i++) {
+        jobs[i] = (PageJob) {
+            .e = e, .ram = ram, .first = i, .pages = PAGE_JOB_RAM / PAGE / PAGE_JOBS,
+            .seeds = seeds + i * (PAGE_JOB_RAM / PAGE / PAGE_JOBS),
+            .seed = g_test_rand_int(), .accesses = accesses,
+        };
+        threads[i] = g_thread_new("page-job", fn, &jobs[i]);
+    }
+    return before;
+}
+
+/* Waits for the jobs, then checks every page against what its job did last. */
+static void page_jobs_finish(PageJob *jobs, GThread **threads)
+{
+    for (int i = 0; i < PAGE_JOBS; i++) {
+        g_thread_join(threads[i]);
+    }
+    for (int i = 0; i < PAGE_JOBS; i++) {
+        for (uint32_t k = 0; k < jobs[i].pages; k++) {
+            check_model(jobs[i].ram, page_job_offset(&jobs[i], k), jobs[i].seeds[k]);
+        }
+    }
+}
+
+/*
+ * Reads and rewrites its pages at random, three reads to a write, each a whole page: pages
+ * come back clean, are evicted again while it reads and writes them, and must read back as
+ * last written.
+ */
+static gpointer clean_job_thread(gpointer opaque)
+{
+    PageJob *job = opaque;
+    GRand *rand = g_rand_new_with_seed(job->seed);
+
+    for (int i = 0; i < job->accesses; i++) {
+        uint32_t k = g_rand_int_range(rand, 0, job->pages);
+        uint64_t start = page_job_offset(job, k);
+
+        if (g_rand_int_range(rand, 0, 4)) {
+            check(job->ram, start, PAGE, job->seeds[k]);
+        } else {
+            fill(job->ram, start, PAGE, page_job_next_seed(job, k));
+        }
+    }
+    g_rand_free(rand);
+    return NULL;
+}
+
+/*
+ * A clean page (its pool copy current) keeps its write-protected mapping while it is
+ * evicted: reads and writes landing on pages being evicted that way must lose nothing.
+ */
+static void test_clean_under_access(void)
+{
+    g_autoptr(BfStore) store = bf_store_new(256 * MiB);
+    BfEngineConfig config = make_config("clean", PAGE_JOB_RAM, 6 * MiB, store);
+    g_autoptr(BfEngine) e = connected_or_skip(&config);
+    g_autofree uint8_t *seeds = g_malloc(PAGE_JOB_RAM / PAGE);
+    PageJob jobs[PAGE_JOBS];
+    GThread *threads[PAGE_JOBS];
+    BfEngineStats before, after;
+
+    if (!e) {
+        return;
+    }
+    before = page_jobs_start(jobs, threads, e, seeds, 61, 20000, clean_job_thread);
+    page_jobs_finish(jobs, threads);
+    after = stats_of(e);
+    g_test_message("%" G_GUINT64_FORMAT " clean evictions, %" G_GUINT64_FORMAT
+                   " write-protect faults", after.clean_evictions - before.clean_evictions,
+                   after.faults_wp - before.faults_wp);
+    g_assert_cmpuint(after.clean_evictions - before.clean_evictions, >, 4 * MiB / PAGE);
+    g_assert_cmpuint(after.faults_wp - before.faults_wp, >, 4 * MiB / PAGE);
+    g_assert_cmpuint(after.resident, <=, 6 * MiB + 64 * PAGE);
+}
+
+/*
  * A guest thread doing a bit of everything to its pages, at random: reading a page whole or
  * one byte of it, rewriting it, freeing it (QEMU discarding a reported free page), or dropping
  * its mapping (as the scanner does). Each read is checked against what it last did.
  */
 static gpointer mixed_job_thread(gpointer opaque)
 {
-    MixedJob *job = opaque;
+    PageJob *job = opaque;
     GRand *rand = g_rand_new_with_seed(job->seed);
 
     for (int i = 0; i < job->accesses; i++) {
         uint32_t k = g_rand_int_range(rand, 0, job->pages);
-        uint64_t start = (uint64_t)(job->first + k * job->stride) * PAGE;
+        uint64_t start = page_job_offset(job, k);
         int op = g_rand_int_range(rand, 0, 100);
 
         if (op < 45) {
@@ -841,8 +867,7 @@ static gpointer mixed_job_thread(gpointer opaque)
                 check(job->ram, off, 1, job->seeds[k]);
             }
         } else if (op < 80) {
-            job->seeds[k] = job->seeds[k] == 255 ? 1 : job->seeds[k] + 1;
-            fill(job->ram, start, PAGE, job->seeds[k]);
+            fill(job->ram, start, PAGE, page_job_next_seed(job, k));
         } else if (op < 92) {
             g_assert_cmpint(madvise(job->ram + start, PAGE, MADV_DONTNEED), ==, 0);
             job->seeds[k] = FREED;
@@ -863,32 +888,19 @@ static gpointer mixed_job_thread(gpointer opaque)
  */
 static void test_mixed_ops(void)
 {
-    enum { THREADS = 4, PAGES = 32 * MiB / PAGE };
     static const uint64_t limits[] = { 4 * MiB, 12 * MiB, 6 * MiB, 0, 5 * MiB };
     g_autoptr(BfStore) store = bf_store_new(256 * MiB);
-    BfEngineConfig config = make_config("mixed", 32 * MiB, 6 * MiB, store);
+    BfEngineConfig config = make_config("mixed", PAGE_JOB_RAM, 6 * MiB, store);
     g_autoptr(BfEngine) e = connected_or_skip(&config);
-    g_autofree uint8_t *seeds = g_malloc(PAGES);
-    MixedJob jobs[THREADS];
-    GThread *threads[THREADS];
+    g_autofree uint8_t *seeds = g_malloc(PAGE_JOB_RAM / PAGE);
+    PageJob jobs[PAGE_JOBS];
+    GThread *threads[PAGE_JOBS];
     BfEngineStats before, after;
-    uint8_t *ram;
 
     if (!e) {
         return;
     }
-    ram = bf_engine_guest_ram(e);
-    memset(seeds, 31, PAGES);
-    fill(ram, 0, 32 * MiB, 31);
-    before = stats_of(e);
-    for (int i = 0; i < THREADS; i++) {
-        jobs[i] = (MixedJob) {
-            .e = e, .ram = ram, .first = i, .stride = THREADS, .pages = PAGES / THREADS,
-            .seeds = seeds + i * (PAGES / THREADS), .seed = g_test_rand_int(),
-            .accesses = 30000,
-        };
-        threads[i] = g_thread_new("mixed", mixed_job_thread, &jobs[i]);
-    }
+    before = page_jobs_start(jobs, threads, e, seeds, 31, 30000, mixed_job_thread);
     /* The operator: a limit (0: restore everything) every 20 ms while the threads run. */
     for (guint n = 0; stats_of(e).faults_missing - before.faults_missing < 20000 && n < 500;
          n++) {
@@ -902,14 +914,7 @@ static void test_mixed_ops(void)
         }
         g_usleep(20 * 1000);
     }
-    for (int i = 0; i < THREADS; i++) {
-        g_thread_join(threads[i]);
-    }
-    for (int i = 0; i < THREADS; i++) {
-        for (uint32_t k = 0; k < jobs[i].pages; k++) {
-            check_model(ram, (uint64_t)(jobs[i].first + k * THREADS) * PAGE, jobs[i].seeds[k]);
-        }
-    }
+    page_jobs_finish(jobs, threads);
     after = stats_of(e);
     g_test_message("%" G_GUINT64_FORMAT " pages evicted (%" G_GUINT64_FORMAT " clean), %"
                    G_GUINT64_FORMAT " restored, %" G_GUINT64_FORMAT " ranges freed",
