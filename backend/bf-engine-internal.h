@@ -76,10 +76,12 @@ struct BfEngine {
      * A page the guest frees must never show its old content again. QEMU's discard raises a
      * REMOVE event that completes when the fault thread reads it; MADV_DONTNEED then drops
      * the mappings, but the pages are freed only at the event's turn in the queue. Until
-     * then no page of the range may be placed (it would stay mapped): the fault thread notes
-     * the range in @discarding as it reads the event, and forgets it once the pages are
-     * FREE, or DISCARDED if a thread holds them. Pages fetched from the pool are placed only
-     * outside these ranges; this lock makes each of the two one step.
+     * then no page of the range may be placed on the engine's own initiative (it would stay
+     * mapped): the fault thread notes the range in @discarding as it reads the event, and
+     * forgets it once it has freed the pages (or marked DISCARDED those a thread holds).
+     * Pages fetched from the pool are placed, and pages around a fault zero-filled, only
+     * outside these ranges; this lock makes reading-and-noting and checking-and-placing
+     * each one step.
      */
     GMutex place_lock;
     GArray *discarding;             /* BfPageRange */
@@ -254,7 +256,8 @@ void bf_engine_zap(BfEngine *e, uint64_t page, uint64_t npages);
 void bf_engine_punch(BfEngine *e, uint64_t page, uint64_t npages);
 /*
  * Is [start, end) the engine's own zap in progress, not seen yet? If so, tells the zap it
- * was seen: a second event for the same range is QEMU's.
+ * was seen: a second event for the same range is taken for QEMU's (which of the two came
+ * first cannot be told).
  */
 bool bf_engine_is_own_zap(BfEngine *e, uint64_t start, uint64_t end);
 /*
@@ -262,8 +265,10 @@ bool bf_engine_is_own_zap(BfEngine *e, uint64_t start, uint64_t end);
  * The fault thread calls it as it reads the REMOVE event, holding place_lock.
  */
 void bf_engine_discard_begin_locked(BfEngine *e, uint64_t first, uint64_t last);
-/* The discarded pages [first, last) are FREE now, or DISCARDED where a thread holds them. */
+/* The fault thread has freed the discarded pages [first, last) (or marked them DISCARDED). */
 void bf_engine_discard_end(BfEngine *e, uint64_t first, uint64_t last);
+/* Does [first, last) meet a range QEMU is discarding? */
+bool bf_engine_discarding(BfEngine *e, uint64_t first, uint64_t last);
 /* Queues @page's pool copy to be freed by the reclaim thread. */
 void bf_engine_free_pool_copy(BfEngine *e, uint64_t page);
 /*

@@ -261,20 +261,34 @@ void bf_engine_discard_end(BfEngine *e, uint64_t first, uint64_t last)
     g_mutex_unlock(&e->place_lock);
 }
 
-/* Has the guest freed @page, or is QEMU discarding it? Under place_lock. */
-static bool bf_engine_is_discarded(BfEngine *e, uint64_t page)
+/* Does [first, last) meet a range being discarded? Under place_lock. */
+static bool bf_engine_discarding_locked(BfEngine *e, uint64_t first, uint64_t last)
 {
-    if (bf_page_load(&e->pages[page]) & BF_PAGE_DISCARDED) {
-        return true;
-    }
     for (guint i = 0; i < e->discarding->len; i++) {
         const BfPageRange *range = &g_array_index(e->discarding, BfPageRange, i);
 
-        if (page >= range->first && page < range->last) {
+        if (first < range->last && range->first < last) {
             return true;
         }
     }
     return false;
+}
+
+bool bf_engine_discarding(BfEngine *e, uint64_t first, uint64_t last)
+{
+    bool ret;
+
+    g_mutex_lock(&e->place_lock);
+    ret = bf_engine_discarding_locked(e, first, last);
+    g_mutex_unlock(&e->place_lock);
+    return ret;
+}
+
+/* Has the guest freed @page, or is QEMU discarding it? Under place_lock. */
+static bool bf_engine_is_discarded(BfEngine *e, uint64_t page)
+{
+    return (bf_page_load(&e->pages[page]) & BF_PAGE_DISCARDED) ||
+           bf_engine_discarding_locked(e, page, page + 1);
 }
 
 void bf_engine_place_fetched(BfEngine *e, const BfRequest *req, bool *placed)
@@ -323,6 +337,10 @@ void bf_engine_fetched(BfEngine *e, uint64_t page, bool placed)
     BfPageMeta *meta = &e->pages[page];
     uint16_t m = bf_page_load(meta), new;
 
+    if (!placed) {
+        /* A run cut short by an event (-EAGAIN) may have placed it all the same. */
+        bf_engine_punch(e, page, 1);
+    }
     do {
         if (placed && (m & BF_PAGE_DISCARDED)) {
             /*

@@ -190,7 +190,8 @@ static bool bf_fault_claim_empty(BfFaultCtx *c, uint64_t page, uint16_t *m, uint
  * Zero-fills the claimed @page, and with it the pages around it (its aligned block of
  * BF_FAULT_ZERO_AROUND) that were never touched or freed: memory is first touched in runs,
  * and one fault then serves a run. Pages found zero by eviction are not included: they
- * went out for being cold.
+ * went out for being cold. Nor is a block QEMU is discarding: a page zero-filled there
+ * would stay mapped, and the guest's writes to it would be punched with the range.
  */
 static void bf_fault_zero_fill_around(BfFaultCtx *c, uint64_t page)
 {
@@ -198,9 +199,10 @@ static void bf_fault_zero_fill_around(BfFaultCtx *c, uint64_t page)
     uint64_t first = page & ~(uint64_t)(BF_FAULT_ZERO_AROUND - 1);
     uint64_t end = MIN(first + BF_FAULT_ZERO_AROUND, e->npages);
     bool claimed[BF_FAULT_ZERO_AROUND] = { false };
+    bool around = !bf_engine_discarding(e, first, end);
 
     claimed[page - first] = true;
-    for (uint64_t p = first; p < end; p++) {
+    for (uint64_t p = first; around && p < end; p++) {
         uint16_t m = bf_page_load(&e->pages[p]);
         BfPageState state = bf_page_state(m);
 

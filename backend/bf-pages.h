@@ -28,7 +28,9 @@
  *                          or the guest hints it free while it is HINTABLE
  *   REMOTE   -> FETCHING   fault thread (on a fault or readahead) or restore-all
  *   FETCHING -> RESIDENT   whoever fetched it, after UFFDIO_COPY placed it (CLEAN)
- *   FETCHING -> FREE       whoever fetched it, if DISCARDED (not placed, or punched again)
+ *   FETCHING -> FREE       whoever fetched it, if the guest freed it meanwhile (DISCARDED, or
+ *                          in a range being discarded): not placed, or punched again
+ *   FETCHING -> REMOTE     restore-all, if its batch cannot complete
  *
  * While a page is EVICTING or PUNCHING no write can succeed without the engine: its mapping
  * stays dropped, or, if it is CLEAN, write-protected until the punch unmaps it (reads see
