@@ -223,8 +223,18 @@ void bf_engine_protect(BfEngine *e, uint64_t page, uint64_t npages);
 void bf_engine_unprotect(BfEngine *e, uint64_t page, uint64_t npages);
 /* Zero-fills @page (absent from the memfd) with UFFDIO_ZEROPAGE and wakes its waiters. */
 void bf_engine_zero_fill(BfEngine *e, uint64_t page);
-/* Zero-fills @npages consecutive pages (absent from the memfd) with as few calls as can. */
-void bf_engine_zero_fill_run(BfEngine *e, uint64_t page, uint64_t npages);
+/*
+ * Zero-fills @npages consecutive pages (absent from the memfd) with one call, and wakes their
+ * waiters; FALSE if an event came first (or the call failed): nothing was filled then, or,
+ * if the process is being killed, only a part.
+ */
+bool bf_engine_try_zero_fill_run(BfEngine *e, uint64_t page, uint64_t npages);
+/*
+ * Zero-fills @page like bf_engine_zero_fill(), unless an event comes first and, once the
+ * events are read, @page is in a range QEMU is discarding: FALSE then, and nothing done.
+ * Filled after QEMU's madvise() has dropped the range's mappings, it would stay mapped.
+ */
+bool bf_engine_zero_fill_unless_discarded(BfEngine *e, uint64_t page);
 /* Places @data as @page (absent from the memfd) with UFFDIO_COPY and wakes its waiters. */
 void bf_engine_place(BfEngine *e, uint64_t page, const void *data, bool wp);
 /*

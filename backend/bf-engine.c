@@ -198,16 +198,25 @@ void bf_engine_zero_fill(BfEngine *e, uint64_t page)
                        "UFFDIO_ZEROPAGE");
 }
 
-void bf_engine_zero_fill_run(BfEngine *e, uint64_t page, uint64_t npages)
+bool bf_engine_try_zero_fill_run(BfEngine *e, uint64_t page, uint64_t npages)
 {
     bf_engine_clear_hintable(e, page, npages);
-    if (npages > 1 && BF_RETRY(e, bf_uffd_zeropage(e->uffd, bf_page_addr(e, page),
-                                                   npages * BF_PAGE_SIZE)) == 0) {
-        return;
+    return bf_uffd_zeropage(e->uffd, bf_page_addr(e, page), npages * BF_PAGE_SIZE) == 0;
+}
+
+bool bf_engine_zero_fill_unless_discarded(BfEngine *e, uint64_t page)
+{
+    int ret;
+
+    bf_engine_clear_hintable(e, page, 1);
+    while ((ret = bf_uffd_zeropage(e->uffd, bf_page_addr(e, page), BF_PAGE_SIZE)) == -EAGAIN) {
+        bf_engine_unblock(e);
+        if (bf_engine_discarding(e, page, page + 1)) {
+            return false;
+        }
     }
-    for (uint64_t i = 0; i < npages; i++) {
-        bf_engine_zero_fill(e, page + i);
-    }
+    bf_engine_resolved(e, page, ret, "UFFDIO_ZEROPAGE");
+    return true;
 }
 
 void bf_engine_place(BfEngine *e, uint64_t page, const void *data, bool wp)

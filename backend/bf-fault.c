@@ -187,11 +187,31 @@ static bool bf_fault_claim_empty(BfFaultCtx *c, uint64_t page, uint16_t *m, uint
 }
 
 /*
+ * Gives back @page, a neighbour claimed for zero-filling and left out: what it was (@before)
+ * again, and absent (a fill cut short may have placed it); whoever waited on it faults again.
+ */
+static void bf_fault_unclaim_empty(BfFaultCtx *c, uint64_t page, uint16_t before)
+{
+    BfEngine *e = c->e;
+    uint16_t old;
+
+    bf_engine_punch(e, page, 1);
+    old = atomic_exchange_explicit(&e->pages[page], before, memory_order_acq_rel);
+    bf_count(&e->nr_resident, -1);
+    if (bf_page_state(before) == BF_PAGE_FREE) {
+        bf_count(&e->nr_free, 1);
+    }
+    bf_engine_wake_if_wanted(e, page, old);
+}
+
+/*
  * Zero-fills the claimed @page, and with it the pages around it (its aligned block of
  * BF_FAULT_ZERO_AROUND) that were never touched or freed: memory is first touched in runs,
  * and one fault then serves a run. Pages found zero by eviction are not included: they
- * went out for being cold. Nor is a block QEMU is discarding: a page zero-filled there
- * would stay mapped, and the guest's writes to it would be punched with the range.
+ * went out for being cold. Nor are pages QEMU is discarding, whether the block meets such a
+ * range from the start or an event read during the fill says so: a page zero-filled there
+ * after QEMU's madvise() would stay mapped, and the guest's writes to it would be punched
+ * with the range.
  */
 static void bf_fault_zero_fill_around(BfFaultCtx *c, uint64_t page)
 {
@@ -199,6 +219,7 @@ static void bf_fault_zero_fill_around(BfFaultCtx *c, uint64_t page)
     uint64_t first = page & ~(uint64_t)(BF_FAULT_ZERO_AROUND - 1);
     uint64_t end = MIN(first + BF_FAULT_ZERO_AROUND, e->npages);
     bool claimed[BF_FAULT_ZERO_AROUND] = { false };
+    uint16_t before[BF_FAULT_ZERO_AROUND];
     bool around = !bf_engine_discarding(e, first, end);
 
     claimed[page - first] = true;
@@ -208,11 +229,13 @@ static void bf_fault_zero_fill_around(BfFaultCtx *c, uint64_t page)
 
         if (p != page && (state == BF_PAGE_NEVER || state == BF_PAGE_FREE) &&
             !bf_fault_over_ceiling(c)) {
+            before[p - first] = m;
             claimed[p - first] = bf_fault_claim_empty(c, p, &m, 0);
         }
     }
     for (uint64_t p = first; p < end;) {
         uint64_t run = p;
+        bool whole;
 
         if (!claimed[p - first]) {
             p++;
@@ -221,9 +244,18 @@ static void bf_fault_zero_fill_around(BfFaultCtx *c, uint64_t page)
         while (p < end && claimed[p - first]) {
             p++;
         }
-        bf_engine_zero_fill_run(e, run, p - run);
+        whole = bf_engine_try_zero_fill_run(e, run, p - run);
         for (uint64_t q = run; q < p; q++) {
-            bf_engine_release(e, q);
+            if (whole) {
+                bf_engine_release(e, q);
+            } else if (q == page) {
+                bf_engine_zero_fill(e, q);
+                bf_engine_release(e, q);
+            } else if (bf_engine_zero_fill_unless_discarded(e, q)) {
+                bf_engine_release(e, q);
+            } else {
+                bf_fault_unclaim_empty(c, q, before[q - first]);
+            }
         }
     }
 }

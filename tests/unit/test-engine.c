@@ -788,6 +788,66 @@ static void page_jobs_finish(PageJob *jobs, GThread **threads)
     }
 }
 
+typedef struct {
+    uint8_t *ram;
+    uint64_t blocks;
+    _Atomic bool stop;
+} FaultAroundJob;
+
+/* Frees the first page of each 64 KiB block and reads it again: a fault per block. */
+static gpointer fault_around_thread(gpointer opaque)
+{
+    FaultAroundJob *job = opaque;
+
+    while (!atomic_load(&job->stop)) {
+        for (uint64_t b = 0; b < job->blocks; b++) {
+            volatile uint8_t *first = job->ram + b * 16 * PAGE;
+
+            g_assert_cmpint(madvise((void *)first, PAGE, MADV_DONTNEED), ==, 0);
+            g_assert_cmpuint(*first, ==, 0);
+        }
+    }
+    return NULL;
+}
+
+/*
+ * The guest frees a page and writes it at once (QEMU has discarded it: the guest may use it
+ * again) while faults on its block zero-fill the free pages around them: the write stays.
+ * A page zero-filled there after QEMU's madvise() would take the write, and lose it when
+ * the discard's turn came.
+ */
+static void test_discard_under_fill_around(void)
+{
+    enum { BLOCKS = 64, ROUNDS = 300 };
+    BfEngineConfig config = make_config("fill-around", BLOCKS * 16 * PAGE, 0, NULL);
+    g_autoptr(BfEngine) e = engine_or_skip(&config);
+    uint8_t seeds[BLOCKS * 16] = { 0 };
+    FaultAroundJob job;
+    GThread *thread;
+
+    if (!e) {
+        return;
+    }
+    job = (FaultAroundJob) { .ram = bf_engine_guest_ram(e), .blocks = BLOCKS };
+    thread = g_thread_new("fault-around", fault_around_thread, &job);
+    for (int round = 0; round < ROUNDS; round++) {
+        for (uint64_t b = 0; b < BLOCKS; b++) {
+            uint64_t page = b * 16 + 1 + round % 15;
+
+            /* Twice: the second discard may meet the page free, and a fault filling it. */
+            g_assert_cmpint(madvise(job.ram + page * PAGE, PAGE, MADV_DONTNEED), ==, 0);
+            g_assert_cmpint(madvise(job.ram + page * PAGE, PAGE, MADV_DONTNEED), ==, 0);
+            seeds[page] = 1 + round % 250;
+            fill(job.ram, page * PAGE, PAGE, seeds[page]);
+        }
+    }
+    atomic_store(&job.stop, true);
+    g_thread_join(thread);
+    for (uint64_t page = 0; page < BLOCKS * 16; page++) {
+        check_model(job.ram, page * PAGE, seeds[page]);
+    }
+}
+
 /*
  * Reads and rewrites its pages at random, three reads to a write, each a whole page: pages
  * come back clean, are evicted again while it reads and writes them, and must read back as
@@ -1352,6 +1412,7 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/free/hints", test_free_hints);
     g_test_add_func("/engine/free/hints-untracked", test_free_hints_untracked);
     g_test_add_func("/engine/free/discard-under-eviction", test_discard_under_eviction);
+    g_test_add_func("/engine/free/discard-under-fill-around", test_discard_under_fill_around);
     g_test_add_func("/engine/free/hints-race", test_free_hints_race);
     g_test_add_func("/engine/free/hints-zeroed-race", test_free_hints_zeroed_race);
     g_test_add_func("/engine/pool/node", test_pool_node);
