@@ -57,6 +57,11 @@ FIRMWARE = ["/usr/share/seabios", "/usr/share/qemu", "/usr/lib/ipxe/qemu"]
 # What may be skipped over RDMA, and why.
 ALLOWED_SKIPS = {"/engine/pool/killed": "--store is TCP's",
                  "/auth/replay": "its raw messages are written on a TCP socket"}
+# The engine's races with an in-process store: long under TCG, and no RDMA in them.
+LOCAL_ONLY = ["/engine/evict/mixed-ops", "/engine/evict/clean-under-access",
+              "/engine/free/discard-under-fill-around"]
+ALLOWED_SKIPS.update({name: "in-process store only" for name in LOCAL_ONLY})
+SKIP_LOCAL_ONLY = " ".join("-s " + name for name in LOCAL_ONLY)
 
 SCRIPT = f"""
 export BLOWFISH_MEMNODE={MEMNODE}
@@ -64,7 +69,7 @@ export BLOWFISH_TEST_RDMA={rdmavm.GUEST_IP}
 export BLOWFISH_MEMNODE_LISTEN=rdma:{rdmavm.GUEST_IP}:0
 status=0
 {TEST_CHANNEL} --tap -p /channel/rdma || status=1
-{TEST_ENGINE} --tap || status=1
+{TEST_ENGINE} --tap {SKIP_LOCAL_ONLY} || status=1
 {TEST_AUTH} --tap || status=1
 {TEST_ROBUST} --tap -p /robust/many-clients -p /robust/quota -p /robust/pool-full || status=1
 QTEST_QEMU_BINARY={QEMU} {QTEST} --tap -p /x86_64/blowfish/pool/short-cycle \
