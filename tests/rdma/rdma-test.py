@@ -57,10 +57,11 @@ FIRMWARE = ["/usr/share/seabios", "/usr/share/qemu", "/usr/lib/ipxe/qemu"]
 # What may be skipped over RDMA, and why.
 ALLOWED_SKIPS = {"/engine/pool/killed": "--store is TCP's",
                  "/auth/replay": "its raw messages are written on a TCP socket"}
-# The engine's races with an in-process store: long under TCG, and no RDMA in them.
+# The engine's thread races, against an in-process store or no pool: long under TCG, and
+# no RDMA in them.
 LOCAL_ONLY = ["/engine/evict/mixed-ops", "/engine/evict/clean-under-access",
               "/engine/free/discard-under-fill-around"]
-ALLOWED_SKIPS.update({name: "in-process store only" for name in LOCAL_ONLY})
+ALLOWED_SKIPS.update({name: "no RDMA: an in-process store or no pool" for name in LOCAL_ONLY})
 SKIP_LOCAL_ONLY = " ".join("-s " + name for name in LOCAL_ONLY)
 
 SCRIPT = f"""
