@@ -225,14 +225,16 @@ void bf_engine_unprotect(BfEngine *e, uint64_t page, uint64_t npages);
 void bf_engine_zero_fill(BfEngine *e, uint64_t page);
 /*
  * Zero-fills @npages consecutive pages (absent from the memfd) with one call, and wakes their
- * waiters; FALSE if an event came first (or the call failed): nothing was filled then, or,
- * if the process is being killed, only a part.
+ * waiters; FALSE if they meet a range QEMU is discarding, or an event came first (or the
+ * call failed): nothing was filled then, or, if the process is being killed, only a part.
+ * Fault thread only.
  */
 bool bf_engine_try_zero_fill_run(BfEngine *e, uint64_t page, uint64_t npages);
 /*
- * Zero-fills @page like bf_engine_zero_fill(), unless an event comes first and, once the
- * events are read, @page is in a range QEMU is discarding: FALSE then, and nothing done.
- * Filled after QEMU's madvise() has dropped the range's mappings, it would stay mapped.
+ * Zero-fills @page like bf_engine_zero_fill(), unless it is in a range QEMU is discarding,
+ * noted before the call or read while an event held it up: FALSE then, and nothing done.
+ * Filled after QEMU's madvise() has dropped the range's mappings, it would stay mapped, and
+ * the guest's writes to it would be punched with the range. Fault thread only.
  */
 bool bf_engine_zero_fill_unless_discarded(BfEngine *e, uint64_t page);
 /* Places @data as @page (absent from the memfd) with UFFDIO_COPY and wakes its waiters. */

@@ -198,25 +198,34 @@ void bf_engine_zero_fill(BfEngine *e, uint64_t page)
                        "UFFDIO_ZEROPAGE");
 }
 
+/*
+ * The two below look at the ranges being discarded before each call. Only the fault thread
+ * reads events (and calls these): an event it read before the look is noted there, and one
+ * raised after fails the call (-EAGAIN), or cannot complete before the call has mapped the
+ * pages, so that QEMU's madvise() drops those mappings.
+ */
 bool bf_engine_try_zero_fill_run(BfEngine *e, uint64_t page, uint64_t npages)
 {
+    if (bf_engine_discarding(e, page, page + npages)) {
+        return false;
+    }
     bf_engine_clear_hintable(e, page, npages);
     return bf_uffd_zeropage(e->uffd, bf_page_addr(e, page), npages * BF_PAGE_SIZE) == 0;
 }
 
 bool bf_engine_zero_fill_unless_discarded(BfEngine *e, uint64_t page)
 {
-    int ret;
-
     bf_engine_clear_hintable(e, page, 1);
-    while ((ret = bf_uffd_zeropage(e->uffd, bf_page_addr(e, page), BF_PAGE_SIZE)) == -EAGAIN) {
-        bf_engine_unblock(e);
-        if (bf_engine_discarding(e, page, page + 1)) {
-            return false;
+    while (!bf_engine_discarding(e, page, page + 1)) {
+        int ret = bf_uffd_zeropage(e->uffd, bf_page_addr(e, page), BF_PAGE_SIZE);
+
+        if (ret != -EAGAIN) {
+            bf_engine_resolved(e, page, ret, "UFFDIO_ZEROPAGE");
+            return true;
         }
+        bf_engine_unblock(e);
     }
-    bf_engine_resolved(e, page, ret, "UFFDIO_ZEROPAGE");
-    return true;
+    return false;
 }
 
 void bf_engine_place(BfEngine *e, uint64_t page, const void *data, bool wp)

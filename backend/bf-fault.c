@@ -187,33 +187,36 @@ static bool bf_fault_claim_empty(BfFaultCtx *c, uint64_t page, uint16_t *m, uint
 }
 
 /*
- * Gives back @page, a neighbour claimed for zero-filling and left out: what it was (@before)
- * again, and absent (a fill cut short may have placed it); whoever waited on it faults again.
+ * Gives back @page, claimed for zero-filling and left out: what it was (@before) again, and
+ * absent (a fill cut short may have placed it). Whoever waits on it, the fault being served
+ * included, faults again: after the event that made it leave the page out.
  */
 static void bf_fault_unclaim_empty(BfFaultCtx *c, uint64_t page, uint16_t before)
 {
     BfEngine *e = c->e;
-    uint16_t old;
 
     bf_engine_punch(e, page, 1);
-    old = atomic_exchange_explicit(&e->pages[page], before, memory_order_acq_rel);
+    atomic_store_explicit(&e->pages[page], before, memory_order_release);
     bf_count(&e->nr_resident, -1);
     if (bf_page_state(before) == BF_PAGE_FREE) {
         bf_count(&e->nr_free, 1);
+    } else if (bf_page_state(before) == BF_PAGE_ZERO) {
+        bf_count(&e->nr_zero, 1);
     }
-    bf_engine_wake_if_wanted(e, page, old);
+    bf_uffd_wake(e->uffd, bf_page_addr(e, page), BF_PAGE_SIZE);
 }
 
 /*
- * Zero-fills the claimed @page, and with it the pages around it (its aligned block of
- * BF_FAULT_ZERO_AROUND) that were never touched or freed: memory is first touched in runs,
- * and one fault then serves a run. Pages found zero by eviction are not included: they
- * went out for being cold. Nor are pages QEMU is discarding, whether the block meets such a
- * range from the start or an event read during the fill says so: a page zero-filled there
- * after QEMU's madvise() would stay mapped, and the guest's writes to it would be punched
- * with the range.
+ * Zero-fills @page, claimed from @page_before, and with it the pages around it (its aligned
+ * block of BF_FAULT_ZERO_AROUND) that were never touched or freed: memory is first touched
+ * in runs, and one fault then serves a run. Pages found zero by eviction are not included:
+ * they went out for being cold. Nor are pages QEMU is discarding, whether the block meets
+ * such a range from the start or an event read during the fill says so, @page included: a
+ * page zero-filled there after QEMU's madvise() would stay mapped, and the guest's writes
+ * to it would be punched with the range. The fault on @page then comes again, after the
+ * event.
  */
-static void bf_fault_zero_fill_around(BfFaultCtx *c, uint64_t page)
+static void bf_fault_zero_fill_around(BfFaultCtx *c, uint64_t page, uint16_t page_before)
 {
     BfEngine *e = c->e;
     uint64_t first = page & ~(uint64_t)(BF_FAULT_ZERO_AROUND - 1);
@@ -223,6 +226,7 @@ static void bf_fault_zero_fill_around(BfFaultCtx *c, uint64_t page)
     bool around = !bf_engine_discarding(e, first, end);
 
     claimed[page - first] = true;
+    before[page - first] = page_before;
     for (uint64_t p = first; around && p < end; p++) {
         uint16_t m = bf_page_load(&e->pages[p]);
         BfPageState state = bf_page_state(m);
@@ -246,12 +250,7 @@ static void bf_fault_zero_fill_around(BfFaultCtx *c, uint64_t page)
         }
         whole = bf_engine_try_zero_fill_run(e, run, p - run);
         for (uint64_t q = run; q < p; q++) {
-            if (whole) {
-                bf_engine_release(e, q);
-            } else if (q == page) {
-                bf_engine_zero_fill(e, q);
-                bf_engine_release(e, q);
-            } else if (bf_engine_zero_fill_unless_discarded(e, q)) {
+            if (whole || bf_engine_zero_fill_unless_discarded(e, q)) {
                 bf_engine_release(e, q);
             } else {
                 bf_fault_unclaim_empty(c, q, before[q - first]);
@@ -368,7 +367,7 @@ static BfFaultAction bf_fault_serve(BfFaultCtx *c, uint64_t page, uint64_t flags
             if (!bf_fault_claim_empty(c, page, &m, BF_PAGE_ACCESSED)) {
                 continue;
             }
-            bf_fault_zero_fill_around(c, page);
+            bf_fault_zero_fill_around(c, page, m);
             bf_fault_done(c, t0);
             return BF_FAULT_ZERO_FILL;
 

@@ -22,8 +22,8 @@ void check(const uint8_t *ram, uint64_t start, uint64_t len, uint8_t seed)
 {
     for (uint64_t i = start; i < start + len; i++) {
         if (ram[i] != pattern_byte(i, seed)) {
-            g_test_message("offset 0x%" G_GINT64_MODIFIER "x reads 0x%02x, wrote 0x%02x",
-                           (guint64)i, ram[i], pattern_byte(i, seed));
+            g_printerr("offset 0x%" G_GINT64_MODIFIER "x reads 0x%02x, wrote 0x%02x\n",
+                       (guint64)i, ram[i], pattern_byte(i, seed));
             g_assert_not_reached();
         }
     }

@@ -84,7 +84,7 @@ static void test_config_errors(void)
         g_assert_null(bf_engine_new(&config, &err));
         g_assert_error(err, BF_ERROR, BF_ERROR_INVALID);
         if (!strstr(err->message, cases[i].error)) {
-            g_test_message("case %zu: %s", i, err->message);
+            g_printerr("case %zu: %s\n", i, err->message);
             g_assert_not_reached();
         }
         g_clear_error(&err);
@@ -374,8 +374,8 @@ static void test_discard_pool_full(void)
         g_assert_cmpint(madvise(ram, 16 * MiB, MADV_DONTNEED), ==, 0);
         for (uint64_t off = 0; off < 16 * MiB; off += PAGE) {
             if (ram[off] || ram[off + PAGE - 1]) {
-                g_test_message("round %d: page %" G_GUINT64_FORMAT " kept its data after "
-                               "the guest freed it", round, (guint64)(off / PAGE));
+                g_printerr("round %d: page %" G_GUINT64_FORMAT " kept its data after "
+                           "the guest freed it\n", round, (guint64)(off / PAGE));
                 g_assert_not_reached();
             }
         }
@@ -751,8 +751,8 @@ static void check_model(const uint8_t *ram, uint64_t start, uint8_t seed)
     }
     for (uint64_t off = start; off < start + PAGE; off++) {
         if (ram[off]) {
-            g_test_message("offset 0x%" G_GINT64_MODIFIER "x reads 0x%02x after it was freed",
-                           (guint64)off, ram[off]);
+            g_printerr("offset 0x%" G_GINT64_MODIFIER "x reads 0x%02x after it was freed\n",
+                       (guint64)off, ram[off]);
             g_assert_not_reached();
         }
     }
