@@ -70,7 +70,8 @@ struct BfEngine {
      */
     GMutex zap_lock;
     _Atomic uint64_t zap_start, zap_end;
-    _Atomic bool zap_seen;          /* the fault thread has recognized the zap's event */
+    _Atomic bool zap_returned;      /* its madvise() has returned: its event was read */
+    _Atomic bool zap_seen;          /* the fault thread has resolved the zap's event */
 
     /*
      * A page the guest frees must never show its old content again. QEMU's discard raises a
@@ -267,11 +268,12 @@ void bf_engine_zap(BfEngine *e, uint64_t page, uint64_t npages);
 /* Drops @npages pages from @page out of the memfd (their memory goes back to the host). */
 void bf_engine_punch(BfEngine *e, uint64_t page, uint64_t npages);
 /*
- * Is [start, end) the engine's own zap in progress, not seen yet? If so, tells the zap it
- * was seen: a second event for the same range is taken for QEMU's (which of the two came
- * first cannot be told).
+ * Does a REMOVE event for [start, end) have the range of the engine's zap in progress, whose
+ * event the fault thread has not resolved yet? It may be the zap's, or QEMU's.
  */
-bool bf_engine_is_own_zap(BfEngine *e, uint64_t start, uint64_t end);
+bool bf_engine_is_zap_event(BfEngine *e, uint64_t start, uint64_t end);
+/* The fault thread has told the zap's event from QEMU's: the zap may end. */
+void bf_engine_zap_resolved(BfEngine *e);
 /*
  * QEMU is discarding the pages [first, last): none is placed until bf_engine_discard_end().
  * The fault thread calls it as it reads the REMOVE event, holding place_lock.

@@ -408,13 +408,19 @@ void bf_engine_zap(BfEngine *e, uint64_t page, uint64_t npages)
 
     g_mutex_lock(&e->zap_lock);
     atomic_store(&e->zap_seen, false);
+    atomic_store(&e->zap_returned, false);
     atomic_store(&e->zap_start, start);
     atomic_store(&e->zap_end, start + len);
     /*
      * The REMOVE event this raises completes as soon as the fault thread's read() takes it,
-     * which may be before that thread looks at it: keep the marker until it has.
+     * which may be before that thread looks at it: keep the marker until it has. It tells
+     * this zap's event from QEMU's for the same range by when this call returns.
      */
-    madvise((void *)(uintptr_t)start, len, MADV_DONTNEED);
+    if (madvise((void *)(uintptr_t)start, len, MADV_DONTNEED) < 0) {
+        g_error("blowfish %s: cannot drop the mappings of guest RAM: %s", e->name,
+                g_strerror(errno));
+    }
+    atomic_store(&e->zap_returned, true);
     while (!atomic_load(&e->zap_seen)) {
         sched_yield();
     }
@@ -432,18 +438,15 @@ void bf_engine_punch(BfEngine *e, uint64_t page, uint64_t npages)
     }
 }
 
-bool bf_engine_is_own_zap(BfEngine *e, uint64_t start, uint64_t end)
+bool bf_engine_is_zap_event(BfEngine *e, uint64_t start, uint64_t end)
 {
-    /*
-     * One event is the zap's. QEMU may discard the very same range meanwhile: that event
-     * must not be taken for ours as well, or the range would never be freed.
-     */
-    if (start == atomic_load(&e->zap_start) && end == atomic_load(&e->zap_end) &&
-        !atomic_load(&e->zap_seen)) {
-        atomic_store(&e->zap_seen, true);
-        return true;
-    }
-    return false;
+    return start == atomic_load(&e->zap_start) && end == atomic_load(&e->zap_end) &&
+           !atomic_load(&e->zap_seen);
+}
+
+void bf_engine_zap_resolved(BfEngine *e)
+{
+    atomic_store(&e->zap_seen, true);
 }
 
 void bf_engine_free_pool_copy(BfEngine *e, uint64_t page)

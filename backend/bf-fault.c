@@ -50,6 +50,7 @@ typedef struct {
 typedef struct {
     BfEngine *e;
     GArray *queue;              /* BfMessage: read, not yet handled, in order */
+    GArray *zap_events;         /* guint: places in @queue of events that may be a zap's */
     BfChannel *channel;
     BfReadahead ra;
     GArray *streamed;           /* uint64_t: pages streams fetched this round, for drop-behind */
@@ -688,39 +689,85 @@ static void bf_fault_fetch(BfFaultCtx *c)
     }
 }
 
-/* Reads what the userfaultfd has into the message queue; FALSE if it had nothing. */
-static bool bf_fault_read_into_queue(BfFaultCtx *c)
+/* Notes the range of the REMOVE event @msg as being discarded. Under place_lock. */
+static void bf_fault_discard_begin_locked(BfFaultCtx *c, const struct uffd_msg *msg)
+{
+    bf_engine_discard_begin_locked(c->e, bf_fault_first_page(c->e, msg->arg.remove.start),
+                                   bf_fault_last_page(c->e, msg->arg.remove.end));
+}
+
+/*
+ * Reads one batch of messages into the queue; returns what read() did. Each REMOVE event is
+ * noted as a discard at once, but one with the range of the engine's zap in progress: its
+ * place in the queue goes to c->zap_events, for bf_fault_resolve_zap(). Under place_lock.
+ */
+static ssize_t bf_fault_read_batch(BfFaultCtx *c)
 {
     BfEngine *e = c->e;
     struct uffd_msg msgs[64];
-    ssize_t n;
-    int err;
-    gint64 t0;
+    ssize_t n = read(e->uffd, msgs, sizeof(msgs));
+    int err = errno;
+    gint64 t0 = bf_now_ns();
 
-    g_mutex_lock(&e->place_lock);
-    n = read(e->uffd, msgs, sizeof(msgs));
-    err = errno;
-    t0 = bf_now_ns();
+    if (n < 0 && err != EAGAIN && err != EINTR) {
+        g_error("blowfish %s: fault thread: read: %s", e->name, g_strerror(err));
+    }
     for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++) {
         BfMessage m = { msgs[i], t0 };
 
         if (msgs[i].event == UFFD_EVENT_REMOVE) {
-            /*
-             * The engine's own zaps are told apart now, while the zap that raised the event
-             * is still waiting for this read: later, its marker would be gone.
-             */
-            if (bf_engine_is_own_zap(e, msgs[i].arg.remove.start, msgs[i].arg.remove.end)) {
-                continue;
+            if (bf_engine_is_zap_event(e, msgs[i].arg.remove.start, msgs[i].arg.remove.end)) {
+                g_array_append_val(c->zap_events, c->queue->len);
+            } else {
+                bf_fault_discard_begin_locked(c, &msgs[i]);
             }
-            bf_engine_discard_begin_locked(e, bf_fault_first_page(e, msgs[i].arg.remove.start),
-                                           bf_fault_last_page(e, msgs[i].arg.remove.end));
         }
         g_array_append_val(c->queue, m);
     }
-    g_mutex_unlock(&e->place_lock);
-    if (n < 0 && err != EAGAIN && err != EINTR) {
-        g_error("blowfish %s: fault thread: read: %s", e->name, g_strerror(err));
+    return n;
+}
+
+/*
+ * The events in c->zap_events have the range of the engine's zap in progress: one is the
+ * zap's, any other QEMU's, discarding the very same range meanwhile. They look the same, and
+ * QEMU's may come first. So read on, serving nothing, until the zap's madvise() has
+ * returned: its event is among those read then. The last is taken for the zap's and
+ * dropped; the others are discards, each in its place in the queue. Taking QEMU's for the
+ * zap's would free the range late, after the accesses the guest made once QEMU's madvise()
+ * returned, and lose their writes. Taking the zap's for a discard is harmless: QEMU discards
+ * that very range, and no access to it was served in between. Under place_lock.
+ */
+static void bf_fault_resolve_zap(BfFaultCtx *c)
+{
+    BfEngine *e = c->e;
+    guint *at;
+
+    while (!atomic_load(&e->zap_returned)) {
+        if (bf_fault_read_batch(c) <= 0) {
+            sched_yield();
+        }
     }
+    at = &g_array_index(c->zap_events, guint, 0);
+    g_array_remove_index(c->queue, at[c->zap_events->len - 1]);
+    for (guint i = 0; i + 1 < c->zap_events->len; i++) {
+        bf_fault_discard_begin_locked(c, &g_array_index(c->queue, BfMessage, at[i]).msg);
+    }
+    g_array_set_size(c->zap_events, 0);
+    bf_engine_zap_resolved(e);
+}
+
+/* Reads what the userfaultfd has into the message queue; FALSE if it had nothing. */
+static bool bf_fault_read_into_queue(BfFaultCtx *c)
+{
+    BfEngine *e = c->e;
+    ssize_t n;
+
+    g_mutex_lock(&e->place_lock);
+    n = bf_fault_read_batch(c);
+    if (c->zap_events->len) {
+        bf_fault_resolve_zap(c);
+    }
+    g_mutex_unlock(&e->place_lock);
     return n > 0;
 }
 
@@ -831,6 +878,7 @@ gpointer bf_fault_thread(gpointer opaque)
     BfFaultCtx c = {
         .e = e,
         .queue = g_array_new(FALSE, FALSE, sizeof(BfMessage)),
+        .zap_events = g_array_new(FALSE, FALSE, sizeof(guint)),
         .deferred = g_array_new(FALSE, FALSE, sizeof(BfPending)),
         .fetch = g_array_new(FALSE, FALSE, sizeof(BfPending)),
         .streamed = g_array_new(FALSE, FALSE, sizeof(uint64_t)),
@@ -866,6 +914,7 @@ gpointer bf_fault_thread(gpointer opaque)
     bf_fault_current = NULL;
     bf_channel_close(c.channel, false);
     g_array_free(c.queue, TRUE);
+    g_array_free(c.zap_events, TRUE);
     g_array_free(c.deferred, TRUE);
     g_array_free(c.fetch, TRUE);
     g_array_free(c.streamed, TRUE);
