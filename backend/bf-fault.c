@@ -29,8 +29,12 @@
  * CPU between polls to any thread woken onto it). */
 #define BF_FAULT_SPIN_NS 20000
 #define BF_FAULT_MAX_FETCH_REQUESTS 4
-/* First touches are served in aligned blocks of this many pages. */
+/*
+ * First touches are served in aligned blocks of this many pages, and of up to
+ * BF_FAULT_ZERO_AROUND_MAX (2 MiB) for first touches that come in order.
+ */
 #define BF_FAULT_ZERO_AROUND 16
+#define BF_FAULT_ZERO_AROUND_MAX 512
 /*
  * Pages write-protected for a free page hint round are write-enabled in blocks of this many
  * (2 MiB: the guest hints aligned 4 MiB blocks, so such a block is all lent or all in use).
@@ -59,6 +63,8 @@ typedef struct {
     BfRequest *reqs;            /* BF_FAULT_MAX_FETCH_REQUESTS */
     uint8_t *bounce;            /* a page per request slot */
     bool placed[BF_PROTO_MAX_PAGES];    /* of the request being placed */
+    uint64_t zero_first;        /* the aligned block the last first touch zero-filled */
+    uint64_t zero_pages;        /* its size; 0 before the first */
 } BfFaultCtx;
 
 static gint64 bf_now_ns(void)
@@ -208,8 +214,26 @@ static void bf_fault_unclaim_empty(BfFaultCtx *c, uint64_t page, uint16_t before
 }
 
 /*
+ * The aligned block to zero-fill around a first touch of @page: BF_FAULT_ZERO_AROUND pages,
+ * or twice the last one's size (up to BF_FAULT_ZERO_AROUND_MAX) if @page lies just past it,
+ * either way: the guest is filling memory it allocated in order, and fewer, larger fills
+ * serve it. A guest touching fewer than one page in 2 * BF_FAULT_ZERO_AROUND never leaves
+ * the base size.
+ */
+static uint64_t bf_fault_zero_block(BfFaultCtx *c, uint64_t page)
+{
+    uint64_t first = c->zero_first, size = c->zero_pages;
+    bool in_order = size && ((page >= first + size && page < first + 2 * size) ||
+                             (page < first && page + size >= first));
+
+    c->zero_pages = in_order ? MIN(2 * size, BF_FAULT_ZERO_AROUND_MAX) : BF_FAULT_ZERO_AROUND;
+    c->zero_first = page & ~(c->zero_pages - 1);
+    return c->zero_pages;
+}
+
+/*
  * Zero-fills @page, claimed from @page_before, and with it the pages around it (its aligned
- * block of BF_FAULT_ZERO_AROUND) that were never touched or freed: memory is first touched
+ * block, bf_fault_zero_block()) that were never touched or freed: memory is first touched
  * in runs, and one fault then serves a run. Pages found zero by eviction are not included:
  * they went out for being cold. Nor are pages QEMU is discarding, whether the block meets
  * such a range from the start or an event read during the fill says so, @page included: a
@@ -220,10 +244,11 @@ static void bf_fault_unclaim_empty(BfFaultCtx *c, uint64_t page, uint16_t before
 static void bf_fault_zero_fill_around(BfFaultCtx *c, uint64_t page, uint16_t page_before)
 {
     BfEngine *e = c->e;
-    uint64_t first = page & ~(uint64_t)(BF_FAULT_ZERO_AROUND - 1);
-    uint64_t end = MIN(first + BF_FAULT_ZERO_AROUND, e->npages);
-    bool claimed[BF_FAULT_ZERO_AROUND] = { false };
-    uint16_t before[BF_FAULT_ZERO_AROUND];
+    uint64_t size = bf_fault_zero_block(c, page);
+    uint64_t first = c->zero_first;
+    uint64_t end = MIN(first + size, e->npages);
+    bool claimed[BF_FAULT_ZERO_AROUND_MAX] = { false };
+    uint16_t before[BF_FAULT_ZERO_AROUND_MAX];
     bool around = !bf_engine_discarding(e, first, end);
 
     claimed[page - first] = true;

@@ -130,16 +130,41 @@ static void test_missing_faults(void)
     fill(ram, 0, 4 * MiB, 7);
     check(ram, 0, 4 * MiB, 7);
 
-    /* One fault per aligned 64 KiB block: first touches are served a block at a time. */
+    /*
+     * First touches are served an aligned block at a time: 16 pages, then twice the last
+     * block's size (up to 512) while each touch lands just past it. Seven faults for 4 MiB
+     * touched in order: blocks of 16, 32, 64, 128, 256, 512 and 512 pages.
+     */
     stats = stats_of(e);
-    g_assert_cmpuint(stats.faults_missing, ==, 4 * MiB / (16 * PAGE));
+    g_assert_cmpuint(stats.faults_missing, ==, 7);
     g_assert_cmpuint(stats.resident, ==, 4 * MiB);
 
-    /* A lone page touched far away brings in its block, and only that. */
+    /* A lone page touched far away brings in its 64 KiB block, and only that. */
     ram[12 * MiB + 5 * PAGE] = 1;
     stats = stats_of(e);
-    g_assert_cmpuint(stats.faults_missing, ==, 4 * MiB / (16 * PAGE) + 1);
+    g_assert_cmpuint(stats.faults_missing, ==, 8);
     g_assert_cmpuint(stats.resident, ==, 4 * MiB + 16 * PAGE);
+
+    /* Sparse touches, a page in 32, each bring in their 64 KiB block only. */
+    for (uint64_t off = 6 * MiB; off < 8 * MiB; off += 32 * PAGE) {
+        ram[off] = 2;
+    }
+    stats = stats_of(e);
+    g_assert_cmpuint(stats.faults_missing, ==, 8 + 16);
+    g_assert_cmpuint(stats.resident, ==, 4 * MiB + 17 * 16 * PAGE);
+
+    /* Touches in descending order grow the blocks as well: 16, 32, 64, 128, 256, 512 pages. */
+    for (uint64_t off = 10 * MiB; off > 8 * MiB; off -= PAGE) {
+        ram[off - PAGE] = 3;
+    }
+    stats = stats_of(e);
+    g_assert_cmpuint(stats.faults_missing, ==, 8 + 16 + 6);
+    g_assert_cmpuint(stats.resident, ==, 6 * MiB + 17 * 16 * PAGE);
+    check(ram, 0, 4 * MiB, 7);
+    for (uint64_t off = 8 * MiB; off < 10 * MiB; off += PAGE) {
+        g_assert_cmpuint(ram[off], ==, 3);
+        g_assert_cmpuint(ram[off + 1], ==, 0);
+    }
     g_assert_cmpuint(stats.size, ==, 16 * MiB);
     g_assert_cmpuint(stats.local_limit, ==, 16 * MiB);
     g_assert_cmpuint(stats.fault_latency_p50_ns, >, 0);
