@@ -260,6 +260,8 @@ void bf_engine_fetched(BfEngine *e, uint64_t page, bool placed);
  * its access, which faults again if it must).
  */
 void bf_engine_wake_if_wanted(BfEngine *e, uint64_t page, uint16_t old);
+/* Wakes the threads faulting on @page: they retry their access. Returns the ioctl's -errno. */
+int bf_engine_wake(BfEngine *e, uint64_t page);
 /* Clears BUSY and WANTED, waking the waiters if WANTED was set. */
 void bf_engine_release(BfEngine *e, uint64_t page);
 BfChannel *bf_engine_connect_channel(BfEngine *e, GError **errp);

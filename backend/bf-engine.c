@@ -142,11 +142,16 @@ static void bf_engine_unblock(BfEngine *e)
         ret_;                                                       \
     })
 
+int bf_engine_wake(BfEngine *e, uint64_t page)
+{
+    return bf_uffd_wake(e->uffd, bf_page_addr(e, page), BF_PAGE_SIZE);
+}
+
 static void bf_engine_resolved(BfEngine *e, uint64_t page, int ret, const char *what)
 {
     if (ret == -EEXIST) {
         /* Already mapped (a stale fault, or a racing resolution): just wake the waiters. */
-        ret = bf_uffd_wake(e->uffd, bf_page_addr(e, page), BF_PAGE_SIZE);
+        ret = bf_engine_wake(e, page);
     }
     if (ret < 0) {
         g_critical("blowfish %s: %s of page %" G_GUINT64_FORMAT " failed: %s", e->name,
@@ -389,7 +394,7 @@ void bf_engine_fetched(BfEngine *e, uint64_t page, bool placed)
 void bf_engine_wake_if_wanted(BfEngine *e, uint64_t page, uint16_t old)
 {
     if (old & BF_PAGE_WANTED) {
-        bf_uffd_wake(e->uffd, bf_page_addr(e, page), BF_PAGE_SIZE);
+        bf_engine_wake(e, page);
     }
 }
 

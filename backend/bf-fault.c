@@ -210,7 +210,7 @@ static void bf_fault_unclaim_empty(BfFaultCtx *c, uint64_t page, uint16_t before
     } else if (bf_page_state(before) == BF_PAGE_ZERO) {
         bf_count(&e->nr_zero, 1);
     }
-    bf_uffd_wake(e->uffd, bf_page_addr(e, page), BF_PAGE_SIZE);
+    bf_engine_wake(e, page);
 }
 
 /*
