@@ -80,9 +80,8 @@ struct BfEngine {
      * then no page of the range may be placed on the engine's own initiative (it would stay
      * mapped): the fault thread notes the range in @discarding as it reads the event, and
      * forgets it once it has freed the pages (or marked DISCARDED those a thread holds).
-     * Pages fetched from the pool are placed, and pages around a fault zero-filled, only
-     * outside these ranges; this lock makes reading-and-noting and checking-and-placing
-     * each one step.
+     * No page is mapped inside these ranges (BF_MAP_UNLESS_DISCARDING); this lock makes
+     * reading-and-noting and checking-and-mapping each one step.
      */
     GMutex place_lock;
     GArray *discarding;             /* BfPageRange */
@@ -215,31 +214,37 @@ static inline bool bf_engine_has_pool(BfEngine *e)
 void bf_engine_set_pool_state(BfEngine *e, BfPoolState state, const char *detail);
 void bf_engine_kick_reclaim(BfEngine *e);
 void bf_engine_wake_fault_thread(BfEngine *e);
-/* Maps a page the caller holds BUSY back into the guest: UFFDIO_CONTINUE (write-protected
- * if @wp) and wakes whoever waits on it. */
-void bf_engine_map_back(BfEngine *e, uint64_t page, bool wp);
+/*
+ * The calls below that map pages into guest RAM (and wake whoever waits on them) map
+ * nothing, and return FALSE, if the pages meet a range QEMU is discarding: mapped after
+ * QEMU's madvise(), a page would stay mapped, and the guest's writes to it would be punched
+ * with the range. The caller then gives the pages up (bf_engine_free_discarding()), and
+ * their faults come again after the event.
+ *
+ * Maps a page the caller holds BUSY back into the guest: UFFDIO_CONTINUE (write-protected
+ * if @wp).
+ */
+bool bf_engine_map_back(BfEngine *e, uint64_t page, bool wp);
+/* Zero-fills @page (absent from the memfd) with UFFDIO_ZEROPAGE. */
+bool bf_engine_zero_fill(BfEngine *e, uint64_t page);
+/*
+ * Zero-fills @npages consecutive pages (absent from the memfd) with one call; FALSE too if
+ * the call failed (a page was there already): nothing was filled then, or, if the process is
+ * being killed, only a part.
+ */
+bool bf_engine_try_zero_fill_run(BfEngine *e, uint64_t page, uint64_t npages);
+/* Places @data as @page (absent from the memfd) with UFFDIO_COPY. */
+bool bf_engine_place(BfEngine *e, uint64_t page, const void *data, bool wp);
+/*
+ * Ends FREE a resident page the caller holds BUSY and could not map (QEMU is discarding
+ * it), as the discard's turn would: punched out of the memfd, its pool copy freed. Whoever
+ * waits on it faults again, and finds it free.
+ */
+void bf_engine_free_discarding(BfEngine *e, uint64_t page);
 /* Write-protects @npages pages from @page (those mapped). */
 void bf_engine_protect(BfEngine *e, uint64_t page, uint64_t npages);
 /* Write-enables @npages pages from @page (held by the caller) and wakes their waiters. */
 void bf_engine_unprotect(BfEngine *e, uint64_t page, uint64_t npages);
-/* Zero-fills @page (absent from the memfd) with UFFDIO_ZEROPAGE and wakes its waiters. */
-void bf_engine_zero_fill(BfEngine *e, uint64_t page);
-/*
- * Zero-fills @npages consecutive pages (absent from the memfd) with one call, and wakes their
- * waiters; FALSE if they meet a range QEMU is discarding, or an event came first (or the
- * call failed): nothing was filled then, or, if the process is being killed, only a part.
- * Fault thread only.
- */
-bool bf_engine_try_zero_fill_run(BfEngine *e, uint64_t page, uint64_t npages);
-/*
- * Zero-fills @page like bf_engine_zero_fill(), unless it is in a range QEMU is discarding,
- * noted before the call or read while an event held it up: FALSE then, and nothing done.
- * Filled after QEMU's madvise() has dropped the range's mappings, it would stay mapped, and
- * the guest's writes to it would be punched with the range. Fault thread only.
- */
-bool bf_engine_zero_fill_unless_discarded(BfEngine *e, uint64_t page);
-/* Places @data as @page (absent from the memfd) with UFFDIO_COPY and wakes its waiters. */
-void bf_engine_place(BfEngine *e, uint64_t page, const void *data, bool wp);
 /*
  * Places the pages of @req, fetched from the pool (their data at req->data), write-protected:
  * they are clean. A page the guest freed while it was fetched (DISCARDED, or in a range being

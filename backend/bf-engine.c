@@ -172,7 +172,56 @@ static void bf_engine_clear_hintable(BfEngine *e, uint64_t page, uint64_t npages
     }
 }
 
-void bf_engine_map_back(BfEngine *e, uint64_t page, bool wp)
+/* Does [first, last) meet a range being discarded? Under place_lock. */
+static bool bf_engine_discarding_locked(BfEngine *e, uint64_t first, uint64_t last)
+{
+    for (guint i = 0; i < e->discarding->len; i++) {
+        const BfPageRange *range = &g_array_index(e->discarding, BfPageRange, i);
+
+        if (first < range->last && range->first < last) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * Every call that maps pages into guest RAM goes through this: it runs @call, mapping
+ * [page, page + npages), unless they meet a range QEMU is discarding: -ECANCELED then, and
+ * nothing is mapped. A page mapped after QEMU's madvise() has dropped the range's mappings
+ * would stay mapped, take the writes the guest makes once that madvise() has returned, and
+ * lose them when the discard's turn came to punch it. The look and the call are one step
+ * under place_lock, under which the fault thread reads events and notes the discards among
+ * them: an event read before the look is noted, and one raised after either fails the call
+ * (-EAGAIN: it is read, and the look made again) or cannot be read, so cannot let its
+ * madvise() drop anything, before the call has mapped the pages.
+ */
+#define BF_MAP_UNLESS_DISCARDING(e, page, npages, call) ({                      \
+        int ret_ = -ECANCELED;                                                  \
+                                                                                \
+        g_mutex_lock(&(e)->place_lock);                                         \
+        while (!bf_engine_discarding_locked(e, page, (page) + (npages)) &&      \
+               (ret_ = (call)) == -EAGAIN) {                                    \
+            g_mutex_unlock(&(e)->place_lock);                                   \
+            bf_engine_unblock(e);                                               \
+            g_mutex_lock(&(e)->place_lock);                                     \
+            ret_ = -ECANCELED;                                                  \
+        }                                                                       \
+        g_mutex_unlock(&(e)->place_lock);                                       \
+        ret_;                                                                   \
+    })
+
+/* What a mapping of @page did (@ret, of @what): FALSE if it was left out for a discard. */
+static bool bf_engine_mapped(BfEngine *e, uint64_t page, int ret, const char *what)
+{
+    if (ret == -ECANCELED) {
+        return false;
+    }
+    bf_engine_resolved(e, page, ret, what);
+    return true;
+}
+
+bool bf_engine_map_back(BfEngine *e, uint64_t page, bool wp)
 {
     if (wp && !e->continue_wp) {
         /*
@@ -190,57 +239,59 @@ void bf_engine_map_back(BfEngine *e, uint64_t page, bool wp)
     if (!wp) {
         bf_engine_clear_hintable(e, page, 1);
     }
-    bf_engine_resolved(e, page, BF_RETRY(e, bf_uffd_continue(e->uffd, bf_page_addr(e, page),
-                                                             BF_PAGE_SIZE, wp)),
-                       "UFFDIO_CONTINUE");
+    return bf_engine_mapped(e, page,
+                            BF_MAP_UNLESS_DISCARDING(e, page, 1,
+                                                     bf_uffd_continue(e->uffd,
+                                                                      bf_page_addr(e, page),
+                                                                      BF_PAGE_SIZE, wp)),
+                            "UFFDIO_CONTINUE");
 }
 
-void bf_engine_zero_fill(BfEngine *e, uint64_t page)
+bool bf_engine_zero_fill(BfEngine *e, uint64_t page)
 {
     bf_engine_clear_hintable(e, page, 1);
-    bf_engine_resolved(e, page, BF_RETRY(e, bf_uffd_zeropage(e->uffd, bf_page_addr(e, page),
-                                                             BF_PAGE_SIZE)),
-                       "UFFDIO_ZEROPAGE");
+    return bf_engine_mapped(e, page,
+                            BF_MAP_UNLESS_DISCARDING(e, page, 1,
+                                                     bf_uffd_zeropage(e->uffd,
+                                                                      bf_page_addr(e, page),
+                                                                      BF_PAGE_SIZE)),
+                            "UFFDIO_ZEROPAGE");
 }
 
-/*
- * The two below look at the ranges being discarded before each call. Only the fault thread
- * reads events (and calls these): an event it read before the look is noted there, and one
- * raised after fails the call (-EAGAIN), or cannot complete before the call has mapped the
- * pages, so that QEMU's madvise() drops those mappings.
- */
 bool bf_engine_try_zero_fill_run(BfEngine *e, uint64_t page, uint64_t npages)
 {
-    if (bf_engine_discarding(e, page, page + npages)) {
-        return false;
-    }
     bf_engine_clear_hintable(e, page, npages);
-    return bf_uffd_zeropage(e->uffd, bf_page_addr(e, page), npages * BF_PAGE_SIZE) == 0;
+    return BF_MAP_UNLESS_DISCARDING(e, page, npages,
+                                    bf_uffd_zeropage(e->uffd, bf_page_addr(e, page),
+                                                     npages * BF_PAGE_SIZE)) == 0;
 }
 
-bool bf_engine_zero_fill_unless_discarded(BfEngine *e, uint64_t page)
-{
-    bf_engine_clear_hintable(e, page, 1);
-    while (!bf_engine_discarding(e, page, page + 1)) {
-        int ret = bf_uffd_zeropage(e->uffd, bf_page_addr(e, page), BF_PAGE_SIZE);
-
-        if (ret != -EAGAIN) {
-            bf_engine_resolved(e, page, ret, "UFFDIO_ZEROPAGE");
-            return true;
-        }
-        bf_engine_unblock(e);
-    }
-    return false;
-}
-
-void bf_engine_place(BfEngine *e, uint64_t page, const void *data, bool wp)
+bool bf_engine_place(BfEngine *e, uint64_t page, const void *data, bool wp)
 {
     if (!wp) {
         bf_engine_clear_hintable(e, page, 1);
     }
-    bf_engine_resolved(e, page, BF_RETRY(e, bf_uffd_copy(e->uffd, bf_page_addr(e, page), data,
-                                                         BF_PAGE_SIZE, wp)),
-                       "UFFDIO_COPY");
+    return bf_engine_mapped(e, page,
+                            BF_MAP_UNLESS_DISCARDING(e, page, 1,
+                                                     bf_uffd_copy(e->uffd,
+                                                                  bf_page_addr(e, page), data,
+                                                                  BF_PAGE_SIZE, wp)),
+                            "UFFDIO_COPY");
+}
+
+void bf_engine_free_discarding(BfEngine *e, uint64_t page)
+{
+    uint16_t old;
+
+    bf_engine_punch(e, page, 1);
+    old = atomic_exchange_explicit(&e->pages[page], BF_PAGE_FREE, memory_order_acq_rel);
+    if (old & BF_PAGE_POOL_COPY) {
+        bf_engine_free_pool_copy(e, page);
+        bf_engine_kick_reclaim(e);
+    }
+    bf_count(&e->nr_resident, -1);
+    bf_count(&e->nr_free, 1);
+    bf_engine_wake(e, page);
 }
 
 void bf_engine_protect(BfEngine *e, uint64_t page, uint64_t npages)
@@ -282,19 +333,6 @@ void bf_engine_discard_end(BfEngine *e, uint64_t first, uint64_t last)
         }
     }
     g_mutex_unlock(&e->place_lock);
-}
-
-/* Does [first, last) meet a range being discarded? Under place_lock. */
-static bool bf_engine_discarding_locked(BfEngine *e, uint64_t first, uint64_t last)
-{
-    for (guint i = 0; i < e->discarding->len; i++) {
-        const BfPageRange *range = &g_array_index(e->discarding, BfPageRange, i);
-
-        if (first < range->last && range->first < last) {
-            return true;
-        }
-    }
-    return false;
 }
 
 bool bf_engine_discarding(BfEngine *e, uint64_t first, uint64_t last)

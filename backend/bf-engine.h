@@ -52,6 +52,7 @@ typedef enum {
     BF_FAULT_FETCH,         /* remote: fetched */
     BF_FAULT_WAIT,          /* held by another thread, which will serve it */
     BF_FAULT_DEFER,         /* at the local limit: waits for room */
+    BF_FAULT_AGAIN,         /* QEMU is discarding it: freed, to fault again after that */
 } BfFaultAction;
 
 /*

@@ -276,7 +276,7 @@ static void bf_fault_zero_fill_around(BfFaultCtx *c, uint64_t page, uint16_t pag
         }
         whole = bf_engine_try_zero_fill_run(e, run, p - run);
         for (uint64_t q = run; q < p; q++) {
-            if (whole || bf_engine_zero_fill_unless_discarded(e, q)) {
+            if (whole || bf_engine_zero_fill(e, q)) {
                 bf_engine_release(e, q);
             } else {
                 bf_fault_unclaim_empty(c, q, before[q - first]);
@@ -378,7 +378,10 @@ static BfFaultAction bf_fault_serve(BfFaultCtx *c, uint64_t page, uint64_t flags
             if (!bf_page_cas(meta, &m, new)) {
                 continue;
             }
-            bf_engine_map_back(e, page, new & BF_PAGE_CLEAN);
+            if (!bf_engine_map_back(e, page, new & BF_PAGE_CLEAN)) {
+                bf_engine_free_discarding(e, page);
+                return BF_FAULT_AGAIN;
+            }
             bf_engine_release(e, page);
             bf_fault_done(c, t0);
             return BF_FAULT_MAP;

@@ -298,18 +298,27 @@ static uint32_t bf_reclaim_pick_idle(BfReclaimCtx *c, uint64_t *victims, uint32_
                                    victims, 0, want);
 }
 
-/* Hands a page that was WANTED back to the guest, from @data (or zero-filled). */
+/*
+ * Hands a page that was WANTED back to the guest, from @data (or zero-filled), or ends it
+ * FREE if QEMU is discarding it.
+ */
 static void bf_reclaim_give_back(BfEngine *e, uint64_t page, bool punched, bool zero,
                                  const void *data)
 {
+    bool mapped;
+
     if (!punched) {
-        bf_engine_map_back(e, page, !zero);
+        mapped = bf_engine_map_back(e, page, !zero);
     } else if (zero) {
-        bf_engine_zero_fill(e, page);
+        mapped = bf_engine_zero_fill(e, page);
     } else {
-        bf_engine_place(e, page, data, true);
+        mapped = bf_engine_place(e, page, data, true);
     }
-    bf_engine_release(e, page);
+    if (mapped) {
+        bf_engine_release(e, page);
+    } else {
+        bf_engine_free_discarding(e, page);
+    }
 }
 
 /*
@@ -362,8 +371,9 @@ static void bf_reclaim_cancel(BfEngine *e, BfEvictBatch *b)
             }
             if (bf_page_cas(&e->pages[p], &m,
                             bf_page_with_state(m, BF_PAGE_RESIDENT) | BF_PAGE_BUSY)) {
-                if (m & BF_PAGE_WANTED) {
-                    bf_engine_map_back(e, p, m & BF_PAGE_CLEAN);
+                if ((m & BF_PAGE_WANTED) && !bf_engine_map_back(e, p, m & BF_PAGE_CLEAN)) {
+                    bf_engine_free_discarding(e, p);
+                    break;
                 }
                 bf_engine_release(e, p);
                 break;

@@ -26,6 +26,7 @@ static const char *const blowfish_fault_actions[] = {
     [BF_FAULT_FETCH] = "fetch",
     [BF_FAULT_WAIT] = "wait",
     [BF_FAULT_DEFER] = "defer",
+    [BF_FAULT_AGAIN] = "again",
 };
 
 BlowfishPoolState blowfish_pool_state(BfPoolState state)

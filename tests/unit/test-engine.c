@@ -847,17 +847,25 @@ static gpointer fault_around_thread(gpointer opaque)
 typedef struct {
     BfEngine *e;
     uint64_t pages;
+    bool touch;                 /* read each page after dropping its mapping */
     _Atomic bool stop;
 } ZapJob;
 
-/* Drops the mappings of one page after another, as the scanner drops its samples'. */
+/*
+ * Drops the mappings of one page after another, as the scanner drops its samples', and with
+ * @touch reads the page at once: a fault that maps it back.
+ */
 static gpointer zap_thread(gpointer opaque)
 {
     ZapJob *job = opaque;
+    uint8_t *ram = bf_engine_guest_ram(job->e);
 
     while (!atomic_load(&job->stop)) {
         for (uint64_t p = 0; p < job->pages; p++) {
             g_assert_true(bf_engine_drop_mappings(job->e, p * PAGE, PAGE, NULL));
+            if (job->touch) {
+                (void)*(volatile uint8_t *)(ram + p * PAGE);
+            }
         }
     }
     return NULL;
@@ -868,7 +876,7 @@ static gpointer zap_thread(gpointer opaque)
  * then the guest writes it at once: the write stays. The two REMOVE events look the same;
  * QEMU's taken for the engine's would free the page late, after the write.
  */
-static void test_discard_meets_zap(void)
+static void discard_meets_zap(bool touch)
 {
     enum { PAGES = 4, ROUNDS = 5000 };
     BfEngineConfig config = make_config("discard-zap", 64 * PAGE, 0, NULL);
@@ -882,7 +890,7 @@ static void test_discard_meets_zap(void)
         return;
     }
     ram = bf_engine_guest_ram(e);
-    job = (ZapJob) { .e = e, .pages = PAGES };
+    job = (ZapJob) { .e = e, .pages = PAGES, .touch = touch };
     memset(seeds, 1, sizeof(seeds));
     fill(ram, 0, PAGES * PAGE, 1);
     thread = g_thread_new("zap", zap_thread, &job);
@@ -901,6 +909,21 @@ static void test_discard_meets_zap(void)
     /* Each discard was freed once, and no zap was taken for one in the end. */
     WAIT_FOR(e, st, st.free_reports >= ROUNDS);
     g_assert_cmpuint(stats_of(e).free_reports, ==, ROUNDS);
+}
+
+static void test_discard_meets_zap(void)
+{
+    discard_meets_zap(false);
+}
+
+/*
+ * The same, with each page read again as soon as its mapping is dropped: QEMU's discard then
+ * meets the fault thread mapping the page back. Mapped after QEMU's madvise(), the page would
+ * take the guest's write, and lose it when the discard's turn came.
+ */
+static void test_discard_meets_map_back(void)
+{
+    discard_meets_zap(true);
 }
 
 /*
@@ -1507,6 +1530,7 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/free/discard-under-eviction", test_discard_under_eviction);
     g_test_add_func("/engine/free/discard-under-fill-around", test_discard_under_fill_around);
     g_test_add_func("/engine/free/discard-meets-zap", test_discard_meets_zap);
+    g_test_add_func("/engine/free/discard-meets-map-back", test_discard_meets_map_back);
     g_test_add_func("/engine/free/hints-race", test_free_hints_race);
     g_test_add_func("/engine/free/hints-zeroed-race", test_free_hints_zeroed_race);
     g_test_add_func("/engine/pool/node", test_pool_node);
