@@ -26,6 +26,8 @@
  *                          which it wakes to fetch it
  *   any idle -> FREE       fault thread, when QEMU discards the page (free page reporting),
  *                          or the guest hints it free while it is HINTABLE
+ *   RESIDENT -> FREE       whoever holds it BUSY to map it, if QEMU is discarding it (the
+ *                          event read, not yet served): not mapped, punched
  *   REMOTE   -> FETCHING   fault thread (on a fault or readahead) or restore-all
  *   FETCHING -> RESIDENT   whoever fetched it, after UFFDIO_COPY placed it (CLEAN)
  *   FETCHING -> FREE       whoever fetched it, if the guest freed it meanwhile (DISCARDED, or
