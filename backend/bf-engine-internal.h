@@ -247,17 +247,18 @@ void bf_engine_protect(BfEngine *e, uint64_t page, uint64_t npages);
 void bf_engine_unprotect(BfEngine *e, uint64_t page, uint64_t npages);
 /*
  * Places the pages of @req, fetched from the pool (their data at req->data), write-protected:
- * they are clean. A page the guest freed while it was fetched (DISCARDED, or in a range being
- * discarded) is left out, so that its old content never shows. @placed[i] says whether
- * req->pages[i] was placed.
+ * they are clean. If @writable, for a write fault, writable: the write that faults would only
+ * fault again to clear CLEAN. A page the guest freed while it was fetched (DISCARDED, or in a
+ * range being discarded) is left out, so that its old content never shows. @placed[i] says
+ * whether req->pages[i] was placed.
  */
-void bf_engine_place_fetched(BfEngine *e, const BfRequest *req, bool *placed);
+void bf_engine_place_fetched(BfEngine *e, const BfRequest *req, bool writable, bool *placed);
 /*
- * Publishes a page its caller fetched: RESIDENT and clean if it was @placed, unless the guest
- * has freed it since (DISCARDED: punched again); else FREE, its pool copy to be freed. Wakes
- * its waiters.
+ * Publishes a page its caller fetched: RESIDENT if it was @placed, clean unless placed
+ * @writable, unless the guest has freed it since (DISCARDED: punched again); else FREE, its
+ * pool copy to be freed. Wakes its waiters.
  */
-void bf_engine_fetched(BfEngine *e, uint64_t page, bool placed);
+void bf_engine_fetched(BfEngine *e, uint64_t page, bool placed, bool writable);
 /*
  * The rule that keeps faults from being lost: a fault that finds a page held by a thread
  * (BUSY, FETCHING, EVICTING, PUNCHING) marks it WANTED and leaves it to that thread, and

@@ -352,7 +352,7 @@ static bool bf_engine_is_discarded(BfEngine *e, uint64_t page)
            bf_engine_discarding_locked(e, page, page + 1);
 }
 
-void bf_engine_place_fetched(BfEngine *e, const BfRequest *req, bool *placed)
+void bf_engine_place_fetched(BfEngine *e, const BfRequest *req, bool writable, bool *placed)
 {
     uint32_t max_run = req->count;
 
@@ -370,8 +370,11 @@ void bf_engine_place_fetched(BfEngine *e, const BfRequest *req, bool *placed)
             n = 1;
             continue;
         }
+        if (writable) {
+            bf_engine_clear_hintable(e, req->pages[i], n);
+        }
         ret = bf_uffd_copy(e->uffd, bf_page_addr(e, req->pages[i]), req->data[i],
-                           (uint64_t)n * BF_PAGE_SIZE, true);
+                           (uint64_t)n * BF_PAGE_SIZE, !writable);
         if (ret == -EAGAIN) {
             /* An event waits to be read, under the lock: look at the run again after. */
             g_mutex_unlock(&e->place_lock);
@@ -393,7 +396,7 @@ void bf_engine_place_fetched(BfEngine *e, const BfRequest *req, bool *placed)
     g_mutex_unlock(&e->place_lock);
 }
 
-void bf_engine_fetched(BfEngine *e, uint64_t page, bool placed)
+void bf_engine_fetched(BfEngine *e, uint64_t page, bool placed, bool writable)
 {
     BfPageMeta *meta = &e->pages[page];
     uint16_t m = bf_page_load(meta), new;
@@ -412,8 +415,9 @@ void bf_engine_fetched(BfEngine *e, uint64_t page, bool placed)
             bf_engine_punch(e, page, 1);
             placed = false;
         }
-        new = placed ? BF_PAGE_RESIDENT | BF_PAGE_CLEAN | BF_PAGE_POOL_COPY |
-                       (m & BF_PAGE_HINTABLE) | ((m & BF_PAGE_WANTED) ? BF_PAGE_ACCESSED : 0)
+        new = placed ? BF_PAGE_RESIDENT | BF_PAGE_POOL_COPY |
+                       (writable ? 0 : BF_PAGE_CLEAN | (m & BF_PAGE_HINTABLE)) |
+                       ((m & BF_PAGE_WANTED) ? BF_PAGE_ACCESSED : 0)
                      : BF_PAGE_FREE;
     } while (!bf_page_cas(meta, &m, new));
     bf_engine_wake_if_wanted(e, page, m);

@@ -44,6 +44,7 @@
 typedef struct {
     uint64_t page;
     gint64 t0;                  /* when its fault was read (ns); 0 for readahead */
+    bool write;                 /* its fault was a write */
 } BfPending;
 
 typedef struct {
@@ -111,21 +112,25 @@ static void bf_fault_hand_over_streamed(BfFaultCtx *c)
     }
 }
 
-static void bf_fault_defer(BfFaultCtx *c, uint64_t page, gint64 t0)
+static void bf_fault_defer(BfFaultCtx *c, uint64_t page, gint64 t0, bool write)
 {
-    BfPending p = { page, t0 };
+    BfPending p = { page, t0, write };
 
     g_array_append_val(c->deferred, p);
     bf_fault_hand_over_streamed(c);
     bf_engine_kick_reclaim(c->e);
 }
 
-/* Claims a remote page for fetching; FALSE if someone else changed it first. */
-static bool bf_fault_claim_remote(BfFaultCtx *c, uint64_t page, uint16_t *m, gint64 t0)
+/*
+ * Claims a remote page for fetching, for a fault read at @t0 (0: ahead of one), a write if
+ * @write; FALSE if someone else changed it first.
+ */
+static bool bf_fault_claim_remote(BfFaultCtx *c, uint64_t page, uint16_t *m, gint64 t0,
+                                  bool write)
 {
     uint16_t new = BF_PAGE_FETCHING | (*m & (BF_PAGE_POOL_COPY | BF_PAGE_HINTABLE)) |
                    (t0 ? BF_PAGE_WANTED : 0);
-    BfPending p = { page, t0 };
+    BfPending p = { page, t0, write };
 
     if (!bf_page_cas(&c->e->pages[page], m, new)) {
         return false;
@@ -162,7 +167,8 @@ static void bf_fault_readahead(BfFaultCtx *c, uint64_t page)
             continue;
         }
         m = bf_page_load(&e->pages[next]);
-        if (bf_page_state(m) == BF_PAGE_REMOTE && bf_fault_claim_remote(c, next, &m, 0)) {
+        if (bf_page_state(m) == BF_PAGE_REMOTE &&
+            bf_fault_claim_remote(c, next, &m, 0, false)) {
             bf_count(&e->readahead_pages, 1);
             if (drop_behind) {
                 g_array_append_val(c->streamed, next);
@@ -390,7 +396,7 @@ static BfFaultAction bf_fault_serve(BfFaultCtx *c, uint64_t page, uint64_t flags
         case BF_PAGE_ZERO:
         case BF_PAGE_FREE:
             if (bf_fault_over_ceiling(c)) {
-                bf_fault_defer(c, page, t0);
+                bf_fault_defer(c, page, t0, flags & UFFD_PAGEFAULT_FLAG_WRITE);
                 return BF_FAULT_DEFER;
             }
             if (!bf_fault_claim_empty(c, page, &m, BF_PAGE_ACCESSED)) {
@@ -402,10 +408,10 @@ static BfFaultAction bf_fault_serve(BfFaultCtx *c, uint64_t page, uint64_t flags
 
         case BF_PAGE_REMOTE:
             if (bf_fault_over_ceiling(c)) {
-                bf_fault_defer(c, page, t0);
+                bf_fault_defer(c, page, t0, flags & UFFD_PAGEFAULT_FLAG_WRITE);
                 return BF_FAULT_DEFER;
             }
-            if (!bf_fault_claim_remote(c, page, &m, t0)) {
+            if (!bf_fault_claim_remote(c, page, &m, t0, flags & UFFD_PAGEFAULT_FLAG_WRITE)) {
                 continue;
             }
             if (t0) {
@@ -630,15 +636,16 @@ static bool bf_fault_read_into_queue(BfFaultCtx *c);
 /*
  * How many pages of c->fetch from @first go in one request. Faulting pages and the pages
  * fetched ahead of them go in separate requests, so that a fault's own page arrives, and
- * its vCPU resumes, before the readahead behind it does.
+ * its vCPU resumes, before the readahead behind it does. Pages written and read go in
+ * separate requests too: they are placed writable, and the others write-protected.
  */
 static uint32_t bf_fault_request_length(BfFaultCtx *c, guint first)
 {
-    bool faulted = g_array_index(c->fetch, BfPending, first).t0 != 0;
+    const BfPending *p = &g_array_index(c->fetch, BfPending, first);
     uint32_t n = 1;
 
     while (n < BF_PROTO_MAX_PAGES && first + n < c->fetch->len &&
-           (g_array_index(c->fetch, BfPending, first + n).t0 != 0) == faulted) {
+           (p[n].t0 != 0) == (p->t0 != 0) && p[n].write == p->write) {
         n++;
     }
     return n;
@@ -677,6 +684,7 @@ static void bf_fault_fetch(BfFaultCtx *c)
         }
         for (guint r = 0; c->channel && r < submitted; r++) {
             BfRequest *req;
+            bool written;
 
             /*
              * The reclaim thread's zap waits until its event is read: read it now, not after
@@ -697,11 +705,12 @@ static void bf_fault_fetch(BfFaultCtx *c)
                 bf_fault_lose_channel(c, req->pool_message);
                 break;
             }
-            bf_engine_place_fetched(e, req, c->placed);
+            written = g_array_index(c->fetch, BfPending, done).write;
+            bf_engine_place_fetched(e, req, written, c->placed);
             for (uint32_t i = 0; i < req->count; i++) {
                 const BfPending *p = &g_array_index(c->fetch, BfPending, done + i);
 
-                bf_engine_fetched(e, p->page, c->placed[i]);
+                bf_engine_fetched(e, p->page, c->placed[i], written);
                 bf_fault_done(c, p->t0);
             }
             done += req->count;
@@ -895,7 +904,7 @@ static void bf_fault_woken(BfFaultCtx *c)
     for (guint i = 0; i < deferred->len; i++) {
         BfPending *p = &g_array_index(deferred, BfPending, i);
 
-        bf_fault_dispatch(c, p->page, 0, p->t0);
+        bf_fault_dispatch(c, p->page, p->write ? UFFD_PAGEFAULT_FLAG_WRITE : 0, p->t0);
     }
     bf_fault_fetch(c);
 }

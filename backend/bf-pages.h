@@ -29,7 +29,8 @@
  *   RESIDENT -> FREE       whoever holds it BUSY to map it, if QEMU is discarding it (the
  *                          event read, not yet served): not mapped, punched
  *   REMOTE   -> FETCHING   fault thread (on a fault or readahead) or restore-all
- *   FETCHING -> RESIDENT   whoever fetched it, after UFFDIO_COPY placed it (CLEAN)
+ *   FETCHING -> RESIDENT   whoever fetched it, after UFFDIO_COPY placed it (CLEAN, unless
+ *                          placed writable for a write fault)
  *   FETCHING -> FREE       whoever fetched it, if the guest freed it meanwhile (DISCARDED, or
  *                          in a range being discarded): not placed, or punched again
  *   FETCHING -> REMOTE     restore-all, if its batch cannot complete

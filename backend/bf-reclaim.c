@@ -707,9 +707,9 @@ static void bf_reclaim_restored(BfEngine *e, BfRequest *req)
 {
     bool placed[BF_PROTO_MAX_PAGES];
 
-    bf_engine_place_fetched(e, req, placed);
+    bf_engine_place_fetched(e, req, false, placed);
     for (uint32_t i = 0; i < req->count; i++) {
-        bf_engine_fetched(e, req->pages[i], placed[i]);
+        bf_engine_fetched(e, req->pages[i], placed[i], false);
     }
 }
 

@@ -1230,6 +1230,57 @@ static void test_idle_eviction(void)
     check(ram, 48 * MiB, 16 * MiB, 9);
 }
 
+/*
+ * A write that faults on a remote page: the page comes back writable and dirty. The write
+ * takes no second, write-protect fault, and the page's next eviction sends it: left clean,
+ * it would go back for free, and come back without the write.
+ */
+static void test_remote_write(void)
+{
+    g_autoptr(BfStore) store = bf_store_new(256 * MiB);
+    BfEngineConfig config = make_config("remote-write", 16 * MiB, 16 * MiB, store);
+    g_autoptr(BfEngine) e = NULL;
+    g_autoptr(GError) err = NULL;
+    BfEngineStats before, stats;
+    uint8_t *ram;
+
+    config.tunables.readahead = 0;      /* each write faults on its own page */
+    e = connected_or_skip(&config);
+    if (!e) {
+        return;
+    }
+    ram = bf_engine_guest_ram(e);
+    fill(ram, 0, 16 * MiB, 41);
+    g_assert_true(bf_engine_set_local_limit(e, 4 * MiB, &err));
+    WAIT_FOR(e, st, SETTLED(st, 4 * MiB));
+    g_assert_true(bf_engine_set_local_limit(e, 16 * MiB, &err));
+
+    before = stats_of(e);
+    for (uint64_t off = 0; off < 16 * MiB; off += 16 * PAGE) {
+        fill(ram, off, PAGE, 42);
+    }
+    stats = stats_of(e);
+    g_assert_cmpuint(stats.faults_missing - before.faults_missing, >=, 128);
+    g_assert_cmpuint(stats.faults_wp, ==, before.faults_wp);
+
+    /*
+     * Out and back again: the written pages go out while the others are read, and come back
+     * with their writes. Evicted clean, they would have come back without.
+     */
+    g_assert_true(bf_engine_set_local_limit(e, 4 * MiB, &err));
+    for (uint64_t off = 0; off < 16 * MiB; off += PAGE) {
+        if (off % (16 * PAGE)) {
+            check(ram, off, PAGE, 41);
+        }
+    }
+    before = stats_of(e);
+    for (uint64_t off = 0; off < 16 * MiB; off += 16 * PAGE) {
+        check(ram, off, PAGE, 42);
+    }
+    stats = stats_of(e);
+    g_assert_cmpuint(stats.faults_missing - before.faults_missing, >=, 128);
+}
+
 /* Sequential faults on remote pages fetch ahead; random ones do not. */
 static void test_readahead(void)
 {
@@ -1519,6 +1570,7 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/evict/stress-writers", test_stress_writers);
     g_test_add_func("/engine/evict/clean-under-access", test_clean_under_access);
     g_test_add_func("/engine/evict/mixed-ops", test_mixed_ops);
+    g_test_add_func("/engine/evict/remote-write", test_remote_write);
     g_test_add_func("/engine/evict/readahead", test_readahead);
     g_test_add_func("/engine/evict/coldest-first", test_coldest_first);
     g_test_add_func("/engine/evict/drop-behind", test_drop_behind);
