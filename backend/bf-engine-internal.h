@@ -215,32 +215,27 @@ void bf_engine_set_pool_state(BfEngine *e, BfPoolState state, const char *detail
 void bf_engine_kick_reclaim(BfEngine *e);
 void bf_engine_wake_fault_thread(BfEngine *e);
 /*
- * The calls below that map pages into guest RAM (and wake whoever waits on them) map
- * nothing, and return FALSE, if the pages meet a range QEMU is discarding: mapped after
- * QEMU's madvise(), a page would stay mapped, and the guest's writes to it would be punched
- * with the range. The caller then gives the pages up (bf_engine_free_discarding()), and
- * their faults come again after the event.
+ * The three calls below map a page the caller holds BUSY (resident, or claimed to be) into
+ * guest RAM, and end that hold: released, waking whoever waits on it. No page is mapped where
+ * QEMU is discarding: mapped after QEMU's madvise(), it would stay mapped, and the guest's
+ * writes to it would be punched with the range. Such a page is ended FREE instead, as the
+ * discard's turn would end it (punched, its pool copy freed), and they return FALSE: its
+ * faults come again after the event, and find it free.
  *
- * Maps a page the caller holds BUSY back into the guest: UFFDIO_CONTINUE (write-protected
- * if @wp).
+ * Maps @page back from the memfd: UFFDIO_CONTINUE (write-protected if @wp).
  */
 bool bf_engine_map_back(BfEngine *e, uint64_t page, bool wp);
 /* Zero-fills @page (absent from the memfd) with UFFDIO_ZEROPAGE. */
 bool bf_engine_zero_fill(BfEngine *e, uint64_t page);
-/*
- * Zero-fills @npages consecutive pages (absent from the memfd) with one call; FALSE too if
- * the call failed (a page was there already): nothing was filled then, or, if the process is
- * being killed, only a part.
- */
-bool bf_engine_try_zero_fill_run(BfEngine *e, uint64_t page, uint64_t npages);
 /* Places @data as @page (absent from the memfd) with UFFDIO_COPY. */
 bool bf_engine_place(BfEngine *e, uint64_t page, const void *data, bool wp);
 /*
- * Ends FREE a resident page the caller holds BUSY and could not map (QEMU is discarding
- * it), as the discard's turn would: punched out of the memfd, its pool copy freed. Whoever
- * waits on it faults again, and finds it free.
+ * Zero-fills @npages consecutive pages (absent from the memfd) with one call, the caller's
+ * hold on them kept; FALSE if they meet a range QEMU is discarding, or the call failed (a
+ * page was there already): nothing was filled then, or, if the process is being killed,
+ * only a part.
  */
-void bf_engine_free_discarding(BfEngine *e, uint64_t page);
+bool bf_engine_try_zero_fill_run(BfEngine *e, uint64_t page, uint64_t npages);
 /* Write-protects @npages pages from @page (those mapped). */
 void bf_engine_protect(BfEngine *e, uint64_t page, uint64_t npages);
 /* Write-enables @npages pages from @page (held by the caller) and wakes their waiters. */
@@ -266,8 +261,6 @@ void bf_engine_fetched(BfEngine *e, uint64_t page, bool placed, bool writable);
  * its access, which faults again if it must).
  */
 void bf_engine_wake_if_wanted(BfEngine *e, uint64_t page, uint16_t old);
-/* Wakes the threads faulting on @page: they retry their access. Returns the ioctl's -errno. */
-int bf_engine_wake(BfEngine *e, uint64_t page);
 /* Clears BUSY and WANTED, waking the waiters if WANTED was set. */
 void bf_engine_release(BfEngine *e, uint64_t page);
 BfChannel *bf_engine_connect_channel(BfEngine *e, GError **errp);

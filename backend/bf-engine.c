@@ -142,7 +142,8 @@ static void bf_engine_unblock(BfEngine *e)
         ret_;                                                       \
     })
 
-int bf_engine_wake(BfEngine *e, uint64_t page)
+/* Wakes the threads faulting on @page: they retry their access. Returns the ioctl's -errno. */
+static int bf_engine_wake(BfEngine *e, uint64_t page)
 {
     return bf_uffd_wake(e->uffd, bf_page_addr(e, page), BF_PAGE_SIZE);
 }
@@ -211,13 +212,39 @@ static bool bf_engine_discarding_locked(BfEngine *e, uint64_t first, uint64_t la
         ret_;                                                                   \
     })
 
-/* What a mapping of @page did (@ret, of @what): FALSE if it was left out for a discard. */
-static bool bf_engine_mapped(BfEngine *e, uint64_t page, int ret, const char *what)
+/*
+ * Ends @page, which the caller holds BUSY and is resident (or claimed to be), FREE: what the
+ * discard's turn would make of it, now that it may not be mapped. Punched out of the memfd
+ * first (a fault that finds it FREE zero-fills it, which must not find the old page there),
+ * its pool copy freed. Whoever waits on it faults again, and finds it free.
+ */
+static void bf_engine_free_discarding(BfEngine *e, uint64_t page)
+{
+    uint16_t old;
+
+    bf_engine_punch(e, page, 1);
+    old = atomic_exchange_explicit(&e->pages[page], BF_PAGE_FREE, memory_order_acq_rel);
+    if (old & BF_PAGE_POOL_COPY) {
+        bf_engine_free_pool_copy(e, page);
+        bf_engine_kick_reclaim(e);
+    }
+    bf_count(&e->nr_resident, -1);
+    bf_count(&e->nr_free, 1);
+    bf_engine_wake(e, page);
+}
+
+/*
+ * Ends the caller's hold on @page after a call that mapped it (@ret, of @what): released, or
+ * ended FREE if it was left out for a discard (-ECANCELED). FALSE then.
+ */
+static bool bf_engine_hand_over(BfEngine *e, uint64_t page, int ret, const char *what)
 {
     if (ret == -ECANCELED) {
+        bf_engine_free_discarding(e, page);
         return false;
     }
     bf_engine_resolved(e, page, ret, what);
+    bf_engine_release(e, page);
     return true;
 }
 
@@ -239,23 +266,23 @@ bool bf_engine_map_back(BfEngine *e, uint64_t page, bool wp)
     if (!wp) {
         bf_engine_clear_hintable(e, page, 1);
     }
-    return bf_engine_mapped(e, page,
-                            BF_MAP_UNLESS_DISCARDING(e, page, 1,
-                                                     bf_uffd_continue(e->uffd,
-                                                                      bf_page_addr(e, page),
-                                                                      BF_PAGE_SIZE, wp)),
-                            "UFFDIO_CONTINUE");
+    return bf_engine_hand_over(e, page,
+                               BF_MAP_UNLESS_DISCARDING(e, page, 1,
+                                                        bf_uffd_continue(e->uffd,
+                                                                         bf_page_addr(e, page),
+                                                                         BF_PAGE_SIZE, wp)),
+                               "UFFDIO_CONTINUE");
 }
 
 bool bf_engine_zero_fill(BfEngine *e, uint64_t page)
 {
     bf_engine_clear_hintable(e, page, 1);
-    return bf_engine_mapped(e, page,
-                            BF_MAP_UNLESS_DISCARDING(e, page, 1,
-                                                     bf_uffd_zeropage(e->uffd,
-                                                                      bf_page_addr(e, page),
-                                                                      BF_PAGE_SIZE)),
-                            "UFFDIO_ZEROPAGE");
+    return bf_engine_hand_over(e, page,
+                               BF_MAP_UNLESS_DISCARDING(e, page, 1,
+                                                        bf_uffd_zeropage(e->uffd,
+                                                                         bf_page_addr(e, page),
+                                                                         BF_PAGE_SIZE)),
+                               "UFFDIO_ZEROPAGE");
 }
 
 bool bf_engine_try_zero_fill_run(BfEngine *e, uint64_t page, uint64_t npages)
@@ -271,27 +298,12 @@ bool bf_engine_place(BfEngine *e, uint64_t page, const void *data, bool wp)
     if (!wp) {
         bf_engine_clear_hintable(e, page, 1);
     }
-    return bf_engine_mapped(e, page,
-                            BF_MAP_UNLESS_DISCARDING(e, page, 1,
-                                                     bf_uffd_copy(e->uffd,
-                                                                  bf_page_addr(e, page), data,
-                                                                  BF_PAGE_SIZE, wp)),
-                            "UFFDIO_COPY");
-}
-
-void bf_engine_free_discarding(BfEngine *e, uint64_t page)
-{
-    uint16_t old;
-
-    bf_engine_punch(e, page, 1);
-    old = atomic_exchange_explicit(&e->pages[page], BF_PAGE_FREE, memory_order_acq_rel);
-    if (old & BF_PAGE_POOL_COPY) {
-        bf_engine_free_pool_copy(e, page);
-        bf_engine_kick_reclaim(e);
-    }
-    bf_count(&e->nr_resident, -1);
-    bf_count(&e->nr_free, 1);
-    bf_engine_wake(e, page);
+    return bf_engine_hand_over(e, page,
+                               BF_MAP_UNLESS_DISCARDING(e, page, 1,
+                                                        bf_uffd_copy(e->uffd,
+                                                                     bf_page_addr(e, page),
+                                                                     data, BF_PAGE_SIZE, wp)),
+                               "UFFDIO_COPY");
 }
 
 void bf_engine_protect(BfEngine *e, uint64_t page, uint64_t npages)
@@ -345,25 +357,17 @@ bool bf_engine_discarding(BfEngine *e, uint64_t first, uint64_t last)
     return ret;
 }
 
-/* Has the guest freed @page, or is QEMU discarding it? Under place_lock. */
-static bool bf_engine_is_discarded(BfEngine *e, uint64_t page)
-{
-    return (bf_page_load(&e->pages[page]) & BF_PAGE_DISCARDED) ||
-           bf_engine_discarding_locked(e, page, page + 1);
-}
-
 void bf_engine_place_fetched(BfEngine *e, const BfRequest *req, bool writable, bool *placed)
 {
     uint32_t max_run = req->count;
 
-    g_mutex_lock(&e->place_lock);
     for (uint32_t i = 0, n; i < req->count; i += n) {
         int ret;
 
         /* The run of consecutive pages from i that the guest has not freed. */
         for (n = 0; i + n < req->count && n < max_run &&
              (n == 0 || req->pages[i + n] == req->pages[i + n - 1] + 1) &&
-             !bf_engine_is_discarded(e, req->pages[i + n]); n++) {
+             !(bf_page_load(&e->pages[req->pages[i + n]]) & BF_PAGE_DISCARDED); n++) {
         }
         if (n == 0) {
             placed[i] = false;
@@ -373,19 +377,18 @@ void bf_engine_place_fetched(BfEngine *e, const BfRequest *req, bool writable, b
         if (writable) {
             bf_engine_clear_hintable(e, req->pages[i], n);
         }
-        ret = bf_uffd_copy(e->uffd, bf_page_addr(e, req->pages[i]), req->data[i],
-                           (uint64_t)n * BF_PAGE_SIZE, !writable);
-        if (ret == -EAGAIN) {
-            /* An event waits to be read, under the lock: look at the run again after. */
-            g_mutex_unlock(&e->place_lock);
-            bf_engine_unblock(e);
-            g_mutex_lock(&e->place_lock);
+        ret = BF_MAP_UNLESS_DISCARDING(e, req->pages[i], n,
+                                       bf_uffd_copy(e->uffd, bf_page_addr(e, req->pages[i]),
+                                                    req->data[i], (uint64_t)n * BF_PAGE_SIZE,
+                                                    !writable));
+        if (ret < 0 && n > 1) {
+            /* A page was there already, or QEMU is discarding one: page by page from here. */
+            max_run = 1;
             n = 0;
             continue;
         }
-        if (ret < 0 && n > 1) {
-            max_run = 1;        /* a page was there already: page by page from here */
-            n = 0;
+        if (ret == -ECANCELED) {
+            placed[i] = false;
             continue;
         }
         bf_engine_resolved(e, req->pages[i], ret, "UFFDIO_COPY");
@@ -393,7 +396,6 @@ void bf_engine_place_fetched(BfEngine *e, const BfRequest *req, bool writable, b
             placed[i + k] = true;
         }
     }
-    g_mutex_unlock(&e->place_lock);
 }
 
 void bf_engine_fetched(BfEngine *e, uint64_t page, bool placed, bool writable)

@@ -200,26 +200,6 @@ static bool bf_fault_claim_empty(BfFaultCtx *c, uint64_t page, uint16_t *m, uint
 }
 
 /*
- * Gives back @page, claimed for zero-filling and left out: what it was (@before) again, and
- * absent (a fill cut short may have placed it). Whoever waits on it, the fault being served
- * included, faults again: after the event that made it leave the page out.
- */
-static void bf_fault_unclaim_empty(BfFaultCtx *c, uint64_t page, uint16_t before)
-{
-    BfEngine *e = c->e;
-
-    bf_engine_punch(e, page, 1);
-    atomic_store_explicit(&e->pages[page], before, memory_order_release);
-    bf_count(&e->nr_resident, -1);
-    if (bf_page_state(before) == BF_PAGE_FREE) {
-        bf_count(&e->nr_free, 1);
-    } else if (bf_page_state(before) == BF_PAGE_ZERO) {
-        bf_count(&e->nr_zero, 1);
-    }
-    bf_engine_wake(e, page);
-}
-
-/*
  * The aligned block to zero-fill around a first touch of @page: BF_FAULT_ZERO_AROUND pages,
  * or twice the last one's size (up to BF_FAULT_ZERO_AROUND_MAX) if @page lies just past it,
  * either way: the guest is filling memory it allocated in order, and fewer, larger fills
@@ -238,34 +218,29 @@ static uint64_t bf_fault_zero_block(BfFaultCtx *c, uint64_t page)
 }
 
 /*
- * Zero-fills @page, claimed from @page_before, and with it the pages around it (its aligned
- * block, bf_fault_zero_block()) that were never touched or freed: memory is first touched
- * in runs, and one fault then serves a run. Pages found zero by eviction are not included:
- * they went out for being cold. Nor are pages QEMU is discarding, whether the block meets
- * such a range from the start or an event read during the fill says so, @page included: a
- * page zero-filled there after QEMU's madvise() would stay mapped, and the guest's writes
- * to it would be punched with the range. The fault on @page then comes again, after the
- * event.
+ * Zero-fills @page, claimed, and with it the pages around it (its aligned block,
+ * bf_fault_zero_block()) that were never touched or freed: memory is first touched in runs,
+ * and one fault then serves a run. Pages found zero by eviction are not included: they went
+ * out for being cold. Nor are pages QEMU is discarding, whether the block meets such a range
+ * from the start or an event read during the fill says so, @page included: those end FREE
+ * (bf_engine_zero_fill()), and the fault on @page comes again, after the event.
  */
-static void bf_fault_zero_fill_around(BfFaultCtx *c, uint64_t page, uint16_t page_before)
+static void bf_fault_zero_fill_around(BfFaultCtx *c, uint64_t page)
 {
     BfEngine *e = c->e;
     uint64_t size = bf_fault_zero_block(c, page);
     uint64_t first = c->zero_first;
     uint64_t end = MIN(first + size, e->npages);
     bool claimed[BF_FAULT_ZERO_AROUND_MAX] = { false };
-    uint16_t before[BF_FAULT_ZERO_AROUND_MAX];
     bool around = !bf_engine_discarding(e, first, end);
 
     claimed[page - first] = true;
-    before[page - first] = page_before;
     for (uint64_t p = first; around && p < end; p++) {
         uint16_t m = bf_page_load(&e->pages[p]);
         BfPageState state = bf_page_state(m);
 
         if (p != page && (state == BF_PAGE_NEVER || state == BF_PAGE_FREE) &&
             !bf_fault_over_ceiling(c)) {
-            before[p - first] = m;
             claimed[p - first] = bf_fault_claim_empty(c, p, &m, 0);
         }
     }
@@ -282,10 +257,10 @@ static void bf_fault_zero_fill_around(BfFaultCtx *c, uint64_t page, uint16_t pag
         }
         whole = bf_engine_try_zero_fill_run(e, run, p - run);
         for (uint64_t q = run; q < p; q++) {
-            if (whole || bf_engine_zero_fill(e, q)) {
+            if (whole) {
                 bf_engine_release(e, q);
             } else {
-                bf_fault_unclaim_empty(c, q, before[q - first]);
+                bf_engine_zero_fill(e, q);
             }
         }
     }
@@ -385,10 +360,8 @@ static BfFaultAction bf_fault_serve(BfFaultCtx *c, uint64_t page, uint64_t flags
                 continue;
             }
             if (!bf_engine_map_back(e, page, new & BF_PAGE_CLEAN)) {
-                bf_engine_free_discarding(e, page);
                 return BF_FAULT_AGAIN;
             }
-            bf_engine_release(e, page);
             bf_fault_done(c, t0);
             return BF_FAULT_MAP;
 
@@ -402,7 +375,7 @@ static BfFaultAction bf_fault_serve(BfFaultCtx *c, uint64_t page, uint64_t flags
             if (!bf_fault_claim_empty(c, page, &m, BF_PAGE_ACCESSED)) {
                 continue;
             }
-            bf_fault_zero_fill_around(c, page, m);
+            bf_fault_zero_fill_around(c, page);
             bf_fault_done(c, t0);
             return BF_FAULT_ZERO_FILL;
 

@@ -305,19 +305,12 @@ static uint32_t bf_reclaim_pick_idle(BfReclaimCtx *c, uint64_t *victims, uint32_
 static void bf_reclaim_give_back(BfEngine *e, uint64_t page, bool punched, bool zero,
                                  const void *data)
 {
-    bool mapped;
-
     if (!punched) {
-        mapped = bf_engine_map_back(e, page, !zero);
+        bf_engine_map_back(e, page, !zero);
     } else if (zero) {
-        mapped = bf_engine_zero_fill(e, page);
+        bf_engine_zero_fill(e, page);
     } else {
-        mapped = bf_engine_place(e, page, data, true);
-    }
-    if (mapped) {
-        bf_engine_release(e, page);
-    } else {
-        bf_engine_free_discarding(e, page);
+        bf_engine_place(e, page, data, true);
     }
 }
 
@@ -371,11 +364,11 @@ static void bf_reclaim_cancel(BfEngine *e, BfEvictBatch *b)
             }
             if (bf_page_cas(&e->pages[p], &m,
                             bf_page_with_state(m, BF_PAGE_RESIDENT) | BF_PAGE_BUSY)) {
-                if ((m & BF_PAGE_WANTED) && !bf_engine_map_back(e, p, m & BF_PAGE_CLEAN)) {
-                    bf_engine_free_discarding(e, p);
-                    break;
+                if (m & BF_PAGE_WANTED) {
+                    bf_engine_map_back(e, p, m & BF_PAGE_CLEAN);
+                } else {
+                    bf_engine_release(e, p);
                 }
-                bf_engine_release(e, p);
                 break;
             }
         }
