@@ -25,6 +25,7 @@
 #include "bf-pages.h"
 
 #include <stdatomic.h>
+#include <xxhash.h>
 
 /* The pages [first, last). */
 typedef struct {
@@ -59,6 +60,15 @@ struct BfEngine {
     uint64_t nregions;
     uint8_t *region_age;            /* periods since the region's sample was last used */
     uint64_t *region_sample;        /* its current sample page, or UINT64_MAX */
+
+    /*
+     * The hash of each page's pool copy, as last sent (meaningful while it has POOL_COPY):
+     * eviction compares a CLEAN page's content with it, and sends it only if it changed
+     * (bf-reclaim.c). Reclaim thread only. Seeded at random: a guest cannot aim at a
+     * collision, which would lose only its own write anyway.
+     */
+    XXH128_hash_t *pool_hash;
+    uint64_t pool_hash_seed;
 
     GThread *fault_thread;
     GThread *reclaim_thread;
@@ -222,13 +232,19 @@ void bf_engine_wake_fault_thread(BfEngine *e);
  * discard's turn would end it (punched, its pool copy freed), and they return FALSE: its
  * faults come again after the event, and find it free.
  *
- * Maps @page back from the memfd: UFFDIO_CONTINUE (write-protected if @wp).
+ * Pages are mapped writable, clean ones too (eviction finds out by their hash whether they
+ * changed). Only a page still HINTABLE for a free page hint round (bf_engine_hint_begin())
+ * is mapped back, or placed from the pool, write-protected, so that its first write clears
+ * the mark.
+ *
+ * Maps @page back from the memfd: UFFDIO_CONTINUE. @write: for a write fault, writable
+ * whatever its mark (write-protected, the write would only fault again).
  */
-bool bf_engine_map_back(BfEngine *e, uint64_t page, bool wp);
+bool bf_engine_map_back(BfEngine *e, uint64_t page, bool write);
 /* Zero-fills @page (absent from the memfd) with UFFDIO_ZEROPAGE. */
 bool bf_engine_zero_fill(BfEngine *e, uint64_t page);
-/* Places @data as @page (absent from the memfd) with UFFDIO_COPY. */
-bool bf_engine_place(BfEngine *e, uint64_t page, const void *data, bool wp);
+/* Places @data as @page (absent from the memfd) with UFFDIO_COPY, writable. */
+bool bf_engine_place(BfEngine *e, uint64_t page, const void *data);
 /*
  * Zero-fills @npages consecutive pages (absent from the memfd) with one call, the caller's
  * hold on them kept; FALSE if they meet a range QEMU is discarding, or the call failed (a
@@ -241,17 +257,16 @@ void bf_engine_protect(BfEngine *e, uint64_t page, uint64_t npages);
 /* Write-enables @npages pages from @page (held by the caller) and wakes their waiters. */
 void bf_engine_unprotect(BfEngine *e, uint64_t page, uint64_t npages);
 /*
- * Places the pages of @req, fetched from the pool (their data at req->data), write-protected:
- * they are clean. If @writable, for a write fault, writable: the write that faults would only
- * fault again to clear CLEAN. A page the guest freed while it was fetched (DISCARDED, or in a
- * range being discarded) is left out, so that its old content never shows. @placed[i] says
- * whether req->pages[i] was placed.
+ * Places the pages of @req, fetched from the pool (their data at req->data), writable (those
+ * still HINTABLE write-protected, unless @writable: for a write fault). A page the guest freed
+ * while it was fetched (DISCARDED, or in a range being discarded) is left out, so that its
+ * old content never shows. @placed[i] says whether req->pages[i] was placed.
  */
 void bf_engine_place_fetched(BfEngine *e, const BfRequest *req, bool writable, bool *placed);
 /*
- * Publishes a page its caller fetched: RESIDENT if it was @placed, clean unless placed
- * @writable, unless the guest has freed it since (DISCARDED: punched again); else FREE, its
- * pool copy to be freed. Wakes its waiters.
+ * Publishes a page its caller fetched: RESIDENT if it was @placed, CLEAN unless fetched
+ * @writable for a write fault (which changes it at once), unless the guest has freed it
+ * since (DISCARDED: punched again); else FREE, its pool copy to be freed. Wakes its waiters.
  */
 void bf_engine_fetched(BfEngine *e, uint64_t page, bool placed, bool writable);
 /*

@@ -248,24 +248,25 @@ static bool bf_engine_hand_over(BfEngine *e, uint64_t page, int ret, const char 
     return true;
 }
 
-bool bf_engine_map_back(BfEngine *e, uint64_t page, bool wp)
+/*
+ * Whether to map the @npages pages from @page (all HINTABLE or none) write-protected: only
+ * while they are HINTABLE, and not for a write fault (@write). Otherwise their marks are
+ * cleared, as they are to be mapped writable.
+ */
+static bool bf_engine_map_protected(BfEngine *e, uint64_t page, uint64_t npages, bool write)
 {
-    if (wp && !e->continue_wp) {
-        /*
-         * This kernel cannot map a page back write-protected: map it writable, and it is no
-         * longer known to match its pool copy (its next eviction sends it). The caller holds
-         * the page BUSY.
-         */
-        BfPageMeta *meta = &e->pages[page];
-        uint16_t m = bf_page_load(meta);
+    if (!write && (bf_page_load(&e->pages[page]) & BF_PAGE_HINTABLE)) {
+        return true;
+    }
+    bf_engine_clear_hintable(e, page, npages);
+    return false;
+}
 
-        while (!bf_page_cas(meta, &m, m & ~BF_PAGE_CLEAN)) {
-        }
-        wp = false;
-    }
-    if (!wp) {
-        bf_engine_clear_hintable(e, page, 1);
-    }
+bool bf_engine_map_back(BfEngine *e, uint64_t page, bool write)
+{
+    /* A kernel that cannot map back write-protected (before 6.3): the mark goes. */
+    bool wp = bf_engine_map_protected(e, page, 1, write || !e->continue_wp);
+
     return bf_engine_hand_over(e, page,
                                BF_MAP_UNLESS_DISCARDING(e, page, 1,
                                                         bf_uffd_continue(e->uffd,
@@ -293,16 +294,15 @@ bool bf_engine_try_zero_fill_run(BfEngine *e, uint64_t page, uint64_t npages)
                                                      npages * BF_PAGE_SIZE)) == 0;
 }
 
-bool bf_engine_place(BfEngine *e, uint64_t page, const void *data, bool wp)
+bool bf_engine_place(BfEngine *e, uint64_t page, const void *data)
 {
-    if (!wp) {
-        bf_engine_clear_hintable(e, page, 1);
-    }
+    bf_engine_clear_hintable(e, page, 1);
     return bf_engine_hand_over(e, page,
                                BF_MAP_UNLESS_DISCARDING(e, page, 1,
                                                         bf_uffd_copy(e->uffd,
                                                                      bf_page_addr(e, page),
-                                                                     data, BF_PAGE_SIZE, wp)),
+                                                                     data, BF_PAGE_SIZE,
+                                                                     false)),
                                "UFFDIO_COPY");
 }
 
@@ -362,25 +362,32 @@ void bf_engine_place_fetched(BfEngine *e, const BfRequest *req, bool writable, b
     uint32_t max_run = req->count;
 
     for (uint32_t i = 0, n; i < req->count; i += n) {
+        uint16_t hintable = bf_page_load(&e->pages[req->pages[i]]) & BF_PAGE_HINTABLE;
+        bool wp;
         int ret;
 
-        /* The run of consecutive pages from i that the guest has not freed. */
-        for (n = 0; i + n < req->count && n < max_run &&
-             (n == 0 || req->pages[i + n] == req->pages[i + n - 1] + 1) &&
-             !(bf_page_load(&e->pages[req->pages[i + n]]) & BF_PAGE_DISCARDED); n++) {
+        /*
+         * The run of consecutive pages from i that the guest has not freed, all HINTABLE or
+         * none (placed write-protected or not).
+         */
+        for (n = 0; i + n < req->count && n < max_run; n++) {
+            uint16_t m = bf_page_load(&e->pages[req->pages[i + n]]);
+
+            if ((n > 0 && req->pages[i + n] != req->pages[i + n - 1] + 1) ||
+                (m & BF_PAGE_DISCARDED) || (m & BF_PAGE_HINTABLE) != hintable) {
+                break;
+            }
         }
         if (n == 0) {
             placed[i] = false;
             n = 1;
             continue;
         }
-        if (writable) {
-            bf_engine_clear_hintable(e, req->pages[i], n);
-        }
+        wp = bf_engine_map_protected(e, req->pages[i], n, writable);
         ret = BF_MAP_UNLESS_DISCARDING(e, req->pages[i], n,
                                        bf_uffd_copy(e->uffd, bf_page_addr(e, req->pages[i]),
                                                     req->data[i], (uint64_t)n * BF_PAGE_SIZE,
-                                                    !writable));
+                                                    wp));
         if (ret < 0 && n > 1) {
             /* A page was there already, or QEMU is discarding one: page by page from here. */
             max_run = 1;

@@ -286,10 +286,9 @@ static uint64_t bf_fault_claim_resident_run(BfEngine *e, uint64_t page, uint64_t
 }
 
 /*
- * A write to a page write-protected for a free page hint round, not for being clean: the
- * guest is writing that part of its RAM, so write-enable the other such pages of its aligned
- * block at once, rather than take a fault for each. They are no longer HINTABLE: if hinted,
- * they go only if zero. Clean pages stay protected: their first write must be seen.
+ * A write to a write-protected page (for a free page hint round): the guest is writing that
+ * part of its RAM, so write-enable the other idle pages of its aligned block at once, rather
+ * than take a fault for each. They are no longer HINTABLE: if hinted, they go only if zero.
  */
 static void bf_fault_unprotect_around(BfFaultCtx *c, uint64_t page)
 {
@@ -300,7 +299,7 @@ static void bf_fault_unprotect_around(BfFaultCtx *c, uint64_t page)
     for (uint64_t p = first; p < end;) {
         uint64_t run = p;
 
-        p = bf_fault_claim_resident_run(e, p, end, BF_PAGE_CLEAN);
+        p = bf_fault_claim_resident_run(e, p, end, 0);
         if (run == p) {
             p++;
             continue;
@@ -339,16 +338,18 @@ static BfFaultAction bf_fault_serve(BfFaultCtx *c, uint64_t page, uint64_t flags
                 continue;
             }
             if (flags & UFFD_PAGEFAULT_FLAG_WP) {
-                /* First write to a clean page: its pool copy is stale from now on. */
+                /*
+                 * A write to a page protected for a free page hint round (or left protected
+                 * by an eviction that looked at it): written now, so no longer CLEAN (its
+                 * next eviction sends it without comparing).
+                 */
                 if (!bf_page_cas(meta, &m, (m & ~BF_PAGE_CLEAN) | BF_PAGE_BUSY |
                                  BF_PAGE_ACCESSED)) {
                     continue;
                 }
                 bf_engine_unprotect(e, page, 1);
                 bf_engine_release(e, page);
-                if (!(m & BF_PAGE_CLEAN)) {
-                    bf_fault_unprotect_around(c, page);
-                }
+                bf_fault_unprotect_around(c, page);
                 bf_fault_done(c, t0);
                 return BF_FAULT_UNPROTECT;
             }
@@ -359,7 +360,7 @@ static BfFaultAction bf_fault_serve(BfFaultCtx *c, uint64_t page, uint64_t flags
             if (!bf_page_cas(meta, &m, new)) {
                 continue;
             }
-            if (!bf_engine_map_back(e, page, new & BF_PAGE_CLEAN)) {
+            if (!bf_engine_map_back(e, page, flags & UFFD_PAGEFAULT_FLAG_WRITE)) {
                 return BF_FAULT_AGAIN;
             }
             bf_fault_done(c, t0);

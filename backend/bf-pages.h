@@ -5,7 +5,8 @@
  *   bit  3     BUSY      a thread is mapping the page in the guest; nobody else may claim it
  *   bit  4     ACCESSED  faulted in since the scanner last looked
  *   bit  5     ZAPPED    the scanner dropped its mapping to see whether it is used
- *   bit  6     CLEAN     the pool holds an identical copy (mapped write-protected)
+ *   bit  6     CLEAN     the pool held an identical copy when it was placed (mapped
+ *                        writable: eviction sends it if its hash changed since)
  *   bit  7     WANTED    a fault waits for the page while it is being evicted
  *   bit  8     POOL_COPY the pool holds a copy (maybe stale): free it when the page dies
  *   bit  9     DISCARDED the guest freed it while it was being evicted or fetched: it ends FREE
@@ -16,31 +17,29 @@
  *
  *   NEVER    -> RESIDENT   fault thread, zero-fill (UFFDIO_ZEROPAGE)
  *   ZERO     -> RESIDENT   fault thread, zero-fill
- *   RESIDENT -> EVICTING   reclaim thread claims it (not BUSY), drops its mapping, copies it
- *                          (unless it is CLEAN: the pool has it)
+ *   RESIDENT -> EVICTING   reclaim thread claims it (not BUSY), drops its mapping (if CLEAN,
+ *                          write-protects it instead), copies it
  *   EVICTING -> RESIDENT   reclaim thread, if the eviction failed or a fault WANTED it
- *   EVICTING -> PUNCHING   reclaim thread, pool copy acknowledged (or none needed: CLEAN, or
- *                          all zero), nobody waiting
+ *   EVICTING -> PUNCHING   reclaim thread, pool copy acknowledged (or none needed: CLEAN and
+ *                          its hash unchanged, or all zero), nobody waiting
  *   PUNCHING -> REMOTE     reclaim thread, hole punched in the memfd (ZERO if all zero,
- *                          FREE if DISCARDED); a CLEAN page even if a fault waits for it,
- *                          which it wakes to fetch it
+ *                          FREE if DISCARDED)
  *   any idle -> FREE       fault thread, when QEMU discards the page (free page reporting),
  *                          or the guest hints it free while it is HINTABLE
  *   RESIDENT -> FREE       whoever holds it BUSY to map it, if QEMU is discarding it (the
  *                          event read, not yet served): not mapped, punched
  *   REMOTE   -> FETCHING   fault thread (on a fault or readahead) or restore-all
  *   FETCHING -> RESIDENT   whoever fetched it, after UFFDIO_COPY placed it (CLEAN, unless
- *                          placed writable for a write fault)
+ *                          fetched for a write fault)
  *   FETCHING -> FREE       whoever fetched it, if the guest freed it meanwhile (DISCARDED, or
  *                          in a range being discarded): not placed, or punched again
  *   FETCHING -> REMOTE     restore-all, if its batch cannot complete
  *
  * While a page is EVICTING or PUNCHING no write can succeed without the engine: its mapping
  * stays dropped, or, if it is CLEAN, write-protected until the punch unmaps it (reads see
- * the pool's copy meanwhile). Faults mark it WANTED and wait, and the reclaim thread maps it
- * back (from the memfd, or once punched from the copy it read) instead of losing a write,
- * or, for a clean page it punched, publishes it REMOTE and wakes the fault, which fetches
- * it.
+ * the content read meanwhile). Faults mark it WANTED and wait, and the reclaim thread maps
+ * it back (from the memfd, or once punched from the copy it read) instead of losing a
+ * write.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */

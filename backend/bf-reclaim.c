@@ -17,11 +17,12 @@
  *
  * Eviction of a batch (see bf-pages.h for the states):
  *   claim RESIDENT -> EVICTING, drop the mappings of the pages the pool has no current copy
- *   of and read them through the memfd, send the ones not all zero (a clean page needs
- *   neither: it stays mapped write-protected until the punch), then for each page: if a
- *   fault wants it, map it back; else EVICTING -> PUNCHING, punch it out of the memfd, and
- *   PUNCHING -> REMOTE (or ZERO), or place it right back from the copy if a fault came
- *   meanwhile (a clean page is published REMOTE and its fault woken, to fetch it).
+ *   of (write-protect the clean ones: they stay mapped until the punch) and read them
+ *   through the memfd, send the ones not all zero, nor clean with the hash their pool copy
+ *   had (a clean page is mapped writable, so its writes go unseen until then), then for
+ *   each page: if a fault wants it, map it back; else EVICTING -> PUNCHING, punch it out of
+ *   the memfd, and PUNCHING -> REMOTE (or ZERO), or place it right back from the copy read
+ *   if a fault came meanwhile.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -43,10 +44,11 @@
 typedef struct {
     uint32_t n;                     /* pages claimed (EVICTING) */
     uint64_t victims[BF_PROTO_MAX_PAGES];
-    bool in_pool[BF_PROTO_MAX_PAGES];   /* clean: the pool's copy is current, so the page is
-                                           neither zapped, read nor sent (no copy in bounce) */
+    bool in_pool[BF_PROTO_MAX_PAGES];   /* clean and unchanged: the pool's copy is current, so
+                                           the page is not sent */
     bool zero[BF_PROTO_MAX_PAGES];
     bool punched[BF_PROTO_MAX_PAGES];
+    XXH128_hash_t hash[BF_PROTO_MAX_PAGES];     /* of the content read */
     uint32_t zeros;
     uint32_t new_slots;             /* pages sent that the pool holds no copy of yet */
     bool submitted;                 /* req is in flight on the channel */
@@ -85,12 +87,16 @@ void bf_reclaim_init(BfEngine *e)
     for (uint64_t r = 0; r < e->nregions; r++) {
         e->region_sample[r] = BF_NO_SAMPLE;
     }
+    /* Left unwritten (so unallocated) until pages go to the pool. */
+    e->pool_hash = g_new0(XXH128_hash_t, e->npages);
+    e->pool_hash_seed = (uint64_t)g_random_int() << 32 | g_random_int();
 }
 
 void bf_reclaim_cleanup(BfEngine *e)
 {
     g_free(e->region_age);
     g_free(e->region_sample);
+    g_free(e->pool_hash);
 }
 
 static uint64_t bf_region_first(BfEngine *e, uint64_t r)
@@ -306,11 +312,11 @@ static void bf_reclaim_give_back(BfEngine *e, uint64_t page, bool punched, bool 
                                  const void *data)
 {
     if (!punched) {
-        bf_engine_map_back(e, page, !zero);
+        bf_engine_map_back(e, page, false);
     } else if (zero) {
         bf_engine_zero_fill(e, page);
     } else {
-        bf_engine_place(e, page, data, true);
+        bf_engine_place(e, page, data);
     }
 }
 
@@ -365,7 +371,7 @@ static void bf_reclaim_cancel(BfEngine *e, BfEvictBatch *b)
             if (bf_page_cas(&e->pages[p], &m,
                             bf_page_with_state(m, BF_PAGE_RESIDENT) | BF_PAGE_BUSY)) {
                 if (m & BF_PAGE_WANTED) {
-                    bf_engine_map_back(e, p, m & BF_PAGE_CLEAN);
+                    bf_engine_map_back(e, p, false);
                 } else {
                     bf_engine_release(e, p);
                 }
@@ -405,10 +411,11 @@ static uint32_t bf_reclaim_run_end(const BfEvictBatch *b, uint32_t i)
 
 /*
  * First half of an eviction: claims the @n candidates in b->victims (from now on no write
- * to them succeeds without us), drops the mappings of those the pool has no current copy
- * of, copies these out through the memfd, and sends those that are not all zero. A clean
- * page keeps its write-protected mapping: reads of it see what the pool holds until the
- * punch unmaps it. FALSE if nothing was claimed or the pool failed.
+ * to them succeeds without us), copies them out through the memfd, and sends those that
+ * are not all zero, nor clean and unchanged. A page the pool holds no current copy of has
+ * its mapping dropped first; a clean one is write-protected instead, and sent only if its
+ * hash shows that it changed since it was placed. Reads of a clean page see what was read
+ * until the punch unmaps it. FALSE if nothing was claimed or the pool failed.
  */
 static bool bf_reclaim_evict_begin(BfReclaimCtx *c, BfEvictBatch *b, uint32_t n)
 {
@@ -420,7 +427,7 @@ static bool bf_reclaim_evict_begin(BfReclaimCtx *c, BfEvictBatch *b, uint32_t n)
     b->n = b->zeros = 0;
     b->submitted = false;
     /*
-     * In page order: each run of consecutive pages is zapped and read (unless clean) and
+     * In page order: each run of consecutive pages is zapped (or protected) and read and
      * punched in one call, and each zap waits for the fault thread to read its event.
      */
     qsort(b->victims, n, sizeof(b->victims[0]), bf_reclaim_page_order);
@@ -439,22 +446,40 @@ static bool bf_reclaim_evict_begin(BfReclaimCtx *c, BfEvictBatch *b, uint32_t n)
         return false;
     }
 
-    /* Zap each run the pool has no copy of, then copy it out through the memfd. */
+    /* Zap (or, if clean, protect) each run, then copy it out through the memfd. */
     for (uint32_t i = 0, j; i < b->n; i = j) {
         ssize_t len;
 
         j = bf_reclaim_run_end(b, i);
-        if (b->in_pool[i]) {
-            continue;
-        }
         len = (j - i) * BF_PAGE_SIZE;
-        bf_engine_zap(e, b->victims[i], j - i);
+        if (b->in_pool[i]) {
+            bf_engine_protect(e, b->victims[i], j - i);
+        } else {
+            bf_engine_zap(e, b->victims[i], j - i);
+        }
         if (pread(e->memfd, b->bounce + (uint64_t)i * BF_PAGE_SIZE, len,
                   b->victims[i] * BF_PAGE_SIZE) != len) {
             g_critical("blowfish %s: cannot read page %" G_GUINT64_FORMAT ": %s", e->name,
                        (guint64)b->victims[i], g_strerror(errno));
             bf_reclaim_cancel(e, b);
             return false;
+        }
+    }
+
+    /* Which clean pages were written since they were placed: those are sent after all. */
+    for (uint32_t i = 0; i < b->n; i++) {
+        uint64_t p = b->victims[i];
+        uint16_t m;
+
+        b->hash[i] = XXH3_128bits_withSeed(b->bounce + (uint64_t)i * BF_PAGE_SIZE,
+                                           BF_PAGE_SIZE, e->pool_hash_seed);
+        if (!b->in_pool[i] || XXH128_isEqual(b->hash[i], e->pool_hash[p])) {
+            continue;
+        }
+        /* Not clean from now on, should the eviction fail (the pool's copy is unknown). */
+        b->in_pool[i] = false;
+        m = bf_page_load(&e->pages[p]);
+        while (!bf_page_cas(&e->pages[p], &m, m & ~BF_PAGE_CLEAN)) {
         }
     }
 
@@ -513,9 +538,8 @@ static void bf_reclaim_set_pool_full(BfEngine *e, bool full, const char *detail)
 /*
  * Second half: once the pool has the pages, each goes back to a fault that wants it, or is
  * punched out of the memfd and published remote (zero pages: held nowhere). A page wanted
- * while it was punched goes back from the copy read, or, if it was clean and not read, is
- * published remote all the same and its fault woken, to fault again and fetch it. FALSE if
- * the pool failed or refused (the pages stay resident).
+ * while it was punched goes back from the copy read. FALSE if the pool failed or refused
+ * (the pages stay resident).
  */
 static bool bf_reclaim_evict_finish(BfReclaimCtx *c, BfEvictBatch *b)
 {
@@ -552,6 +576,11 @@ static bool bf_reclaim_evict_finish(BfReclaimCtx *c, BfEvictBatch *b)
             bf_reclaim_set_pool_full(e, false, "");
         }
         bf_count(&e->pool_bytes_sent, (uint64_t)req->count * BF_PAGE_SIZE);
+        for (uint32_t i = 0; i < b->n; i++) {
+            if (!b->zero[i] && !b->in_pool[i]) {
+                e->pool_hash[b->victims[i]] = b->hash[i];
+            }
+        }
     }
 
     /* Decide each page: back to a waiting fault, or out of the memfd. */
@@ -608,7 +637,7 @@ static bool bf_reclaim_evict_finish(BfReclaimCtx *c, BfEvictBatch *b)
                 }
                 continue;
             }
-            if ((m & BF_PAGE_WANTED) && !b->in_pool[i]) {
+            if (m & BF_PAGE_WANTED) {
                 if (bf_page_cas(&e->pages[p], &m, BF_PAGE_RESIDENT | BF_PAGE_BUSY |
                                 BF_PAGE_ACCESSED | keep | (clean ? BF_PAGE_CLEAN : 0))) {
                     bf_reclaim_give_back(e, p, true, b->zero[i],

@@ -10,7 +10,7 @@ set -eu
 
 PACKAGES="build-essential pkg-config git dpkg-dev ninja-build flex bison python3-venv
 python3 libglib2.0-dev libpixman-1-dev libfdt-dev libslirp-dev zlib1g-dev
-libibverbs-dev librdmacm-dev libgnutls28-dev openssl seabios qemu-system-data ipxe-qemu
+libibverbs-dev librdmacm-dev libgnutls28-dev libxxhash-dev openssl seabios qemu-system-data ipxe-qemu
 busybox-static cpio lz4 xz-utils iproute2 ibverbs-providers ibverbs-utils rdmacm-utils perftest
 libvirt-daemon-system libvirt-clients clang libclang-rt-14-dev"
 BACKPORTS_PACKAGES="meson python3-pycotap"
