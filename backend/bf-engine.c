@@ -161,15 +161,14 @@ static void bf_engine_resolved(BfEngine *e, uint64_t page, int ret, const char *
 }
 
 /*
- * Clears the HINTABLE mark of @npages pages from @page: at the end of a hint round, and
- * before a page is mapped writable (writes to it go unseen from then on, so a free page
- * hint must no longer free it).
+ * Clears @marks of @npages pages from @page: BF_PAGE_PROTECTED_MARKS before they are mapped
+ * writable (writes to them go unseen from then on, so a free page hint must no longer free
+ * them, nor eviction take them as unchanged), HINTABLE at the end of a hint round.
  */
-static void bf_engine_clear_hintable(BfEngine *e, uint64_t page, uint64_t npages)
+static void bf_engine_clear_marks(BfEngine *e, uint64_t page, uint64_t npages, uint16_t marks)
 {
     for (uint64_t i = 0; i < npages; i++) {
-        atomic_fetch_and_explicit(&e->pages[page + i], (uint16_t)~BF_PAGE_HINTABLE,
-                                  memory_order_acq_rel);
+        atomic_fetch_and_explicit(&e->pages[page + i], (uint16_t)~marks, memory_order_acq_rel);
     }
 }
 
@@ -249,22 +248,22 @@ static bool bf_engine_hand_over(BfEngine *e, uint64_t page, int ret, const char 
 }
 
 /*
- * Whether to map the @npages pages from @page (all HINTABLE or none) write-protected: only
- * while they are HINTABLE, and not for a write fault (@write). Otherwise their marks are
- * cleared, as they are to be mapped writable.
+ * Whether to map the @npages pages from @page (all marked or none) write-protected: only
+ * while they keep a mark of BF_PAGE_PROTECTED_MARKS, and not for a write fault (@write).
+ * Otherwise their marks are cleared, as they are to be mapped writable.
  */
 static bool bf_engine_map_protected(BfEngine *e, uint64_t page, uint64_t npages, bool write)
 {
-    if (!write && (bf_page_load(&e->pages[page]) & BF_PAGE_HINTABLE)) {
+    if (!write && (bf_page_load(&e->pages[page]) & BF_PAGE_PROTECTED_MARKS)) {
         return true;
     }
-    bf_engine_clear_hintable(e, page, npages);
+    bf_engine_clear_marks(e, page, npages, BF_PAGE_PROTECTED_MARKS);
     return false;
 }
 
 bool bf_engine_map_back(BfEngine *e, uint64_t page, bool write)
 {
-    /* A kernel that cannot map back write-protected (before 6.3): the mark goes. */
+    /* A kernel that cannot map back write-protected (before 6.3): the marks go. */
     bool wp = bf_engine_map_protected(e, page, 1, write || !e->continue_wp);
 
     return bf_engine_hand_over(e, page,
@@ -277,7 +276,7 @@ bool bf_engine_map_back(BfEngine *e, uint64_t page, bool write)
 
 bool bf_engine_zero_fill(BfEngine *e, uint64_t page)
 {
-    bf_engine_clear_hintable(e, page, 1);
+    bf_engine_clear_marks(e, page, 1, BF_PAGE_PROTECTED_MARKS);
     return bf_engine_hand_over(e, page,
                                BF_MAP_UNLESS_DISCARDING(e, page, 1,
                                                         bf_uffd_zeropage(e->uffd,
@@ -288,7 +287,7 @@ bool bf_engine_zero_fill(BfEngine *e, uint64_t page)
 
 bool bf_engine_try_zero_fill_run(BfEngine *e, uint64_t page, uint64_t npages)
 {
-    bf_engine_clear_hintable(e, page, npages);
+    bf_engine_clear_marks(e, page, npages, BF_PAGE_PROTECTED_MARKS);
     return BF_MAP_UNLESS_DISCARDING(e, page, npages,
                                     bf_uffd_zeropage(e->uffd, bf_page_addr(e, page),
                                                      npages * BF_PAGE_SIZE)) == 0;
@@ -296,7 +295,7 @@ bool bf_engine_try_zero_fill_run(BfEngine *e, uint64_t page, uint64_t npages)
 
 bool bf_engine_place(BfEngine *e, uint64_t page, const void *data)
 {
-    bf_engine_clear_hintable(e, page, 1);
+    bf_engine_clear_marks(e, page, 1, BF_PAGE_PROTECTED_MARKS);
     return bf_engine_hand_over(e, page,
                                BF_MAP_UNLESS_DISCARDING(e, page, 1,
                                                         bf_uffd_copy(e->uffd,
@@ -318,7 +317,7 @@ void bf_engine_protect(BfEngine *e, uint64_t page, uint64_t npages)
 
 void bf_engine_unprotect(BfEngine *e, uint64_t page, uint64_t npages)
 {
-    bf_engine_clear_hintable(e, page, npages);
+    bf_engine_clear_marks(e, page, npages, BF_PAGE_PROTECTED_MARKS);
     bf_engine_resolved(e, page, BF_RETRY(e, bf_uffd_writeprotect(e->uffd,
                                                                  bf_page_addr(e, page),
                                                                  npages * BF_PAGE_SIZE,
@@ -362,19 +361,19 @@ void bf_engine_place_fetched(BfEngine *e, const BfRequest *req, bool writable, b
     uint32_t max_run = req->count;
 
     for (uint32_t i = 0, n; i < req->count; i += n) {
-        uint16_t hintable = bf_page_load(&e->pages[req->pages[i]]) & BF_PAGE_HINTABLE;
+        bool marked = bf_page_load(&e->pages[req->pages[i]]) & BF_PAGE_PROTECTED_MARKS;
         bool wp;
         int ret;
 
         /*
-         * The run of consecutive pages from i that the guest has not freed, all HINTABLE or
-         * none (placed write-protected or not).
+         * The run of consecutive pages from i that the guest has not freed, all marked to
+         * be placed write-protected or none.
          */
         for (n = 0; i + n < req->count && n < max_run; n++) {
             uint16_t m = bf_page_load(&e->pages[req->pages[i + n]]);
 
             if ((n > 0 && req->pages[i + n] != req->pages[i + n - 1] + 1) ||
-                (m & BF_PAGE_DISCARDED) || (m & BF_PAGE_HINTABLE) != hintable) {
+                (m & BF_PAGE_DISCARDED) || !!(m & BF_PAGE_PROTECTED_MARKS) != marked) {
                 break;
             }
         }
@@ -425,7 +424,7 @@ void bf_engine_fetched(BfEngine *e, uint64_t page, bool placed, bool writable)
             placed = false;
         }
         new = placed ? BF_PAGE_RESIDENT | BF_PAGE_POOL_COPY |
-                       (writable ? 0 : BF_PAGE_CLEAN | (m & BF_PAGE_HINTABLE)) |
+                       (writable ? 0 : BF_PAGE_CLEAN | (m & BF_PAGE_PROTECTED_MARKS)) |
                        ((m & BF_PAGE_WANTED) ? BF_PAGE_ACCESSED : 0)
                      : BF_PAGE_FREE;
     } while (!bf_page_cas(meta, &m, new));
@@ -835,7 +834,7 @@ gboolean bf_engine_hint_begin(BfEngine *e, gboolean track_writes, GError **errp)
 
     /*
      * Mark the idle pages, then write-protect all of guest RAM: a page written after this
-     * faults first, and mapping it writable clears its mark (bf_engine_clear_hintable()). A page
+     * faults first, and mapping it writable clears its mark (bf_engine_clear_marks()). A page
      * held by a thread now is left unmarked: it may be mapped writable without a fault.
      */
     for (uint64_t p = 0; p < e->npages; p++) {
@@ -848,7 +847,7 @@ gboolean bf_engine_hint_begin(BfEngine *e, gboolean track_writes, GError **errp)
     }
     ret = BF_RETRY(e, bf_uffd_writeprotect(e->uffd, (uintptr_t)e->guest, e->size, true));
     if (ret < 0) {
-        bf_engine_clear_hintable(e, 0, e->npages);
+        bf_engine_clear_marks(e, 0, e->npages, BF_PAGE_HINTABLE);
         g_mutex_lock(&e->lock);
         e->hinting = false;
         g_mutex_unlock(&e->lock);
@@ -888,7 +887,7 @@ void bf_engine_hint_end(BfEngine *e)
     }
     e->hinting = false;
     g_mutex_unlock(&e->lock);
-    bf_engine_clear_hintable(e, 0, e->npages);
+    bf_engine_clear_marks(e, 0, e->npages, BF_PAGE_HINTABLE);
 }
 
 void bf_engine_get_stats(BfEngine *e, BfEngineStats *stats)

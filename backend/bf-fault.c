@@ -128,7 +128,7 @@ static void bf_fault_defer(BfFaultCtx *c, uint64_t page, gint64 t0, bool write)
 static bool bf_fault_claim_remote(BfFaultCtx *c, uint64_t page, uint16_t *m, gint64 t0,
                                   bool write)
 {
-    uint16_t new = BF_PAGE_FETCHING | (*m & (BF_PAGE_POOL_COPY | BF_PAGE_HINTABLE)) |
+    uint16_t new = BF_PAGE_FETCHING | (*m & (BF_PAGE_POOL_COPY | BF_PAGE_PROTECTED_MARKS)) |
                    (t0 ? BF_PAGE_WANTED : 0);
     BfPending p = { page, t0, write };
 
@@ -286,9 +286,10 @@ static uint64_t bf_fault_claim_resident_run(BfEngine *e, uint64_t page, uint64_t
 }
 
 /*
- * A write to a write-protected page (for a free page hint round): the guest is writing that
+ * A write to a page write-protected for a free page hint round: the guest is writing that
  * part of its RAM, so write-enable the other idle pages of its aligned block at once, rather
  * than take a fault for each. They are no longer HINTABLE: if hinted, they go only if zero.
+ * READ_ONLY pages stay protected: eviction takes them as unchanged.
  */
 static void bf_fault_unprotect_around(BfFaultCtx *c, uint64_t page)
 {
@@ -299,7 +300,7 @@ static void bf_fault_unprotect_around(BfFaultCtx *c, uint64_t page)
     for (uint64_t p = first; p < end;) {
         uint64_t run = p;
 
-        p = bf_fault_claim_resident_run(e, p, end, 0);
+        p = bf_fault_claim_resident_run(e, p, end, BF_PAGE_READ_ONLY);
         if (run == p) {
             p++;
             continue;
@@ -339,17 +340,19 @@ static BfFaultAction bf_fault_serve(BfFaultCtx *c, uint64_t page, uint64_t flags
             }
             if (flags & UFFD_PAGEFAULT_FLAG_WP) {
                 /*
-                 * A write to a page protected for a free page hint round (or left protected
-                 * by an eviction that looked at it): written now, so no longer CLEAN (its
-                 * next eviction sends it without comparing).
+                 * A write to a page placed READ_ONLY, protected for a free page hint round,
+                 * or left protected by an eviction that looked at it: written now, so no
+                 * longer CLEAN (its next eviction sends it without comparing).
                  */
-                if (!bf_page_cas(meta, &m, (m & ~BF_PAGE_CLEAN) | BF_PAGE_BUSY |
-                                 BF_PAGE_ACCESSED)) {
+                if (!bf_page_cas(meta, &m, (m & ~(BF_PAGE_CLEAN | BF_PAGE_READ_ONLY)) |
+                                 BF_PAGE_BUSY | BF_PAGE_ACCESSED)) {
                     continue;
                 }
                 bf_engine_unprotect(e, page, 1);
                 bf_engine_release(e, page);
-                bf_fault_unprotect_around(c, page);
+                if (!(m & BF_PAGE_READ_ONLY)) {
+                    bf_fault_unprotect_around(c, page);
+                }
                 bf_fault_done(c, t0);
                 return BF_FAULT_UNPROTECT;
             }
@@ -515,7 +518,7 @@ static uint64_t bf_fault_free_zeroed(BfFaultCtx *c, uint64_t first, uint64_t las
             uint64_t run = p;
             uint64_t punch_start = 0, punch_len = 0;
 
-            p = bf_fault_claim_resident_run(e, p, end, 0);
+            p = bf_fault_claim_resident_run(e, p, end, BF_PAGE_READ_ONLY);
             if (run == p) {
                 p++;
                 continue;

@@ -12,6 +12,9 @@
  *   bit  9     DISCARDED the guest freed it while it was being evicted or fetched: it ends FREE
  *   bit 10     HINTABLE  not written since the free page hint round began: if the guest
  *                        hints it free, it can go (bf_engine_hint_begin())
+ *   bit 11     READ_ONLY REMOTE: not written in its last stay, so placed write-protected
+ *                        when it comes back (and kept READ_ONLY); RESIDENT: write-protected
+ *                        since it was placed CLEAN, so unchanged: eviction only punches it
  *
  * States and who moves a page between them (see docs/design.md for the diagram):
  *
@@ -70,6 +73,10 @@ typedef enum {
 #define BF_PAGE_POOL_COPY   0x0100u
 #define BF_PAGE_DISCARDED   0x0200u
 #define BF_PAGE_HINTABLE    0x0400u
+#define BF_PAGE_READ_ONLY   0x0800u
+
+/* The marks a page keeps only while it is mapped write-protected (a write clears them). */
+#define BF_PAGE_PROTECTED_MARKS (BF_PAGE_HINTABLE | BF_PAGE_READ_ONLY)
 
 typedef _Atomic uint16_t BfPageMeta;
 

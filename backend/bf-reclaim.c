@@ -19,10 +19,15 @@
  *   claim RESIDENT -> EVICTING, drop the mappings of the pages the pool has no current copy
  *   of (write-protect the clean ones: they stay mapped until the punch) and read them
  *   through the memfd, send the ones not all zero, nor clean with the hash their pool copy
- *   had (a clean page is mapped writable, so its writes go unseen until then), then for
- *   each page: if a fault wants it, map it back; else EVICTING -> PUNCHING, punch it out of
- *   the memfd, and PUNCHING -> REMOTE (or ZERO), or place it right back from the copy read
- *   if a fault came meanwhile.
+ *   had (a clean page may be mapped writable, its writes unseen until then; a READ_ONLY one
+ *   is write-protected since it was placed, and neither read nor sent), then for each page:
+ *   if a fault wants it, map it back; else EVICTING -> PUNCHING, punch it out of the memfd,
+ *   and PUNCHING -> REMOTE (or ZERO), or place it right back from the copy read if a fault
+ *   came meanwhile (a READ_ONLY page is published REMOTE and its fault woken, to fetch it).
+ *
+ * A page comes back from the pool write-protected (READ_ONLY) if it was not written in its
+ * last stay, writable else: a page written once is likely written again, and a write to a
+ * protected page costs a fault, where a look at a writable one costs a read and a hash.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -46,6 +51,8 @@ typedef struct {
     uint64_t victims[BF_PROTO_MAX_PAGES];
     bool in_pool[BF_PROTO_MAX_PAGES];   /* clean and unchanged: the pool's copy is current, so
                                            the page is not sent */
+    bool read_only[BF_PROTO_MAX_PAGES]; /* clean and READ_ONLY: unchanged without a look, so
+                                           not even read (no copy in bounce) */
     bool zero[BF_PROTO_MAX_PAGES];
     bool punched[BF_PROTO_MAX_PAGES];
     XXH128_hash_t hash[BF_PROTO_MAX_PAGES];     /* of the content read */
@@ -403,7 +410,7 @@ static uint32_t bf_reclaim_run_end(const BfEvictBatch *b, uint32_t i)
     uint32_t j = i + 1;
 
     while (j < b->n && b->victims[j] == b->victims[j - 1] + 1 &&
-           b->in_pool[j] == b->in_pool[i]) {
+           b->in_pool[j] == b->in_pool[i] && b->read_only[j] == b->read_only[i]) {
         j++;
     }
     return j;
@@ -414,8 +421,10 @@ static uint32_t bf_reclaim_run_end(const BfEvictBatch *b, uint32_t i)
  * to them succeeds without us), copies them out through the memfd, and sends those that
  * are not all zero, nor clean and unchanged. A page the pool holds no current copy of has
  * its mapping dropped first; a clean one is write-protected instead, and sent only if its
- * hash shows that it changed since it was placed. Reads of a clean page see what was read
- * until the punch unmaps it. FALSE if nothing was claimed or the pool failed.
+ * hash shows that it changed since it was placed; a READ_ONLY one (write-protected since it
+ * was placed) is known unchanged, and not even read. Reads of a clean page see what was
+ * read, or what the pool holds, until the punch unmaps it. FALSE if nothing was claimed or
+ * the pool failed.
  */
 static bool bf_reclaim_evict_begin(BfReclaimCtx *c, BfEvictBatch *b, uint32_t n)
 {
@@ -427,8 +436,9 @@ static bool bf_reclaim_evict_begin(BfReclaimCtx *c, BfEvictBatch *b, uint32_t n)
     b->n = b->zeros = 0;
     b->submitted = false;
     /*
-     * In page order: each run of consecutive pages is zapped (or protected) and read and
-     * punched in one call, and each zap waits for the fault thread to read its event.
+     * In page order: each run of consecutive pages is zapped (or protected) and read (unless
+     * READ_ONLY) and punched in one call, and each zap waits for the fault thread to read its
+     * event.
      */
     qsort(b->victims, n, sizeof(b->victims[0]), bf_reclaim_page_order);
     for (uint32_t i = 0; i < n; i++) {
@@ -437,8 +447,10 @@ static bool bf_reclaim_evict_begin(BfReclaimCtx *c, BfEvictBatch *b, uint32_t n)
 
         if (bf_page_state(m) == BF_PAGE_RESIDENT && !(m & BF_PAGE_BUSY) &&
             bf_page_cas(&e->pages[p], &m,
-                        (m & (BF_PAGE_CLEAN | BF_PAGE_POOL_COPY)) | BF_PAGE_EVICTING)) {
+                        (m & (BF_PAGE_CLEAN | BF_PAGE_POOL_COPY | BF_PAGE_READ_ONLY)) |
+                        BF_PAGE_EVICTING)) {
             b->in_pool[b->n] = (m & BF_PAGE_CLEAN) && (m & BF_PAGE_POOL_COPY);
+            b->read_only[b->n] = b->in_pool[b->n] && (m & BF_PAGE_READ_ONLY);
             b->victims[b->n++] = p;
         }
     }
@@ -452,6 +464,9 @@ static bool bf_reclaim_evict_begin(BfReclaimCtx *c, BfEvictBatch *b, uint32_t n)
 
         j = bf_reclaim_run_end(b, i);
         len = (j - i) * BF_PAGE_SIZE;
+        if (b->read_only[i]) {
+            continue;
+        }
         if (b->in_pool[i]) {
             bf_engine_protect(e, b->victims[i], j - i);
         } else {
@@ -471,6 +486,9 @@ static bool bf_reclaim_evict_begin(BfReclaimCtx *c, BfEvictBatch *b, uint32_t n)
         uint64_t p = b->victims[i];
         uint16_t m;
 
+        if (b->read_only[i]) {
+            continue;
+        }
         b->hash[i] = XXH3_128bits_withSeed(b->bounce + (uint64_t)i * BF_PAGE_SIZE,
                                            BF_PAGE_SIZE, e->pool_hash_seed);
         if (!b->in_pool[i] || XXH128_isEqual(b->hash[i], e->pool_hash[p])) {
@@ -537,9 +555,11 @@ static void bf_reclaim_set_pool_full(BfEngine *e, bool full, const char *detail)
 
 /*
  * Second half: once the pool has the pages, each goes back to a fault that wants it, or is
- * punched out of the memfd and published remote (zero pages: held nowhere). A page wanted
- * while it was punched goes back from the copy read. FALSE if the pool failed or refused
- * (the pages stay resident).
+ * punched out of the memfd and published remote (zero pages: held nowhere; READ_ONLY if it
+ * was not sent: it comes back write-protected). A page wanted while it was punched goes
+ * back from the copy read, or, if it was READ_ONLY and not read, is published remote all
+ * the same and its fault woken, to fault again and fetch it. FALSE if the pool failed or
+ * refused (the pages stay resident).
  */
 static bool bf_reclaim_evict_finish(BfReclaimCtx *c, BfEvictBatch *b)
 {
@@ -637,7 +657,7 @@ static bool bf_reclaim_evict_finish(BfReclaimCtx *c, BfEvictBatch *b)
                 }
                 continue;
             }
-            if (m & BF_PAGE_WANTED) {
+            if ((m & BF_PAGE_WANTED) && !b->read_only[i]) {
                 if (bf_page_cas(&e->pages[p], &m, BF_PAGE_RESIDENT | BF_PAGE_BUSY |
                                 BF_PAGE_ACCESSED | keep | (clean ? BF_PAGE_CLEAN : 0))) {
                     bf_reclaim_give_back(e, p, true, b->zero[i],
@@ -645,7 +665,8 @@ static bool bf_reclaim_evict_finish(BfReclaimCtx *c, BfEvictBatch *b)
                     break;
                 }
             } else if (bf_page_cas(&e->pages[p], &m, keep |
-                                   (b->zero[i] ? BF_PAGE_ZERO : BF_PAGE_REMOTE))) {
+                                   (b->zero[i] ? BF_PAGE_ZERO : BF_PAGE_REMOTE) |
+                                   (b->in_pool[i] ? BF_PAGE_READ_ONLY : 0))) {
                 bf_count(&e->nr_resident, -1);
                 bf_count(b->zero[i] ? &e->nr_zero : &e->nr_remote, 1);
                 bf_count(&e->pages_evicted, 1);
