@@ -233,12 +233,12 @@ void bf_engine_wake_fault_thread(BfEngine *e);
  * faults come again after the event, and find it free.
  *
  * Pages are mapped writable, clean ones too (eviction finds out by their hash whether they
- * changed). Only a page still HINTABLE for a free page hint round (bf_engine_hint_begin())
- * is mapped back, or placed from the pool, write-protected, so that its first write clears
- * the mark.
+ * changed), but for those with a mark of BF_PAGE_PROTECTED_MARKS (READ_ONLY, or HINTABLE in
+ * a free page hint round): those are mapped back, or placed from the pool, write-protected,
+ * so that their first write clears the marks.
  *
  * Maps @page back from the memfd: UFFDIO_CONTINUE. @write: for a write fault, writable
- * whatever its mark (write-protected, the write would only fault again).
+ * whatever its marks (write-protected, the write would only fault again).
  */
 bool bf_engine_map_back(BfEngine *e, uint64_t page, bool write);
 /* Zero-fills @page (absent from the memfd) with UFFDIO_ZEROPAGE. */
@@ -258,9 +258,9 @@ void bf_engine_protect(BfEngine *e, uint64_t page, uint64_t npages);
 void bf_engine_unprotect(BfEngine *e, uint64_t page, uint64_t npages);
 /*
  * Places the pages of @req, fetched from the pool (their data at req->data), writable (those
- * still HINTABLE write-protected, unless @writable: for a write fault). A page the guest freed
- * while it was fetched (DISCARDED, or in a range being discarded) is left out, so that its
- * old content never shows. @placed[i] says whether req->pages[i] was placed.
+ * marked READ_ONLY or HINTABLE write-protected, unless @writable: for a write fault). A page
+ * the guest freed while it was fetched (DISCARDED, or in a range being discarded) is left
+ * out, so that its old content never shows. @placed[i] says whether req->pages[i] was placed.
  */
 void bf_engine_place_fetched(BfEngine *e, const BfRequest *req, bool writable, bool *placed);
 /*

@@ -5,8 +5,8 @@
  *   bit  3     BUSY      a thread is mapping the page in the guest; nobody else may claim it
  *   bit  4     ACCESSED  faulted in since the scanner last looked
  *   bit  5     ZAPPED    the scanner dropped its mapping to see whether it is used
- *   bit  6     CLEAN     the pool held an identical copy when it was placed (mapped
- *                        writable: eviction sends it if its hash changed since)
+ *   bit  6     CLEAN     the pool held an identical copy when it was placed (eviction
+ *                        sends it if its hash changed since, unless READ_ONLY)
  *   bit  7     WANTED    a fault waits for the page while it is being evicted
  *   bit  8     POOL_COPY the pool holds a copy (maybe stale): free it when the page dies
  *   bit  9     DISCARDED the guest freed it while it was being evicted or fetched: it ends FREE
@@ -21,28 +21,32 @@
  *   NEVER    -> RESIDENT   fault thread, zero-fill (UFFDIO_ZEROPAGE)
  *   ZERO     -> RESIDENT   fault thread, zero-fill
  *   RESIDENT -> EVICTING   reclaim thread claims it (not BUSY), drops its mapping (if CLEAN,
- *                          write-protects it instead), copies it
+ *                          write-protects it instead), copies it (unless CLEAN and READ_ONLY:
+ *                          the pool has it)
  *   EVICTING -> RESIDENT   reclaim thread, if the eviction failed or a fault WANTED it
  *   EVICTING -> PUNCHING   reclaim thread, pool copy acknowledged (or none needed: CLEAN and
  *                          its hash unchanged, or all zero), nobody waiting
  *   PUNCHING -> REMOTE     reclaim thread, hole punched in the memfd (ZERO if all zero,
- *                          FREE if DISCARDED)
+ *                          FREE if DISCARDED), READ_ONLY if it was not sent; a READ_ONLY page
+ *                          even if a fault waits for it, which it wakes to fetch it
  *   any idle -> FREE       fault thread, when QEMU discards the page (free page reporting),
  *                          or the guest hints it free while it is HINTABLE
  *   RESIDENT -> FREE       whoever holds it BUSY to map it, if QEMU is discarding it (the
  *                          event read, not yet served): not mapped, punched
  *   REMOTE   -> FETCHING   fault thread (on a fault or readahead) or restore-all
  *   FETCHING -> RESIDENT   whoever fetched it, after UFFDIO_COPY placed it (CLEAN, unless
- *                          fetched for a write fault)
+ *                          fetched for a write fault; write-protected and still READ_ONLY if
+ *                          it was READ_ONLY)
  *   FETCHING -> FREE       whoever fetched it, if the guest freed it meanwhile (DISCARDED, or
  *                          in a range being discarded): not placed, or punched again
  *   FETCHING -> REMOTE     restore-all, if its batch cannot complete
  *
  * While a page is EVICTING or PUNCHING no write can succeed without the engine: its mapping
  * stays dropped, or, if it is CLEAN, write-protected until the punch unmaps it (reads see
- * the content read meanwhile). Faults mark it WANTED and wait, and the reclaim thread maps
- * it back (from the memfd, or once punched from the copy it read) instead of losing a
- * write.
+ * the content read, or the pool's, meanwhile). Faults mark it WANTED and wait, and the
+ * reclaim thread maps it back (from the memfd, or once punched from the copy it read)
+ * instead of losing a write, or, for a READ_ONLY page it punched, publishes it REMOTE and
+ * wakes the fault, which fetches it.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
