@@ -518,7 +518,7 @@ static uint64_t bf_fault_free_zeroed(BfFaultCtx *c, uint64_t first, uint64_t las
             uint64_t run = p;
             uint64_t punch_start = 0, punch_len = 0;
 
-            p = bf_fault_claim_resident_run(e, p, end, BF_PAGE_READ_ONLY);
+            p = bf_fault_claim_resident_run(e, p, end, 0);
             if (run == p) {
                 p++;
                 continue;
