@@ -993,9 +993,9 @@ static gpointer clean_job_thread(gpointer opaque)
 }
 
 /*
- * A clean page (its pool copy current) is mapped writable, and write-protected while it is
- * evicted: writes landing on it before, while and after its hash is compared, and reads of
- * it until the punch, must lose nothing.
+ * A clean page (its pool copy current) is mapped writable, or write-protected if READ_ONLY,
+ * and write-protected while it is evicted: writes landing on it before, while and after its
+ * hash is compared, and reads of it until the punch, must lose nothing.
  */
 static void test_clean_under_access(void)
 {
