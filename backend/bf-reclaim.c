@@ -416,6 +416,12 @@ static uint32_t bf_reclaim_run_end(const BfEvictBatch *b, uint32_t i)
     return j;
 }
 
+/* The hash eviction keeps of a page's content @data (e->pool_hash). */
+static XXH128_hash_t bf_reclaim_hash(BfEngine *e, const uint8_t *data)
+{
+    return XXH3_128bits_withSeed(data, BF_PAGE_SIZE, e->pool_hash_seed);
+}
+
 /*
  * First half of an eviction: claims the @n candidates in b->victims (from now on no write
  * to them succeeds without us), copies them out through the memfd, and sends those that
@@ -481,41 +487,50 @@ static bool bf_reclaim_evict_begin(BfReclaimCtx *c, BfEvictBatch *b, uint32_t n)
         }
     }
 
-    /* Which clean pages were written since they were placed: those are sent after all. */
-    for (uint32_t i = 0; i < b->n; i++) {
-        uint64_t p = b->victims[i];
-        uint16_t m;
-
-        if (b->read_only[i]) {
-            continue;
-        }
-        b->hash[i] = XXH3_128bits_withSeed(b->bounce + (uint64_t)i * BF_PAGE_SIZE,
-                                           BF_PAGE_SIZE, e->pool_hash_seed);
-        if (!b->in_pool[i] || XXH128_isEqual(b->hash[i], e->pool_hash[p])) {
-            continue;
-        }
-        /* Not clean from now on, should the eviction fail (the pool's copy is unknown). */
-        b->in_pool[i] = false;
-        m = bf_page_load(&e->pages[p]);
-        while (!bf_page_cas(&e->pages[p], &m, m & ~BF_PAGE_CLEAN)) {
-        }
-    }
-
+    /*
+     * Decide each page: a clean one stays unsent if its hash is still its pool copy's, an
+     * all-zero one is dropped, the others are sent, their hash kept for when they come back.
+     */
     req->type = BF_MSG_WRITE;
     req->count = 0;
     b->new_slots = 0;
     for (uint32_t i = 0; i < b->n; i++) {
         uint64_t p = b->victims[i];
         uint8_t *copy = b->bounce + (uint64_t)i * BF_PAGE_SIZE;
-        uint16_t m = bf_page_load(&e->pages[p]);
+        bool hashed = false;
+        uint16_t m;
 
-        b->zero[i] = !b->in_pool[i] && bf_page_is_zero(copy);
-        b->zeros += b->zero[i];
-        if (!b->zero[i] && !b->in_pool[i]) {
-            b->new_slots += !(m & BF_PAGE_POOL_COPY);
-            req->pages[req->count] = p;
-            req->data[req->count++] = copy;
+        b->zero[i] = false;
+        if (b->read_only[i]) {
+            continue;
         }
+        if (b->in_pool[i]) {
+            b->hash[i] = bf_reclaim_hash(e, copy);
+            if (XXH128_isEqual(b->hash[i], e->pool_hash[p])) {
+                continue;
+            }
+            /*
+             * Written since it was placed: sent after all, and not clean from now on, should
+             * the eviction fail (the pool's copy is then unknown).
+             */
+            b->in_pool[i] = false;
+            hashed = true;
+            m = bf_page_load(&e->pages[p]);
+            while (!bf_page_cas(&e->pages[p], &m, m & ~BF_PAGE_CLEAN)) {
+            }
+        }
+        b->zero[i] = bf_page_is_zero(copy);
+        b->zeros += b->zero[i];
+        if (b->zero[i]) {
+            continue;
+        }
+        if (!hashed) {
+            b->hash[i] = bf_reclaim_hash(e, copy);
+        }
+        m = bf_page_load(&e->pages[p]);
+        b->new_slots += !(m & BF_PAGE_POOL_COPY);
+        req->pages[req->count] = p;
+        req->data[req->count++] = copy;
     }
     if (req->count) {
         if (!c->channel) {
