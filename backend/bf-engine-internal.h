@@ -64,8 +64,11 @@ struct BfEngine {
     /*
      * The hash of each page's pool copy, as last sent (meaningful while it has POOL_COPY):
      * eviction compares a CLEAN page's content with it, and sends it only if it changed
-     * (bf-reclaim.c). Reclaim thread only. Seeded at random: a guest cannot aim at a
-     * collision, which would lose only its own write anyway.
+     * (bf-reclaim.c), and a page fetched is placed only if its content has it
+     * (bf_engine_fetched_intact()). Written by the reclaim thread, when a send succeeds,
+     * before the page is published REMOTE; read by the thread that holds the page for
+     * eviction or fetching. Seeded at random: a guest cannot aim at a collision, which
+     * would lose only its own write anyway.
      */
     XXH128_hash_t *pool_hash;
     uint64_t pool_hash_seed;
@@ -263,6 +266,18 @@ void bf_engine_unprotect(BfEngine *e, uint64_t page, uint64_t npages);
  * out, so that its old content never shows. @placed[i] says whether req->pages[i] was placed.
  */
 void bf_engine_place_fetched(BfEngine *e, const BfRequest *req, bool writable, bool *placed);
+/* The hash of a page's content @data, as e->pool_hash keeps it. */
+static inline XXH128_hash_t bf_engine_page_hash(BfEngine *e, const void *data)
+{
+    return XXH3_128bits_withSeed(data, BF_PAGE_SIZE, e->pool_hash_seed);
+}
+/*
+ * Whether every page of @req, fetched from the pool by a thread that holds its pages
+ * (FETCHING), came back as it was sent; if not, FALSE with a message naming the first that
+ * did not in @why (g_free() it). A node that alters or mixes up pages is caught here, before
+ * any of them is placed.
+ */
+bool bf_engine_fetched_intact(BfEngine *e, const BfRequest *req, char **why);
 /*
  * Publishes a page its caller fetched: RESIDENT if it was @placed, CLEAN unless fetched
  * @writable for a write fault (which changes it at once), unless the guest has freed it

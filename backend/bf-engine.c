@@ -404,6 +404,21 @@ void bf_engine_place_fetched(BfEngine *e, const BfRequest *req, bool writable, b
     }
 }
 
+bool bf_engine_fetched_intact(BfEngine *e, const BfRequest *req, char **why)
+{
+    for (uint32_t i = 0; i < req->count; i++) {
+        uint64_t page = req->pages[i];
+
+        if (!XXH128_isEqual(bf_engine_page_hash(e, req->data[i]), e->pool_hash[page])) {
+            *why = g_strdup_printf("the memory node returned the page at 0x%"
+                                   G_GINT64_MODIFIER "x altered: it is not what was sent",
+                                   (guint64)(page * BF_PAGE_SIZE));
+            return false;
+        }
+    }
+    return true;
+}
+
 void bf_engine_fetched(BfEngine *e, uint64_t page, bool placed, bool writable)
 {
     BfPageMeta *meta = &e->pages[page];

@@ -661,6 +661,7 @@ static void bf_fault_fetch(BfFaultCtx *c)
         }
         for (guint r = 0; c->channel && r < submitted; r++) {
             BfRequest *req;
+            g_autofree char *altered = NULL;
             bool written;
 
             /*
@@ -680,6 +681,12 @@ static void bf_fault_fetch(BfFaultCtx *c)
                 g_critical("blowfish %s: the memory node cannot return %u pages: %s", e->name,
                            req->count, req->pool_message);
                 bf_fault_lose_channel(c, req->pool_message);
+                break;
+            }
+            if (!bf_engine_fetched_intact(e, req, &altered)) {
+                /* Placed, it would corrupt guest RAM: its faults wait for a node that has it. */
+                g_critical("blowfish %s: %s", e->name, altered);
+                bf_fault_lose_channel(c, altered);
                 break;
             }
             written = g_array_index(c->fetch, BfPending, done).write;

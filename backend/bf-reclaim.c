@@ -44,6 +44,12 @@
 #define BF_NO_SAMPLE UINT64_MAX
 #define BF_CONNECT_BACKOFF_MIN_MS 100
 #define BF_CONNECT_BACKOFF_MAX_MS 2000
+/*
+ * A connection lost sooner than this after it was made counts as a failed attempt: a node
+ * that takes connections but fails what is asked of it (lost or altered pages) is retried
+ * at the backoff's pace, not at once.
+ */
+#define BF_CONNECT_STABLE_MS 10000
 
 /* One eviction batch, from claiming its pages to publishing them remote. */
 typedef struct {
@@ -73,6 +79,7 @@ typedef struct {
     gint64 next_scan;               /* monotonic microseconds */
     gint64 next_connect;
     guint connect_delay_ms;
+    gint64 connected_at;            /* when the current connection was made; 0: none */
     gint64 evict_pause_until;       /* after the pool refused a write for lack of room */
     bool restore_pending;
     uint64_t evict_cursor;          /* the region the victim search resumes at */
@@ -416,12 +423,6 @@ static uint32_t bf_reclaim_run_end(const BfEvictBatch *b, uint32_t i)
     return j;
 }
 
-/* The hash eviction keeps of a page's content @data (e->pool_hash). */
-static XXH128_hash_t bf_reclaim_hash(BfEngine *e, const uint8_t *data)
-{
-    return XXH3_128bits_withSeed(data, BF_PAGE_SIZE, e->pool_hash_seed);
-}
-
 /*
  * First half of an eviction: claims the @n candidates in b->victims (from now on no write
  * to them succeeds without us), copies them out through the memfd, and sends those that
@@ -505,7 +506,7 @@ static bool bf_reclaim_evict_begin(BfReclaimCtx *c, BfEvictBatch *b, uint32_t n)
             continue;
         }
         if (b->in_pool[i]) {
-            b->hash[i] = bf_reclaim_hash(e, copy);
+            b->hash[i] = bf_engine_page_hash(e, copy);
             if (XXH128_isEqual(b->hash[i], e->pool_hash[p])) {
                 continue;
             }
@@ -525,7 +526,7 @@ static bool bf_reclaim_evict_begin(BfReclaimCtx *c, BfEvictBatch *b, uint32_t n)
             continue;
         }
         if (!hashed) {
-            b->hash[i] = bf_reclaim_hash(e, copy);
+            b->hash[i] = bf_engine_page_hash(e, copy);
         }
         m = bf_page_load(&e->pages[p]);
         b->new_slots += !(m & BF_PAGE_POOL_COPY);
@@ -817,6 +818,8 @@ static bool bf_reclaim_restore_all(BfReclaimCtx *c)
 
     while (ok && c->channel && (page < e->npages || inflight)) {
         g_autoptr(GError) err = NULL;
+        g_autofree char *altered = NULL;
+        const char *why;
         BfRequest *req = &reqs[(head + inflight) % BF_RESTORE_INFLIGHT];
 
         /* Fill and submit the next request while there is room in flight. */
@@ -848,10 +851,12 @@ static bool bf_reclaim_restore_all(BfReclaimCtx *c)
             continue;
         }
         req = bf_channel_complete(c->channel, e->tun.pool_timeout_ms, &err);
-        if (!req || req->pool_error) {
-            const char *why = req ? req->pool_message : err->message;
-
-            g_warning("blowfish %s: restore interrupted: %s", e->name, why);
+        why = !req ? err->message : req->pool_error ? req->pool_message :
+              !bf_engine_fetched_intact(e, req, &altered) ? altered : NULL;
+        if (why) {
+            /* An altered page is a node that corrupts memory, not one that went away. */
+            g_log(G_LOG_DOMAIN, altered ? G_LOG_LEVEL_CRITICAL : G_LOG_LEVEL_WARNING,
+                  "blowfish %s: restore interrupted: %s", e->name, why);
             for (guint i = 0; i < inflight; i++) {
                 bf_reclaim_unclaim(e, &reqs[(head + i) % BF_RESTORE_INFLIGHT]);
             }
@@ -955,6 +960,14 @@ static void bf_reclaim_connect(BfReclaimCtx *c)
     if (atomic_load(&e->pool_state) == BF_POOL_CONNECTED && c->channel) {
         return;
     }
+    if (c->connected_at) {
+        /* The connection was lost: at once after a stable one, else after the backoff. */
+        c->connect_delay_ms = now - c->connected_at < BF_CONNECT_STABLE_MS * 1000 ?
+            CLAMP(c->connect_delay_ms * 2, BF_CONNECT_BACKOFF_MIN_MS,
+                  BF_CONNECT_BACKOFF_MAX_MS) : 0;
+        c->next_connect = now + (gint64)c->connect_delay_ms * 1000;
+        c->connected_at = 0;
+    }
     if (now < c->next_connect) {
         return;
     }
@@ -976,7 +989,7 @@ static void bf_reclaim_connect(BfReclaimCtx *c)
                    "VM, %" G_GUINT64_FORMAT " are remote: pages were lost", e->name,
                    (guint64)c->channel->stored_at_hello, (guint64)bf_counter(&e->nr_remote));
     }
-    c->connect_delay_ms = 0;
+    c->connected_at = now;
     g_mutex_lock(&e->lock);
     bf_channel_close(e->fault_channel, false);
     e->fault_channel = fault_channel;
@@ -1001,7 +1014,8 @@ gpointer bf_reclaim_thread(gpointer opaque)
         gint64 wake = c.next_scan;
         bool scanned;
 
-        if (bf_engine_has_pool(e) && !c.channel) {
+        if (bf_engine_has_pool(e) &&
+            (!c.channel || atomic_load(&e->pool_state) != BF_POOL_CONNECTED)) {
             wake = MIN(wake, MAX(c.next_connect, g_get_monotonic_time()));
         }
         g_mutex_lock(&e->lock);

@@ -1564,6 +1564,140 @@ static void pool_outage(bool kill_it)
     memnode_stop(node);
 }
 
+/* A pool in this process that remembers the session the engine opened on it. */
+typedef struct {
+    BfStore *store;
+    BfHello hello;
+    atomic_uint connects;       /* channels opened */
+} RecordingPool;
+
+static BfChannel *recording_connect(void *opaque, const BfHello *hello, GError **errp)
+{
+    RecordingPool *pool = opaque;
+
+    pool->hello = *hello;
+    atomic_fetch_add(&pool->connects, 1);
+    return bf_channel_local_new(pool->store, hello, errp);
+}
+
+/* Reads (@get) or writes the pool's copy of @page of the engine's session. */
+static bool pool_page(RecordingPool *pool, uint64_t page, uint8_t *data, bool get)
+{
+    g_autoptr(GError) err = NULL;
+    BfProtoError code;
+    uint64_t stored;
+    BfStoreSession *s = bf_store_attach(pool->store, &pool->hello, NULL, &stored, &code, &err);
+    bool ok;
+
+    g_assert_nonnull(s);
+    ok = get ? bf_store_read(pool->store, s, 1, &page, (void *const *)&data, &code, &err) :
+               bf_store_write(pool->store, s, 1, &page, (const void *const *)&data, &code,
+                              &err);
+    bf_store_detach(pool->store, s);
+    return ok;
+}
+
+/* The first page from @page on that is remote: the pool holds it and the memfd does not. */
+static uint64_t remote_page(RecordingPool *pool, uint8_t *ram, uint64_t page, uint8_t *data)
+{
+    for (;; page++) {
+        unsigned char in_memfd;
+
+        g_assert_cmpint(mincore(ram + page * PAGE, PAGE, &in_memfd), ==, 0);
+        if (!(in_memfd & 1) && pool_page(pool, page, data, true)) {
+            return page;
+        }
+    }
+}
+
+/* The engine's critical message on an altered page is expected: any other stays fatal. */
+static void altered_page_logged(const gchar *domain, GLogLevelFlags level,
+                                const gchar *message, gpointer data)
+{
+    if (!strstr(message, "altered")) {
+        g_log_default_handler(domain, level, message, data);
+        abort();
+    }
+}
+
+static atomic_bool page_checked;
+
+static gpointer check_then_flag(gpointer opaque)
+{
+    check_thread(opaque);
+    atomic_store(&page_checked, true);
+    return NULL;
+}
+
+/*
+ * The node returns a page other than the one it was sent. It is not placed, for a fault nor
+ * for a restore: the pool is reported unreachable, with the reason, and what needs the page
+ * waits. Once the node has it right again, everything resumes, every byte intact.
+ */
+static void test_pool_altered_page(void)
+{
+    g_autoptr(BfStore) store = bf_store_new(64 * MiB);
+    RecordingPool pool = { .store = store };
+    BfEngineConfig config = make_config("altered", 16 * MiB, 4 * MiB, NULL);
+    g_autoptr(BfEngine) e = NULL;
+    g_autoptr(GError) err = NULL;
+    uint8_t good[PAGE], bad[PAGE];
+    uint64_t page;
+    GLogLevelFlags fatal;
+    unsigned connects;
+    WriterJob job;
+    GThread *reader;
+    guint handler;
+    uint8_t *ram;
+
+    config.connect = recording_connect;
+    config.connect_opaque = &pool;
+    e = connected_or_skip(&config);
+    if (!e) {
+        return;
+    }
+    ram = bf_engine_guest_ram(e);
+    fill(ram, 0, 16 * MiB, 61);
+    WAIT_FOR(e, st, SETTLED(st, 4 * MiB));
+    fatal = g_log_set_always_fatal(G_LOG_FATAL_MASK | G_LOG_LEVEL_WARNING);
+    handler = g_log_set_handler(NULL, G_LOG_LEVEL_CRITICAL, altered_page_logged, NULL);
+
+    /* A fault on an altered page waits. */
+    page = remote_page(&pool, ram, 0, good);
+    memcpy(bad, good, PAGE);
+    bad[100] ^= 1;
+    g_assert_true(pool_page(&pool, page, bad, false));
+    job = (WriterJob) { .ram = ram, .start = page * PAGE, .len = PAGE, .seed = 61 };
+    atomic_store(&page_checked, false);
+    reader = g_thread_new("reader", check_then_flag, &job);
+    WAIT_FOR(e, st, st.pool_state == BF_POOL_UNREACHABLE && strstr(st.pool_error, "altered"));
+    connects = atomic_load(&pool.connects);
+    g_usleep(500 * 1000);
+    g_assert_false(atomic_load(&page_checked));
+    /* The node is retried at the backoff's pace (from 100 ms), not at once. */
+    g_assert_cmpuint(atomic_load(&pool.connects) - connects, <=, 2 * 4);
+    /* Right again: the fault is served. */
+    g_assert_true(pool_page(&pool, page, good, false));
+    g_thread_join(reader);
+    WAIT_FOR(e, st, st.pool_state == BF_POOL_CONNECTED);
+
+    /* A restore stops at an altered page, and resumes once it is right. */
+    page = remote_page(&pool, ram, page + 1, good);
+    memcpy(bad, good, PAGE);
+    bad[PAGE - 1] ^= 0x80;
+    g_assert_true(pool_page(&pool, page, bad, false));
+    g_assert_true(bf_engine_restore_all(e, &err));
+    WAIT_FOR(e, st, st.pool_state == BF_POOL_UNREACHABLE && strstr(st.pool_error, "altered"));
+    g_assert_true(stats_of(e).restoring);
+    g_assert_cmpuint(stats_of(e).remote, >=, PAGE);
+    g_assert_true(pool_page(&pool, page, good, false));
+    WAIT_FOR(e, st, !st.restoring);
+    g_assert_cmpuint(stats_of(e).remote, ==, 0);
+    check(ram, 0, 16 * MiB, 61);
+    g_log_remove_handler(NULL, handler);
+    g_log_set_always_fatal(fatal);
+}
+
 static void test_pool_stopped(void)
 {
     pool_outage(false);
@@ -1652,5 +1786,6 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/pool/node", test_pool_node);
     g_test_add_func("/engine/pool/stopped", test_pool_stopped);
     g_test_add_func("/engine/pool/killed", test_pool_killed);
+    g_test_add_func("/engine/pool/altered-page", test_pool_altered_page);
     return g_test_run();
 }
