@@ -990,12 +990,16 @@ static void bf_reclaim_connect(BfReclaimCtx *c)
                    (guint64)c->channel->stored_at_hello, (guint64)bf_counter(&e->nr_remote));
     }
     c->connected_at = now;
+    /*
+     * Connected before the fault thread has its channel: if the channel fails at once (an
+     * altered page it refetches), that thread's "unreachable" comes after, and stands.
+     */
+    bf_engine_set_pool_state(e, BF_POOL_CONNECTED, "connected");
     g_mutex_lock(&e->lock);
     bf_channel_close(e->fault_channel, false);
     e->fault_channel = fault_channel;
     g_mutex_unlock(&e->lock);
     bf_engine_wake_fault_thread(e);
-    bf_engine_set_pool_state(e, BF_POOL_CONNECTED, "connected");
 }
 
 gpointer bf_reclaim_thread(gpointer opaque)

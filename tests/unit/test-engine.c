@@ -1567,7 +1567,7 @@ static void pool_outage(bool kill_it)
 /* A pool in this process that remembers the session the engine opened on it. */
 typedef struct {
     BfStore *store;
-    BfHello hello;
+    BfHello hello;              /* the same at every connection: read once connected */
     atomic_uint connects;       /* channels opened */
 } RecordingPool;
 
@@ -1614,7 +1614,7 @@ static uint64_t remote_page(RecordingPool *pool, uint8_t *ram, uint64_t page, ui
 static void altered_page_logged(const gchar *domain, GLogLevelFlags level,
                                 const gchar *message, gpointer data)
 {
-    if (!strstr(message, "altered")) {
+    if (!strstr(message, "is not what was sent")) {
         g_log_default_handler(domain, level, message, data);
         abort();
     }
@@ -1678,6 +1678,7 @@ static void test_pool_altered_page(void)
     g_assert_cmpuint(atomic_load(&pool.connects) - connects, <=, 2 * 4);
     /* Right again: the fault is served. */
     g_assert_true(pool_page(&pool, page, good, false));
+    WAIT_FOR(e, st, atomic_load(&page_checked));
     g_thread_join(reader);
     WAIT_FOR(e, st, st.pool_state == BF_POOL_CONNECTED);
 
