@@ -851,8 +851,13 @@ static bool bf_reclaim_restore_all(BfReclaimCtx *c)
             continue;
         }
         req = bf_channel_complete(c->channel, e->tun.pool_timeout_ms, &err);
-        why = !req ? err->message : req->pool_error ? req->pool_message :
-              !bf_engine_fetched_intact(e, req, &altered) ? altered : NULL;
+        if (!req) {
+            why = err->message;
+        } else if (req->pool_error) {
+            why = req->pool_message;
+        } else {
+            why = bf_engine_fetched_intact(e, req, &altered) ? NULL : altered;
+        }
         if (why) {
             /* An altered page is a node that corrupts memory, not one that went away. */
             g_log(G_LOG_DOMAIN, altered ? G_LOG_LEVEL_CRITICAL : G_LOG_LEVEL_WARNING,
