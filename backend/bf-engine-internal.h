@@ -275,7 +275,8 @@ static inline XXH128_hash_t bf_engine_page_hash(BfEngine *e, const void *data)
  * Whether every page of @req, fetched from the pool by a thread that holds its pages
  * (FETCHING), came back as it was sent; if not, FALSE with a message naming the first that
  * did not in @why (g_free() it). A node that alters or mixes up pages is caught here, before
- * any of them is placed.
+ * any of them is placed. Pages the guest freed while they were fetched (DISCARDED: never
+ * placed) are not looked at, so that one the node keeps altered does not hold up its faults.
  */
 bool bf_engine_fetched_intact(BfEngine *e, const BfRequest *req, char **why);
 /*

@@ -1621,6 +1621,13 @@ static void altered_page_logged(const gchar *domain, GLogLevelFlags level,
 }
 
 static atomic_bool page_checked;
+static atomic_int byte_read = -1;
+
+static gpointer read_byte(gpointer opaque)
+{
+    atomic_store(&byte_read, *(volatile uint8_t *)opaque);
+    return NULL;
+}
 
 static gpointer check_then_flag(gpointer opaque)
 {
@@ -1695,6 +1702,21 @@ static void test_pool_altered_page(void)
     WAIT_FOR(e, st, !st.restoring);
     g_assert_cmpuint(stats_of(e).remote, ==, 0);
     check(ram, 0, 16 * MiB, 61);
+
+    /* A page the guest frees while a fault waits on it is not held up by its altered copy. */
+    g_assert_true(bf_engine_set_local_limit(e, 4 * MiB, &err));
+    WAIT_FOR(e, st, SETTLED(st, 4 * MiB));
+    page = remote_page(&pool, ram, 0, good);
+    memcpy(bad, good, PAGE);
+    bad[0] ^= 1;
+    g_assert_true(pool_page(&pool, page, bad, false));
+    reader = g_thread_new("reader", read_byte, ram + page * PAGE);
+    WAIT_FOR(e, st, st.pool_state == BF_POOL_UNREACHABLE && strstr(st.pool_error, "altered"));
+    g_assert_cmpint(madvise(ram + page * PAGE, PAGE, MADV_DONTNEED), ==, 0);
+    WAIT_FOR(e, st, atomic_load(&byte_read) >= 0);
+    g_thread_join(reader);
+    g_assert_cmpint(atomic_load(&byte_read), ==, 0);
+    WAIT_FOR(e, st, st.pool_state == BF_POOL_CONNECTED);
     g_log_remove_handler(NULL, handler);
     g_log_set_always_fatal(fatal);
 }
